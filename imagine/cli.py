@@ -1,0 +1,132 @@
+"""``python -m imagine``: draw one image from the terminal, with live statuses.
+
+On a terminal the status is one line rewritten in place; piped, each status is a plain line.
+Errors are one clear line on stderr and a non-zero exit: 2 for bad input, 1 for failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from dotenv import find_dotenv, load_dotenv
+
+from .engine import Engine
+from .errors import BadInput, ImagineError
+from .providers.registry import list_models
+from .responses import ImagePreview, ImageResponse, Reasoning
+from .settings import MAX_SIDE, Settings
+
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m imagine",
+        description="Draw an image with a free Hugging Face Space (FLUX.1, Janus-Pro-7B).",
+    )
+    parser.add_argument("prompt", nargs="?", help="what to draw")
+    parser.add_argument("-m", "--model", default="flux", help="model name (default: flux)")
+    parser.add_argument("--width", type=int, default=1024, help=f"pixels, 1..{MAX_SIDE}")
+    parser.add_argument("--height", type=int, default=1024, help=f"pixels, 1..{MAX_SIDE}")
+    parser.add_argument("--seed", type=int, help="0..4294967295 (default: random)")
+    parser.add_argument(
+        "-o", "--output", type=Path, help="file to save (default: imagine-SEED.EXT)"
+    )
+    parser.add_argument("--list-models", action="store_true", help="list the models and exit")
+    return parser
+
+
+class StatusLine:
+    """Shows statuses: one rewritten line on a terminal, plain lines when piped."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.live = stream.isatty()
+        self._shown = False
+
+    def show(self, text: str) -> None:
+        if self.live:
+            self.stream.write("\r\x1b[K" + text)
+            self._shown = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.live and self._shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._shown = False
+
+
+def output_paths(base: Path | None, seed: int | None, extension: str, count: int) -> list[Path]:
+    """Where to save ``count`` images: ``base``, then ``base-2``, ``base-3``…"""
+    if base is None:
+        base = Path(f"imagine-{seed if seed is not None else 'image'}.{extension}")
+    if count == 1:
+        return [base]
+    return [base] + [base.with_name(f"{base.stem}-{i}{base.suffix}") for i in range(2, count + 1)]
+
+
+async def draw(args: argparse.Namespace, status: StatusLine, out: TextIO) -> int:
+    settings = Settings.from_env()
+    async with Engine(settings) as engine:
+        result: ImageResponse | None = None
+        async for item in engine.generate(
+            args.model, prompt=args.prompt, width=args.width, height=args.height, seed=args.seed
+        ):
+            if isinstance(item, Reasoning):
+                status.show(item.status)
+            elif isinstance(item, ImagePreview):
+                status.show("Preview ready")
+            elif isinstance(item, ImageResponse):
+                result = item
+        status.done()
+        if result is None:
+            raise ImagineError("The backend finished without an image.")
+        files = [await engine.download(result, i) for i in range(len(result.images))]
+    extension = files[0].filename.rsplit(".", 1)[-1]
+    paths = output_paths(args.output, result.seed, extension, len(files))
+    for path, file in zip(paths, files, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(file.data)
+    size = f"{result.width}x{result.height}" if result.width else "unknown size"
+    for path in paths:
+        out.write(f"Saved {path} ({result.model}, {size}, seed {result.seed})\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    load_dotenv(find_dotenv(usecwd=True))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list_models:
+        for name in list_models(aliases=True):
+            print(name)
+        return 0
+    if args.prompt is None:
+        parser.error("a prompt is required (or --list-models)")
+    status = StatusLine(sys.stderr)
+    try:
+        return asyncio.run(draw(args, status, sys.stdout))
+    except BadInput as exc:
+        status.done()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ImagineError as exc:
+        status.done()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        status.done()
+        print("cancelled", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Errors the engine raises, worded for the person who asked for the image.
+
+Every error carries a message that can be shown to a user as it is. Backend errors also say
+whether trying again soon may help (``transient``), so callers can retry or fall back without
+parsing text.
+"""
+
+from __future__ import annotations
+
+
+class ImagineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class BadInput(ImagineError, ValueError):
+    """The request itself is wrong; nothing was sent to any backend."""
+
+
+class UnknownModel(BadInput):
+    """The model name is not one we serve; the message lists those we do."""
+
+
+class BackendError(ImagineError):
+    """A backend answered with an error, or not in a way we could use.
+
+    ``status`` is the HTTP status when there was one; ``transient`` is true when the same
+    request may well succeed shortly (connection trouble, 5xx, 429, a cut stream).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        transient: bool = False,
+        backend: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.transient = transient
+        self.backend = backend
+
+
+class BackendTimeout(BackendError):
+    """The backend did not answer (or went silent) within the time we allow."""
+
+    def __init__(self, message: str, *, backend: str | None = None) -> None:
+        super().__init__(message, transient=True, backend=backend)
+
+
+class QuotaExceeded(BackendError):
+    """ZeroGPU refused the job for quota; ``retry_after`` seconds until it may work again."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None,
+        status: int | None = None,
+        backend: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, transient=False, backend=backend)
+        self.retry_after = retry_after
+
+
+class FetchError(ImagineError):
+    """The result image could not be downloaded safely."""

@@ -1,0 +1,125 @@
+"""Downloading a result image without trusting the URL it came with.
+
+Space file URLs expire, so the bot attaches the bytes instead of linking. The URL comes from
+a backend's answer, so it is treated as untrusted: http(s) only, only from the host of the
+endpoint that produced it (redirects elsewhere refused), a size cap, a time limit, and bytes
+that really are a PNG, JPEG, WebP or GIF image.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import aiohttp
+from yarl import URL
+
+from .errors import FetchError
+
+DEFAULT_MAX_BYTES = 25 * 1024 * 1024
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedImage:
+    data: bytes
+    mime: str
+    filename: str
+
+
+def sniff_image(data: bytes) -> tuple[str, str] | None:
+    """``(mime, extension)`` when the bytes start like an image we accept."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png", "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg", "jpg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp", "webp"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif", "gif"
+    return None
+
+
+def _checked(url: URL, allowed_host: str) -> URL:
+    if url.scheme not in ("http", "https"):
+        raise FetchError(
+            f"Refused to download the image: {url.scheme or 'no'} scheme, not http(s)."
+        )
+    host = (url.host or "").lower()
+    if host != allowed_host:
+        raise FetchError(
+            f"Refused to download the image from {host or 'an unknown host'}: "
+            f"only {allowed_host}, the backend that made it, is trusted."
+        )
+    return url
+
+
+def _stem(url: URL) -> str:
+    name = posixpath.basename(unquote(url.path)) or "image"
+    stem = name.rsplit(".", 1)[0] or "image"
+    return "".join(c for c in stem if c.isalnum() or c in "-_")[:64] or "image"
+
+
+async def fetch_image(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    origin: str,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    time_limit: float = 60.0,
+    max_redirects: int = 3,
+    filename: str | None = None,
+    proxy: str | None = None,
+) -> FetchedImage:
+    """Download ``url``, which must live on the host of ``origin``; see the module notes.
+
+    ``filename`` is a stem for the returned file name (the extension follows the bytes).
+    """
+    allowed_host = (URL(origin).host or "").lower()
+    if not allowed_host:
+        raise FetchError("Refused to download the image: the backend's address has no host.")
+    try:
+        current = URL(url)
+    except (ValueError, TypeError):
+        raise FetchError("Refused to download the image: its address is not a URL.") from None
+    client_timeout = aiohttp.ClientTimeout(total=time_limit)
+    try:
+        for _ in range(max_redirects + 1):
+            _checked(current, allowed_host)
+            async with session.get(
+                current, allow_redirects=False, timeout=client_timeout, proxy=proxy
+            ) as response:
+                if response.status in REDIRECTS:
+                    location = response.headers.get("Location")
+                    if not location:
+                        raise FetchError("The image server redirected nowhere.")
+                    current = current.join(URL(location))
+                    continue
+                if not response.ok:
+                    raise FetchError(f"Downloading the image failed: HTTP {response.status}.")
+                length = response.content_length
+                if length is not None and length > max_bytes:
+                    raise FetchError(_too_large(max_bytes))
+                data = bytearray()
+                async for chunk in response.content.iter_chunked(CHUNK):
+                    data += chunk
+                    if len(data) > max_bytes:
+                        raise FetchError(_too_large(max_bytes))
+            break
+        else:
+            raise FetchError("Downloading the image failed: too many redirects.")
+    except TimeoutError:
+        raise FetchError(f"Downloading the image took longer than {time_limit:g}s.") from None
+    except aiohttp.ClientError as exc:
+        raise FetchError(f"Could not download the image ({type(exc).__name__}).") from None
+    kind = sniff_image(bytes(data[:16]))
+    if kind is None:
+        raise FetchError("The backend's file is not an image (PNG, JPEG, WebP or GIF expected).")
+    mime, extension = kind
+    return FetchedImage(bytes(data), mime, f"{filename or _stem(current)}.{extension}")
+
+
+def _too_large(max_bytes: int) -> str:
+    return f"The image is larger than the {max_bytes / 1024 / 1024:g} MiB download limit."

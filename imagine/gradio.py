@@ -1,0 +1,347 @@
+"""One client for Gradio's APIs, shared by every Space backend.
+
+Two ways in: the queue (``POST …/gradio_api/queue/join`` then an SSE stream from
+``GET …/gradio_api/queue/data``), which Spaces require for queued functions, and the old direct
+``POST …/run/predict``. Stream messages become engine responses: ``estimation`` → queue position,
+``progress`` → ``"{desc} {index}/{length}"``, ``log`` → its text, ``heartbeat`` → ``Generating…``,
+``process_generating`` → a preview (later ones are diffs applied to the first),
+``process_completed`` → the output or an error. Unknown messages are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from .errors import BackendError, BackendTimeout
+from .http import backend_error, raise_for_status
+from .responses import ImagePreview, Reasoning
+from .sse import SSEDecoder, SSEError
+
+
+@dataclass(slots=True)
+class Completed:
+    """The final output of a Gradio function (``output.data``)."""
+
+    data: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Time limits of one job: the whole job, connecting, and silence on the wire."""
+
+    total: float = 600.0
+    connect: float = 15.0
+    idle: float = 120.0
+
+    def client_timeout(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=self.total, sock_connect=self.connect, sock_read=self.idle
+        )
+
+
+DRAIN_SECONDS = 0.5
+"""How long to wait for a finished stream's tail (it normally follows at once)."""
+
+
+def new_session_hash() -> str:
+    return secrets.token_hex(6)
+
+
+def file_url(base_url: str, value: Any, *, prefix: str = "/gradio_api") -> str | None:
+    """The URL of a Gradio ``FileData`` (or a bare URL/path string)."""
+    if isinstance(value, Mapping):
+        url = value.get("url")
+        if isinstance(url, str) and url:
+            return url
+        value = value.get("path") or value.get("name")
+    if isinstance(value, str) and value:
+        if value.startswith(("http://", "https://")):
+            return value
+        return f"{base_url}{prefix}/file={value}"
+    return None
+
+
+def apply_diff(value: Any, diff: list[Any]) -> Any:
+    """Apply Gradio's streaming diff (``[op, path, value]`` triples) to an output value."""
+    if not isinstance(diff, list):
+        return value
+    for edit in diff:
+        if not (isinstance(edit, list | tuple) and len(edit) == 3 and isinstance(edit[1], list)):
+            continue
+        op, path, new = edit
+        if not path:
+            if op == "replace":
+                value = new
+            elif op in ("append", "add") and isinstance(value, str) and isinstance(new, str):
+                value += new
+            continue
+        target = value
+        try:
+            for key in path[:-1]:
+                target = target[key]
+            last = path[-1]
+            if op == "replace":
+                target[last] = new
+            elif op == "append":
+                target[last] += new
+            elif op == "add":
+                if isinstance(target, list):
+                    target.insert(last, new)
+                else:
+                    target[last] = new
+            elif op == "delete":
+                del target[last]
+        except (KeyError, IndexError, TypeError):
+            continue
+    return value
+
+
+class GradioStream:
+    """Turns one job's Gradio messages into responses, keeping preview state."""
+
+    def __init__(self, *, base_url: str, alt: str, backend: str, prefix: str = "/gradio_api"):
+        self.base_url = base_url
+        self.alt = alt
+        self.backend = backend
+        self.prefix = prefix
+        self._outputs: list[Any] | None = None
+        self._heartbeats = 0
+
+    def handle(self, message: Any) -> Reasoning | ImagePreview | Completed | None:
+        """The response for one message; raises ``BackendError`` for a failed job."""
+        if not isinstance(message, dict):
+            return None
+        kind = message.get("msg")
+        if kind == "estimation":
+            return self._estimation(message)
+        if kind == "process_starts":
+            return Reasoning("Generating")
+        if kind == "progress":
+            return self._progress(message.get("progress_data"))
+        if kind == "log":
+            text = message.get("log")
+            return Reasoning(str(text)) if text else None
+        if kind == "heartbeat":
+            self._heartbeats += 1
+            return Reasoning("Generating" + "." * (2 + self._heartbeats))
+        if kind == "process_generating":
+            return self._preview(message.get("output"))
+        if kind == "process_completed":
+            return self._completed(message)
+        if kind == "unexpected_error":
+            raise backend_error(
+                0, str(message.get("message") or "unexpected error"), backend=self.backend
+            )
+        return None
+
+    def _estimation(self, message: dict[str, Any]) -> Reasoning | None:
+        rank, size = message.get("rank"), message.get("queue_size")
+        if not isinstance(rank, int) or not isinstance(size, int):
+            return None
+        status = f"Waiting for a GPU: {rank + 1} of {max(size, rank + 1)} in the Space's queue"
+        eta = message.get("rank_eta")
+        if isinstance(eta, int | float) and eta > 0:
+            status += f", ~{eta:.0f}s"
+        return Reasoning(status)
+
+    @staticmethod
+    def _progress(progress_data: Any) -> Reasoning:
+        if isinstance(progress_data, list) and progress_data and isinstance(progress_data[0], dict):
+            progress = progress_data[0]
+            desc = progress.get("desc") or "Generating"
+            index, length = progress.get("index"), progress.get("length")
+            if index is not None and length is not None:
+                return Reasoning(f"{desc} {index}/{length}")
+            if index is not None:
+                return Reasoning(f"{desc} {index}")
+            return Reasoning(str(desc))
+        return Reasoning("Generating")
+
+    def _preview(self, output: Any) -> ImagePreview | None:
+        if not isinstance(output, dict) or not isinstance(output.get("data"), list):
+            return None
+        data = output["data"]
+        if self._outputs is None:
+            self._outputs = data  # freshly parsed JSON, ours alone: no copy needed
+        else:
+            for i, diff in enumerate(data[: len(self._outputs)]):
+                self._outputs[i] = apply_diff(self._outputs[i], diff)
+        first = self._outputs[0] if self._outputs else None
+        url = file_url(self.base_url, first, prefix=self.prefix) if first else None
+        return ImagePreview([url], self.alt) if url else None
+
+    def _completed(self, message: dict[str, Any]) -> Completed:
+        output = message.get("output")
+        output = output if isinstance(output, dict) else {}
+        error = output.get("error")
+        if message.get("success") is False or error:
+            text = str(error or message.get("title") or "the Space reported an error")
+            raise backend_error(0, text, backend=self.backend)
+        data = output.get("data")
+        if not isinstance(data, list):
+            raise BackendError(
+                f"{self.backend} finished without an image", transient=True, backend=self.backend
+            )
+        return Completed(data)
+
+
+@contextlib.contextmanager
+def translated_errors(backend: str, limits: Limits):
+    """Turn transport trouble into ``BackendError``s a user can read."""
+    try:
+        yield
+    except aiohttp.ServerTimeoutError:
+        raise BackendTimeout(
+            f"{backend} sent nothing for {limits.idle:g}s and was given up on", backend=backend
+        ) from None
+    except TimeoutError:
+        raise BackendTimeout(
+            f"{backend} did not finish within {limits.total:g}s", backend=backend
+        ) from None
+    except aiohttp.ClientConnectorError as exc:
+        raise BackendError(
+            f"Could not connect to {backend} ({exc.host}:{exc.port})",
+            transient=True,
+            backend=backend,
+        ) from None
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError):
+        raise BackendError(
+            f"{backend} broke off its answer", transient=True, backend=backend
+        ) from None
+    except aiohttp.ClientError as exc:
+        raise BackendError(
+            f"Talking to {backend} failed ({type(exc).__name__})", transient=True, backend=backend
+        ) from None
+
+
+def _decode(data: str | bytes, backend: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise BackendError(f"{backend} sent malformed data", backend=backend) from None
+
+
+async def run_queued(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    *,
+    fn_index: int,
+    trigger_id: int | None,
+    data: list[Any],
+    headers: Mapping[str, str],
+    alt: str,
+    backend: str,
+    limits: Limits,
+    prefix: str = "/gradio_api",
+    proxy: str | None = None,
+) -> AsyncIterator[Reasoning | ImagePreview | Completed]:
+    """Run one queued Gradio function; yield progress, then one ``Completed``."""
+    session_hash = new_session_hash()
+    payload = {
+        "data": data,
+        "event_data": None,
+        "fn_index": fn_index,
+        "trigger_id": trigger_id,
+        "session_hash": session_hash,
+    }
+    timeout = limits.client_timeout()
+    stream = GradioStream(base_url=base_url, alt=alt, backend=backend, prefix=prefix)
+    with translated_errors(backend, limits):
+        async with session.post(
+            f"{base_url}{prefix}/queue/join",
+            json=payload,
+            headers=headers,
+            timeout=timeout,
+            proxy=proxy,
+        ) as response:
+            await raise_for_status(response, backend=backend)
+            joined = _decode(await response.read(), backend)
+        event_id = joined.get("event_id") if isinstance(joined, dict) else None
+        if not event_id:
+            raise BackendError(f"{backend} did not queue the job", transient=True, backend=backend)
+        async with session.get(
+            f"{base_url}{prefix}/queue/data",
+            params={"session_hash": session_hash},
+            headers={"accept": "text/event-stream"},
+            timeout=timeout,
+            proxy=proxy,
+        ) as response:
+            await raise_for_status(response, backend=backend)
+            decoder = SSEDecoder()
+            async for chunk in response.content.iter_any():
+                for message in _job_messages(decoder, chunk, event_id, backend):
+                    if message.get("msg") == "close_stream":
+                        raise _closed_early(backend)
+                    item = stream.handle(message)
+                    if isinstance(item, Completed):
+                        yield item
+                        await _drain(response)
+                        return
+                    if item is not None:
+                        yield item
+    raise _closed_early(backend)
+
+
+def _closed_early(backend: str) -> BackendError:
+    return BackendError(
+        f"{backend} closed the stream before the image was ready", transient=True, backend=backend
+    )
+
+
+def _job_messages(
+    decoder: SSEDecoder, chunk: bytes, event_id: str, backend: str
+) -> list[dict[str, Any]]:
+    """The messages of our job that this chunk completes (others' events are skipped)."""
+    try:
+        events = decoder.feed(chunk)
+    except SSEError as exc:
+        raise BackendError(str(exc), backend=backend) from None
+    messages = []
+    for event in events:
+        message = _decode(event.data, backend)
+        if isinstance(message, dict) and message.get("event_id") in (None, event_id):
+            messages.append(message)
+    return messages
+
+
+async def _drain(response: aiohttp.ClientResponse, limit: float = DRAIN_SECONDS) -> None:
+    """Read what is left of a finished stream (``close_stream``, the end of the body), so the
+    connection goes back to the pool instead of being closed; give up quickly if it lingers.
+    """
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(limit):
+            await response.content.read()
+
+
+async def predict(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    payload: Mapping[str, Any],
+    headers: Mapping[str, str],
+    backend: str,
+    limits: Limits,
+    proxy: str | None = None,
+) -> list[Any]:
+    """``POST /run/predict``: one request, the whole output in the answer."""
+    with translated_errors(backend, limits):
+        async with session.post(
+            url, json=payload, headers=headers, timeout=limits.client_timeout(), proxy=proxy
+        ) as response:
+            await raise_for_status(response, backend=backend)
+            body = await response.read()
+    answer = _decode(body, backend)
+    if isinstance(answer, dict) and answer.get("error"):
+        raise backend_error(0, str(answer["error"]), backend=backend)
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(data, list) or not data:
+        raise BackendError(f"{backend} answered without an image", transient=True, backend=backend)
+    return data

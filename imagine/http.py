@@ -1,0 +1,125 @@
+"""HTTP discipline shared by every backend: sessions, timeouts and error texts.
+
+Error texts follow gpt4free's ``raise_for_status``: ``Response {status}: {message}`` with the
+message taken from a JSON ``error``/``message`` (cut before `` <a ``), ``HTML content`` for an
+HTML page, else the body text. ZeroGPU quota refusals become ``QuotaExceeded`` with the wait
+parsed *before* the cut, since the link often follows the interesting part.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+
+from .errors import BackendError, QuotaExceeded
+
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+MAX_ERROR_TEXT = 300
+
+_RETRY_IN = re.compile(r"(?:retry|try again)\s+in\s+(\d+):(\d{1,2}):(\d{1,2})", re.IGNORECASE)
+_QUOTA = re.compile(r"exceeded your (?:free )?GPU quota|ZeroGPU quota", re.IGNORECASE)
+
+
+def cut_link(message: str) -> str:
+    """Drop the HTML link tail Spaces append to their messages."""
+    return message.split(" <a ", 1)[0].strip()
+
+
+def quota_retry_after(message: str) -> float | None:
+    """Seconds until a ZeroGPU quota refusal says to retry, or None if it names no time."""
+    match = _RETRY_IN.search(message)
+    if not match:
+        return None
+    hours, minutes, seconds = (int(g) for g in match.groups())
+    return float(hours * 3600 + minutes * 60 + seconds)
+
+
+def is_quota_refusal(message: str) -> bool:
+    return bool(_QUOTA.search(message))
+
+
+def _message_from_json(data: Any) -> str | None:
+    if isinstance(data, dict):
+        for key in ("error", "message", "detail"):
+            value = data.get(key)
+            if isinstance(value, dict):
+                value = value.get("message", value)
+            if isinstance(value, list) and value and isinstance(value[0], dict):
+                value = value[0].get("msg", value[0])
+            if value:
+                return str(value)
+    return None
+
+
+def error_message(status: int, content_type: str, body: str) -> str:
+    """The human part of an error answer (no status prefix)."""
+    stripped = body.lstrip()
+    if content_type.startswith("application/json") or stripped.startswith(("{", "[")):
+        try:
+            message = _message_from_json(json.loads(body))
+        except ValueError:
+            message = None
+        if message is not None:
+            return message
+    if content_type.startswith("text/html") or stripped[:15].lower().startswith(
+        ("<!doctype html", "<html")
+    ):
+        return "HTML content"
+    text = " ".join(body.split())
+    return text[:MAX_ERROR_TEXT] if text else "empty answer"
+
+
+def backend_error(status: int, message: str, *, backend: str | None = None) -> BackendError:
+    """Build the right error for a backend's complaint, quota refusals included."""
+    if is_quota_refusal(message):
+        return QuotaExceeded(
+            f"Response {status}: {cut_link(message)}" if status else cut_link(message),
+            retry_after=quota_retry_after(message),
+            status=status or None,
+            backend=backend,
+        )
+    text = cut_link(message) or "empty answer"
+    return BackendError(
+        f"Response {status}: {text}" if status else text,
+        status=status or None,
+        transient=status in TRANSIENT_STATUSES,
+        backend=backend,
+    )
+
+
+async def raise_for_status(response: aiohttp.ClientResponse, *, backend: str | None = None) -> None:
+    """Raise a ``BackendError`` with a readable text unless the answer is 2xx."""
+    if response.ok:
+        return
+    try:
+        body = await response.text(errors="replace")
+    except (aiohttp.ClientError, UnicodeDecodeError):
+        body = ""
+    message = error_message(response.status, response.content_type or "", body)
+    raise backend_error(response.status, message, backend=backend)
+
+
+def new_session(*, limit: int = 0) -> aiohttp.ClientSession:
+    """A session tuned for many concurrent streams: no per-host cap, DNS cached."""
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(connector=connector, raise_for_status=False)
+
+
+@asynccontextmanager
+async def session_scope(
+    session: aiohttp.ClientSession | None,
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """Use the caller's session, or a short-lived one that is closed afterwards."""
+    if session is not None:
+        yield session
+        return
+    own = new_session()
+    try:
+        yield own
+    finally:
+        await own.close()

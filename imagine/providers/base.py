@@ -1,0 +1,366 @@
+"""What every image provider shares: checking a request, the job context, token headers.
+
+A request is checked completely before anything is sent: a bad prompt, size, seed or model
+is a ``BadInput`` naming the problem, and no Space ever sees it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import aiohttp
+
+from ..errors import BackendError, BadInput, UnknownModel
+from ..gradio import Completed, Limits, run_queued
+from ..http import session_scope
+from ..messages import format_image_prompt
+from ..responses import ImageResponse, Reasoning, Response
+from ..settings import MAX_SIDE, Settings
+from ..zerogpu import ZeroGPUTokens
+
+MAX_SEED = 2**32 - 1
+"""The largest seed anyone may ask for; a Space may accept less (FLUX.1-dev: 2**31 - 1)."""
+INT32_MAX = 2**31 - 1
+MAX_PROMPT_CHARS = 2000
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def clean_prompt(text: str) -> str:
+    """The prompt without control characters; refuses empty and over-long prompts."""
+    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    if not text:
+        raise BadInput("Nothing to draw: the prompt is empty. Describe the image you want.")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise BadInput(
+            f"The prompt is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}."
+        )
+    return text
+
+
+def check_side(name: str, value: Any) -> int:
+    """A requested width or height: a whole number in 1..MAX_SIDE."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadInput(f"{name} must be a whole number of pixels, not {value!r}.")
+    if value <= 0:
+        raise BadInput(f"{name} must be greater than 0, not {value}.")
+    if value > MAX_SIDE:
+        raise BadInput(f"{name} must be at most {MAX_SIDE} pixels, not {value}.")
+    return value
+
+
+def round_side(value: int) -> int:
+    """The seed's size rule: a multiple of 8, at least 32."""
+    return max(32, value - value % 8)
+
+
+def check_seed(seed: Any) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise BadInput(f"seed must be a whole number, not {seed!r}.")
+    if not 0 <= seed <= MAX_SEED:
+        raise BadInput(f"seed must be between 0 and {MAX_SEED}, not {seed}.")
+    return seed
+
+
+def random_seed(maximum: int = INT32_MAX) -> int:
+    """A fresh seed: random, so jobs started in the same second never share one."""
+    return secrets.randbelow(maximum + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    """A checked request: a clean prompt, sizes after the size rule, a seed or None."""
+
+    model: str
+    prompt: str
+    width: int
+    height: int
+    seed: int | None
+
+
+@dataclass(slots=True)
+class Context:
+    """Everything a running job needs besides its request."""
+
+    session: aiohttp.ClientSession
+    settings: Settings
+    tokens: ZeroGPUTokens
+    limits: Limits
+    proxy: str | None = None
+    api_key: str | None = None
+    zerogpu_uuid: str | None = None
+    started: float = 0.0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+_shared_tokens: dict[tuple[str, str | None], ZeroGPUTokens] = {}
+
+
+def shared_tokens(settings: Settings) -> ZeroGPUTokens:
+    """The process-wide token cache for these hub settings (used when none is passed)."""
+    key = (settings.hf_endpoint, settings.hf_token)
+    tokens = _shared_tokens.get(key)
+    if tokens is None:
+        tokens = _shared_tokens[key] = ZeroGPUTokens(
+            settings.hf_endpoint, hf_token=settings.hf_token
+        )
+    return tokens
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        total=settings.job_timeout_seconds,
+        connect=settings.connect_timeout_seconds,
+        idle=settings.job_watchdog_seconds,
+    )
+
+
+class ImageProvider:
+    """A backend that draws images; subclasses set the class attributes and ``generate``."""
+
+    label: ClassVar[str] = ""
+    default_model: ClassVar[str] = ""
+    models: ClassVar[tuple[str, ...]] = ()
+    model_aliases: ClassVar[Mapping[str, str]] = {}
+    side_range: ClassVar[tuple[int, int]] = (32, MAX_SIDE)
+    max_seed: ClassVar[int] = INT32_MAX
+
+    @classmethod
+    def get_model(cls, model: str | None) -> str:
+        """The canonical name of ``model`` (aliases resolved), or ``UnknownModel``."""
+        name = (model or cls.default_model).strip().lower()
+        name = cls.model_aliases.get(name, name)
+        if name not in cls.models:
+            known = ", ".join(sorted({*cls.models, *cls.model_aliases}))
+            raise UnknownModel(f"Unknown model {model!r}. Available models: {known}.")
+        return name
+
+    @classmethod
+    def prepare(
+        cls,
+        model: str | None,
+        messages: Iterable[Mapping[str, Any]] | None,
+        *,
+        prompt: str | None = None,
+        width: Any = 1024,
+        height: Any = 1024,
+        seed: Any = None,
+    ) -> ImageRequest:
+        """Check everything about a request before any byte is sent."""
+        canonical = cls.get_model(model)
+        text = clean_prompt(format_image_prompt(messages, prompt))
+        return ImageRequest(
+            model=canonical,
+            prompt=text,
+            width=round_side(check_side("width", width)),
+            height=round_side(check_side("height", height)),
+            seed=check_seed(seed),
+        )
+
+    @classmethod
+    def start(
+        cls,
+        model: str,
+        messages: Iterable[Mapping[str, Any]] | None = None,
+        *,
+        session: aiohttp.ClientSession,
+        settings: Settings,
+        tokens: ZeroGPUTokens,
+        prompt: str | None = None,
+        width: Any = 1024,
+        height: Any = 1024,
+        seed: Any = None,
+        proxy: str | None = None,
+        api_key: str | None = None,
+        zerogpu_uuid: str | None = None,
+        **options: Any,
+    ) -> AsyncIterator[Response]:
+        """Check the request now (``BadInput`` is raised here, before any I/O) and return
+        the job's stream of responses, running on the caller's session.
+        """
+        request = cls.prepare(model, messages, prompt=prompt, width=width, height=height, seed=seed)
+        context = Context(
+            session=session,
+            settings=settings,
+            tokens=tokens,
+            limits=limits_from(settings),
+            proxy=proxy,
+            api_key=api_key,
+            zerogpu_uuid=zerogpu_uuid,
+            started=time.monotonic(),
+        )
+        return cls.generate(context, request, **options)
+
+    @classmethod
+    async def create_async_generator(
+        cls,
+        model: str,
+        messages: Iterable[Mapping[str, Any]] | None = None,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        settings: Settings | None = None,
+        tokens: ZeroGPUTokens | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Response]:
+        """Draw an image: yields ``Reasoning`` statuses, maybe previews, one ``ImageResponse``.
+
+        The seed's entry point (gpt4free's signature): ``prompt``, ``width``, ``height``,
+        ``seed``, ``proxy``, ``api_key`` and ``zerogpu_uuid`` are keyword options. Pass
+        ``session`` to reuse one ``aiohttp.ClientSession`` (the bot does, for its whole life);
+        without it a session is opened and closed for this job alone.
+        """
+        settings = settings or Settings.from_env()
+        tokens = tokens or shared_tokens(settings)
+        async with session_scope(session) as http:
+            job = cls.start(
+                model, messages, session=http, settings=settings, tokens=tokens, **kwargs
+            )
+            async with contextlib.aclosing(job) as items:
+                async for item in items:
+                    yield item
+
+    @classmethod
+    def generate(
+        cls, context: Context, request: ImageRequest, **options: Any
+    ) -> AsyncIterator[Response]:
+        raise NotImplementedError
+
+    @classmethod
+    def clamp(cls, side: int) -> int:
+        low, high = cls.side_range
+        return min(max(side, low), high)
+
+    @classmethod
+    def seed_for(cls, request: ImageRequest) -> int:
+        if request.seed is None:
+            return random_seed(cls.max_seed)
+        if request.seed > cls.max_seed:
+            raise BadInput(
+                f"{request.model} accepts seeds from 0 to {cls.max_seed}, not {request.seed}."
+            )
+        return request.seed
+
+
+class GradioQueueProvider(ImageProvider):
+    """A provider on a queued Gradio function: token, join, stream, parse the output."""
+
+    fn_index: ClassVar[int]
+    trigger_id: ClassVar[int | None]
+
+    @classmethod
+    def space_url(cls, settings: Settings) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def space_id(cls, settings: Settings) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def payload(
+        cls, request: ImageRequest, seed: int, width: int, height: int, options: dict[str, Any]
+    ) -> list[Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def parse(
+        cls, data: list[Any], base_url: str
+    ) -> tuple[list[str], int | None, tuple[int, int] | None]:
+        """Image URLs, the seed the Space reports (if any), the size it made (if known)."""
+        raise NotImplementedError
+
+    @classmethod
+    async def generate(
+        cls, context: Context, request: ImageRequest, **options: Any
+    ) -> AsyncIterator[Response]:
+        settings = context.settings
+        base_url = cls.space_url(settings).rstrip("/")
+        space = cls.space_id(settings)
+        seed = cls.seed_for(request)
+        width, height = cls.clamp(request.width), cls.clamp(request.height)
+        headers = gpu_headers(context, space)
+        if headers is None:
+            yield Reasoning("Acquiring GPU Token")
+            headers = (await context.tokens.get(context.session, space)).headers()
+        data = cls.payload(request, seed, width, height, options)
+        delivered = False
+        try:
+            stream = run_queued(
+                context.session,
+                base_url,
+                fn_index=cls.fn_index,
+                trigger_id=cls.trigger_id,
+                data=data,
+                headers=headers,
+                alt=request.prompt,
+                backend=cls.label,
+                limits=context.limits,
+                proxy=context.proxy,
+            )
+            async with contextlib.aclosing(stream) as items:
+                async for item in items:
+                    if isinstance(item, Completed):
+                        # Handed on at once; the stream's tail is read after the caller has it.
+                        yield cls.image_response(item, request, seed, (width, height), base_url)
+                        delivered = True
+                    else:
+                        yield item
+        except BackendError as exc:
+            forget_rejected_token(context, space, exc)
+            raise
+        assert delivered
+        yield Reasoning(f"Finished {context.elapsed():.2f}s")
+
+    @classmethod
+    def image_response(
+        cls,
+        completed: Completed,
+        request: ImageRequest,
+        seed: int,
+        size: tuple[int, int],
+        base_url: str,
+    ) -> ImageResponse:
+        urls, reported_seed, produced = cls.parse(completed.data, base_url)
+        if not urls:
+            raise BackendError(f"{cls.label} finished without an image", backend=cls.label)
+        width, height = produced or size
+        return ImageResponse(
+            images=urls,
+            alt=request.prompt,
+            model=request.model,
+            seed=reported_seed if reported_seed is not None else seed,
+            width=width,
+            height=height,
+            origin=base_url,
+            backend=cls.label,
+        )
+
+
+def gpu_headers(context: Context, space: str) -> dict[str, str] | None:
+    """ZeroGPU headers without I/O: the caller's key, or a cached token; None means fetch."""
+    if context.api_key is not None:
+        headers = {"x-zerogpu-token": context.api_key}
+        if context.zerogpu_uuid:
+            headers["x-zerogpu-uuid"] = context.zerogpu_uuid
+        return headers
+    token = context.tokens.cached(space)
+    return None if token is None else token.headers()
+
+
+def forget_rejected_token(context: Context, space: str, error: BackendError) -> None:
+    """A Space that refuses our token makes the next job fetch a new one."""
+    text = error.message.lower()
+    if error.status in (401, 403) or ("token" in text and ("expired" in text or "invalid" in text)):
+        context.tokens.invalidate(space)
+
+
+def integer_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

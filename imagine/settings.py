@@ -1,0 +1,123 @@
+"""Configuration from the environment: one place that knows every setting's name and default.
+
+Names are fixed by DESIGN.md (users put them in ``.env``); each is documented in ``.env.example``.
+Secrets are kept out of ``repr()`` so a settings object can be logged without leaking them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+from .errors import BadInput
+
+MAX_SIDE = 2048
+"""The largest width or height anyone may ask for (before a Space's own range applies)."""
+
+
+def _text(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    value = env.get(name)
+    if value is None or not value.strip():
+        return default
+    return value.strip()
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadInput(f"{name} must be a number, not {raw!r}") from None
+    if value < minimum:
+        raise BadInput(f"{name} must be at least {minimum:g}, not {raw}")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    value = _number(env, name, default, minimum=minimum)
+    if value != int(value):
+        raise BadInput(f"{name} must be a whole number, not {value:g}")
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting of the bot and the engine, with the defaults of DESIGN.md."""
+
+    discord_token: str | None = field(default=None, repr=False)
+    discord_api_base_url: str = "https://discord.com/api/v10"
+    database_url: str = "sqlite:///data/imagine.db"
+    g4f_flux_url: str = "https://roxky-g4f-flux.hf.space/run/predict"
+    flux_dev_space_url: str = "https://roxky-flux-1-dev.hf.space"
+    janus_space_url: str = "https://roxky-janus-pro-7b.hf.space"
+    # The hub ids whose pages hand out ZeroGPU tokens for the endpoints above. gpt4free's G4F
+    # takes the flux endpoint's token from the Janus space, so that is the default here too.
+    g4f_flux_space_id: str = "roxky/Janus-Pro-7B"
+    flux_dev_space_id: str = "roxky/FLUX.1-dev"
+    janus_space_id: str = "roxky/Janus-Pro-7B"
+    hf_endpoint: str = "https://huggingface.co"
+    hf_token: str | None = field(default=None, repr=False)
+    log_level: str = "INFO"
+    max_concurrent_jobs: int = 4
+    job_watchdog_seconds: float = 120.0
+    job_timeout_seconds: float = 600.0
+    connect_timeout_seconds: float = 15.0
+    shutdown_grace_seconds: float = 30.0
+    history_limit: int = 10
+    fallback_model: str | None = None
+    max_image_bytes: int = 25 * 1024 * 1024
+    openai_base_url: str | None = None
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_image_models: str | None = None
+    imagine_backends: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings; a malformed number is a ``BadInput`` naming the variable."""
+        env = os.environ if env is None else env
+        d = cls()
+        return cls(
+            discord_token=_text(env, "DISCORD_TOKEN"),
+            discord_api_base_url=_text(env, "DISCORD_API_BASE_URL", d.discord_api_base_url),
+            database_url=_text(env, "DATABASE_URL", d.database_url),
+            g4f_flux_url=_text(env, "G4F_FLUX_URL", d.g4f_flux_url),
+            flux_dev_space_url=_text(env, "FLUX_DEV_SPACE_URL", d.flux_dev_space_url),
+            janus_space_url=_text(env, "JANUS_SPACE_URL", d.janus_space_url),
+            g4f_flux_space_id=_text(env, "G4F_FLUX_SPACE_ID", d.g4f_flux_space_id),
+            flux_dev_space_id=_text(env, "FLUX_DEV_SPACE_ID", d.flux_dev_space_id),
+            janus_space_id=_text(env, "JANUS_SPACE_ID", d.janus_space_id),
+            hf_endpoint=_text(env, "HF_ENDPOINT", d.hf_endpoint),
+            hf_token=_text(env, "HF_TOKEN"),
+            log_level=(_text(env, "LOG_LEVEL", d.log_level) or d.log_level).upper(),
+            max_concurrent_jobs=_integer(
+                env, "MAX_CONCURRENT_JOBS", d.max_concurrent_jobs, minimum=1
+            ),
+            job_watchdog_seconds=_number(
+                env, "JOB_WATCHDOG_SECONDS", d.job_watchdog_seconds, minimum=1
+            ),
+            job_timeout_seconds=_number(
+                env, "JOB_TIMEOUT_SECONDS", d.job_timeout_seconds, minimum=1
+            ),
+            connect_timeout_seconds=_number(
+                env, "CONNECT_TIMEOUT_SECONDS", d.connect_timeout_seconds, minimum=0.1
+            ),
+            shutdown_grace_seconds=_number(env, "SHUTDOWN_GRACE_SECONDS", d.shutdown_grace_seconds),
+            history_limit=_integer(env, "HISTORY_LIMIT", d.history_limit, minimum=0),
+            fallback_model=_text(env, "FALLBACK_MODEL"),
+            max_image_bytes=_integer(env, "MAX_IMAGE_BYTES", d.max_image_bytes, minimum=1024),
+            openai_base_url=_text(env, "OPENAI_BASE_URL"),
+            openai_api_key=_text(env, "OPENAI_API_KEY"),
+            openai_image_models=_text(env, "OPENAI_IMAGE_MODELS"),
+            imagine_backends=_text(env, "IMAGINE_BACKENDS"),
+        )
+
+    def secrets(self) -> list[str]:
+        """The secret values set here, so logging can redact them wherever they turn up."""
+        return [
+            getattr(self, f.name)
+            for f in fields(self)
+            if not f.repr and isinstance(getattr(self, f.name), str) and getattr(self, f.name)
+        ]
