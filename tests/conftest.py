@@ -1,0 +1,50 @@
+"""Shared fixtures: a local fake of the Spaces and an engine pointed at it.
+
+Nothing here reaches the internet: every URL the engine is given lives on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+from imagine.engine import Engine
+from imagine.settings import Settings
+from tests.fakes.space import FakeSpace
+
+
+@pytest.fixture(autouse=True)
+def no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail loudly if anything tries to resolve or reach a host other than loopback."""
+    real_getaddrinfo = socket.getaddrinfo
+
+    def loopback_only(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "localhost", "::1", None):
+            raise OSError(f"test tried to reach {host!r}: tests must stay on 127.0.0.1")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
+
+
+@pytest.fixture
+async def space() -> AsyncIterator[FakeSpace]:
+    async with FakeSpace() as fake:
+        yield fake
+
+
+def space_settings(space: FakeSpace, **overrides: str) -> Settings:
+    env = {**space.env(), **overrides}
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def settings(space: FakeSpace) -> Settings:
+    return space_settings(space, JOB_WATCHDOG_SECONDS="5", JOB_TIMEOUT_SECONDS="20")
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[Engine]:
+    async with Engine(settings) as engine:
+        yield engine

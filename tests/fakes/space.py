@@ -1,0 +1,1265 @@
+"""A fake Hugging Face hub and three Gradio Spaces on 127.0.0.1, for tests and benchmarks.
+
+Why: the engine talks to the hub (token page, ZeroGPU JWT route) and to Spaces through
+gradio's wire protocols (``/run/predict`` and ``queue/join`` + SSE ``queue/data``).  Tests
+need those protocols byte-for-byte, offline, fast, and with faults on demand.
+
+Use it as ``async with FakeSpace() as space: ...`` or, for a benchmark in its own process,
+``python -m tests.fakes.space --port 0 [--delay S] [--noise]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import functools
+import html
+import http
+import json
+import random
+import signal
+import struct
+import sys
+import time
+import uuid
+import zlib
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import Any, Literal
+
+from aiohttp import web
+from PIL import Image, ImageDraw
+
+SPACE_NAMES = ("g4f-flux", "flux-dev", "janus")
+FAULT_TARGETS = (*SPACE_NAMES, "hub")
+MAX_SEED = 2**31 - 1
+JANUS_SIZE = 384
+FLUX_DEV_RANGE = (256, 2048)
+G4F_RANGE = (32, 2048)
+TOKEN_EXPIRED = "ZeroGPU token expired"
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+# Gradio endpoints per queue Space: (fn_index, trigger_id, number of inputs).
+QUEUE_FNS = {"flux-dev": (2, 4, 7), "janus": (3, 20, 4)}
+KNOB_NAMES = frozenset(
+    {
+        "generation_delay",
+        "progress_steps",
+        "heartbeat_every",
+        "previews",
+        "log_lines",
+        "enforce_tokens",
+    }
+)
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the server saw it, so tests can check what the engine sent."""
+
+    method: str
+    space: str  # "hub", "g4f-flux", "flux-dev", "janus" or "" for anything else
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    json: Any | None
+    at: float  # time.monotonic()
+
+
+@dataclass(frozen=True)
+class ServedFile:
+    """One file response, so tests can compare it with what the bot attached."""
+
+    url: str
+    path: str
+    bytes: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A ZeroGPU JWT handed out by the hub; spaces check it when ``enforce_tokens``."""
+
+    token: str
+    sub: str
+    exp: float  # precise expiry (time.time() scale); the JWT claim is rounded
+    kind: Literal["page", "jwt"]
+    bearer: str | None
+
+
+# ---------------------------------------------------------------------------- faults
+
+
+@dataclass(frozen=True)
+class JsonError:
+    """The join/predict (or hub request) answers ``status`` with ``{"error": error}``."""
+
+    status: int
+    error: str
+
+
+@dataclass(frozen=True)
+class HtmlError:
+    """An HTML error page, as HF's proxy serves when a Space is down."""
+
+    status: int = 503
+
+
+@dataclass(frozen=True)
+class TextError:
+    """A text/plain error body."""
+
+    status: int
+    text: str
+
+
+@dataclass(frozen=True)
+class CompletedError:
+    """The job is accepted but ends in ``process_completed`` with ``success: false``.
+
+    On ``/run/predict`` it is a 500 ``{"error": error}``, as gradio answers a raised gr.Error.
+    """
+
+    error: str
+    title: str | None = "Error"
+
+
+@dataclass(frozen=True)
+class StreamBreak:
+    """The SSE response is cut after ``after_events`` messages of the job.
+
+    ``abrupt=True`` aborts the TCP connection mid-body (the client sees a payload error);
+    ``abrupt=False`` ends the chunked body cleanly, just without completion/close_stream.
+    On ``/run/predict`` the connection is closed without any response.
+    """
+
+    after_events: int = 2
+    abrupt: bool = True
+
+
+@dataclass(frozen=True)
+class MalformedJson:
+    """The stream sends a truncated JSON line then closes; /run/predict answers non-JSON.
+
+    On the hub: the page lacks the token blob and the JWT route answers non-JSON.
+    """
+
+
+@dataclass(frozen=True)
+class Hang:
+    """Silence until the server closes.
+
+    ``stage="request"``: the join/predict/hub request never answers.
+    ``stage="stream"``: the join succeeds, the SSE headers are sent, then nothing.
+    """
+
+    stage: Literal["request", "stream"] = "request"
+
+
+@dataclass(frozen=True)
+class GoSilent:
+    """The stream sends ``after_events`` messages, then stays open with no heartbeats."""
+
+    after_events: int = 2
+
+
+Fault = (
+    JsonError
+    | HtmlError
+    | TextError
+    | CompletedError
+    | StreamBreak
+    | MalformedJson
+    | Hang
+    | GoSilent
+)
+
+
+def ServerError(status: int = 503) -> JsonError:
+    """A transient JSON error, e.g. 503 ``{"error": "Service Unavailable"}``."""
+    return JsonError(status, http.HTTPStatus(status).phrase)
+
+
+def quota_message(retry: str = "0:09:48", *, retry_first: bool = False) -> str:
+    """ZeroGPU's quota error; the retry time sits after the `` <a `` link unless retry_first."""
+    head = "You have exceeded your GPU quota (60s requested vs. 41s left)."
+    link = '<a href="https://huggingface.co/settings/billing">Subscribe to PRO</a>'
+    if retry_first:
+        return f"{head} Try again in {retry}. {link} to get 5x more usage quota"
+    return f"{head} {link} to get 5x more usage quota, or retry in {retry}"
+
+
+def QuotaExceeded(retry: str = "0:09:48", *, retry_first: bool = False) -> CompletedError:
+    """A CompletedError with ZeroGPU's quota wording (and its HTML link)."""
+    return CompletedError(quota_message(retry, retry_first=retry_first), "ZeroGPU quota exceeded")
+
+
+@dataclass(frozen=True)
+class OtherHost:
+    """Result URLs name ``localhost`` instead of ``127.0.0.1`` (same port)."""
+
+
+@dataclass(frozen=True)
+class RedirectOtherHost:
+    """The result URL is on the right host but answers 302 to ``http://localhost:PORT/...``."""
+
+
+@dataclass(frozen=True)
+class NotAnImage:
+    """The result file is ``b"<html>nope</html>"`` served as image/png."""
+
+
+@dataclass(frozen=True)
+class Oversize:
+    """The result file is a valid PNG signature + IHDR chunk followed by ``bytes`` zero bytes.
+
+    Cheap to serve at any size; it does not decode, the point is the size limit.
+    """
+
+    bytes: int = 32 * 1024 * 1024
+
+
+FileFault = OtherHost | RedirectOtherHost | NotAnImage | Oversize
+
+_REQUEST_FAULTS = (JsonError, HtmlError, TextError)
+_HUB_FAULTS = (JsonError, HtmlError, TextError, Hang, MalformedJson)
+
+
+@dataclass
+class _FaultSlot:
+    fault: Fault
+    remaining: int | None
+
+
+# ---------------------------------------------------------------------------- images
+
+
+def _seed_colour(seed: int) -> tuple[int, int, int]:
+    """A stable colour per seed, so different seeds give visibly different images."""
+    h = zlib.crc32(str(seed).encode())
+    return (h & 0xFF, (h >> 8) & 0xFF, (h >> 16) & 0xFF)
+
+
+def _encode_png(image: Image.Image, compress_level: int = 6) -> bytes:
+    buf = BytesIO()
+    image.save(buf, "PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+@functools.lru_cache(maxsize=512)
+def solid_png(width: int, height: int, seed: int) -> bytes:
+    """A solid colour from the seed plus a small mark; cached so benchmarks skip Pillow."""
+    colour = _seed_colour(seed)
+    image = Image.new("RGB", (width, height), colour)
+    draw = ImageDraw.Draw(image)
+    inverse = tuple(255 - c for c in colour)
+    side = max(4, min(width, height) // 6)
+    x = (seed % 5) * (width - side) // 4
+    y = ((seed // 5) % 5) * (height - side) // 4
+    draw.rectangle((x, y, x + side - 1, y + side - 1), fill=inverse)
+    return _encode_png(image)
+
+
+@functools.lru_cache(maxsize=16)
+def noise_png(width: int, height: int) -> bytes:
+    """Incompressible pixels (like a photo's size), deterministic and cached per size."""
+    pixels = random.Random(f"{width}x{height}").randbytes(width * height * 3)
+    return _encode_png(Image.frombytes("RGB", (width, height), pixels), compress_level=1)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG signature and IHDR chunk: looks like a PNG to a magic-bytes check."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _oversize_body(size: int) -> bytes:
+    return png_header(1024, 1024) + bytes(size)
+
+
+# ------------------------------------------------------------------------------- JWT
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def make_jwt(payload: dict[str, Any]) -> str:
+    """A real-shaped (unverifiable) JWT, as the hub hands out."""
+    header = {"alg": "EdDSA", "typ": "JWT"}
+    parts = [json.dumps(p, separators=(",", ":")).encode() for p in (header, payload)]
+    return ".".join([*(_b64url(p) for p in parts), _b64url(random.randbytes(64))])
+
+
+def decode_jwt_payload(token: str) -> dict[str, Any]:
+    """Read a JWT's claims without checking the signature (tests and the fake only)."""
+    segment = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+
+
+def _numeric_date(t: float, ttl: float) -> float | int:
+    """Whole seconds as the hub does, except for sub-second test TTLs that would vanish."""
+    return int(t) if float(ttl).is_integer() else round(t, 3)
+
+
+# ------------------------------------------------------------------------ page html
+
+_PAGE_TEMPLATE = """<!doctype html>
+<html class="">
+<head>
+<meta charset="utf-8" />
+<meta name="viewport" content="width=device-width, initial-scale=1.0, user-scalable=no" />
+<meta name="description" content="Discover amazing ML apps made by the community" />
+<meta property="og:title" content="{title} - a Hugging Face Space by {owner}" />
+<meta property="og:type" content="website" />
+<meta property="og:url" content="https://huggingface.co/spaces/{owner}/{name}" />
+<link rel="stylesheet" href="/front/build/kube-0a1b2c3/style.css" />
+<link rel="preconnect" href="https://fonts.gstatic.com" />
+<title>{title} - a Hugging Face Space by {owner}</title>
+<script defer data-domain="huggingface.co" src="/js/script.js"></script>
+</head>
+<body class="flex flex-col min-h-dvh bg-white dark:bg-gray-950 text-black SpacePage">
+<div class="flex min-h-dvh flex-col">
+<div class="SVELTE_HYDRATER contents" data-target="MainHeader" data-props="{header}"><header
+class="border-b border-gray-100"><div class="w-full px-4 container flex h-16 items-center">
+<a class="mr-5 flex flex-none items-center lg:mr-6" href="/">Hugging Face</a>
+<nav aria-label="Main" class="ml-auto hidden lg:block"><ul class="flex items-center space-x-1">
+<li><a class="group flex items-center px-2 py-0.5" href="/models">Models</a></li>
+<li><a class="group flex items-center px-2 py-0.5" href="/datasets">Datasets</a></li>
+<li><a class="group flex items-center px-2 py-0.5" href="/spaces">Spaces</a></li>
+<li><a class="group flex items-center px-2 py-0.5" href="/pricing">Pricing</a></li>
+</ul></nav></div></header></div>
+<main class="flex flex-1 flex-col">
+<div class="SVELTE_HYDRATER contents" data-target="SpaceHeader" data-props="{space_header}"></div>
+<div class="SVELTE_HYDRATER contents" data-target="SpacePageContent" data-props="{props}">
+<div class="flex flex-1 flex-col"><iframe src="{iframe}" title="{title}" class="space-iframe"
+allow="accelerometer; ambient-light-sensor; autoplay; camera; clipboard-read; clipboard-write"
+sandbox="allow-forms allow-modals allow-popups allow-same-origin allow-scripts"></iframe></div>
+</div>
+</main>
+<footer class="b-12 mb-2 flex border-t border-gray-100 md:h-14"><nav
+class="container relative flex flex-col justify-between space-y-2 py-6 text-gray-500">
+<div class="flex items-center gap-x-2"><a href="/terms-of-service">TOS</a>
+<a href="/privacy">Privacy</a><a href="/huggingface">About</a><a href="/jobs">Jobs</a></div>
+</nav></footer>
+</div>
+<script>
+import("/front/build/kube-0a1b2c3/index.js");
+window.moonSha = "kube-0a1b2c3/";
+window.__hf_deferred = {{}};
+</script>
+</body>
+</html>
+"""
+
+
+def _escaped_json(obj: Any) -> str:
+    """JSON inside an HTML attribute, escaped the way the hub's Svelte pages do it."""
+    return html.escape(json.dumps(obj, separators=(",", ":")), quote=True)
+
+
+def space_page(owner: str, name: str, token: str | None, session_uuid: str) -> str:
+    """The Space page, with the ZeroGPU token blob (omitted when ``token`` is None)."""
+    header = {"classNames": "", "isWide": False, "isZh": False, "csrfToken": uuid.uuid4().hex}
+    space_header = {
+        "space": {"author": owner, "id": f"{owner}/{name}", "likes": 9876, "private": False},
+        "accessToken": None,
+        "sdk": "gradio",
+    }
+    props: dict[str, Any] = {
+        "iframe": {"embedSrc": f"https://{owner}-{name}.hf.space".lower(), "src": ""},
+        "space": {
+            "author": owner,
+            "id": f"{owner}/{name}",
+            "runtime": {"stage": "RUNNING", "hardware": {"current": "zero-a10g"}},
+            "sdk": "gradio",
+            "sdkVersion": "5.49.1",
+            "title": name,
+        },
+        "zeroGPU": {"enabled": True, "quotaSeconds": 300},
+    }
+    if token is not None:
+        props["token"] = token
+        props["sessionUuid"] = session_uuid
+    props["canWrite"] = False
+    return _PAGE_TEMPLATE.format(
+        title=html.escape(name),
+        owner=html.escape(owner),
+        name=html.escape(name),
+        header=_escaped_json(header),
+        space_header=_escaped_json(space_header),
+        props=_escaped_json(props),
+        iframe=f"https://{owner}-{name}.hf.space/?__theme=light".lower(),
+    )
+
+
+def _html_error_page(status: int) -> str:
+    phrase = http.HTTPStatus(status).phrase
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8" />\n'
+        f"<title>{status} {phrase}</title>\n</head>\n<body>\n"
+        f"<h1>{status} {phrase}</h1>\n"
+        "<p>The Space is temporarily unavailable. Please try again later.</p>\n"
+        "</body>\n</html>\n"
+    )
+
+
+# ----------------------------------------------------------------- queue internals
+
+
+@dataclass
+class _Job:
+    """One accepted queue/join, waiting for (or running on) a queue/data stream."""
+
+    space: str
+    event_id: str
+    session_hash: str
+    data: list[Any]
+    fault: Fault | None
+    token_error: str | None
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """Bytes written to the stream as they are (for malformed messages)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class _Cut:
+    abrupt: bool
+
+
+class _Signal:
+    """Sentinels passed through a stream's queue."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+_DONE = _Signal("done")  # one job finished
+_SILENCE = _Signal("silence")  # stop heartbeats; the job will not finish
+_CLOSE = _Signal("close")  # the server is closing
+
+_Item = dict[str, Any] | _Raw | _Cut | _Signal
+
+
+@dataclass(eq=False)
+class _Stream:
+    """One open queue/data response: jobs run as tasks that feed ``out``."""
+
+    out: asyncio.Queue[_Item] = field(default_factory=asyncio.Queue)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    active: int = 0
+    finishing: bool = False  # close_stream is on its way: new joins must wait for a new stream
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        self.active += 1
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def cancel_all(self) -> None:
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass(eq=False)
+class _Session:
+    pending: deque[_Job] = field(default_factory=deque)
+    stream: _Stream | None = None
+
+
+@dataclass
+class _StoredFile:
+    space: str
+    data: bytes
+    result: bool  # file faults apply to results, not previews
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _space_of(path: str) -> str:
+    first = path.lstrip("/").split("/", 1)[0]
+    return first if first in FAULT_TARGETS else ""
+
+
+# ------------------------------------------------------------------------ the fake
+
+
+class FakeSpace:
+    """The hub plus the g4f-flux, flux-dev and janus Spaces on one aiohttp server."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        generation_delay: float = 0.0,
+        progress_steps: int = 4,
+        heartbeat_every: float = 0.0,
+        previews: bool = True,
+        log_lines: list[str] | None = None,
+        janus_images: int = 4,
+        token_ttl: float = 600.0,
+        enforce_tokens: bool = False,
+        noise: bool = False,
+    ) -> None:
+        self.host = host
+        self.port = port
+        # Knobs (plain attributes; per-Space overrides live in ``per_space``).
+        self.generation_delay = generation_delay
+        self.progress_steps = progress_steps
+        self.heartbeat_every = heartbeat_every
+        self.previews = previews
+        self.log_lines: list[str] = list(log_lines or [])
+        self.janus_images = janus_images
+        self.token_ttl = token_ttl
+        self.enforce_tokens = enforce_tokens
+        self.noise = noise
+        self.per_space: dict[str, dict[str, Any]] = {name: {} for name in SPACE_NAMES}
+        self.file_fault: FileFault | None = None
+        # Records.
+        self.requests: list[RecordedRequest] = []
+        self.served: list[ServedFile] = []
+        self.images_by_url: dict[str, bytes] = {}
+        self.page_fetches: Counter[str] = Counter()
+        self.jwt_fetches: Counter[str] = Counter()
+        self.jwt_bearers: list[str] = []
+        self.issued_tokens: dict[str, IssuedToken] = {}
+        # Internals.
+        self._faults: dict[str, _FaultSlot] = {}
+        self._sessions: dict[str, _Session] = {}
+        self._streams: set[_Stream] = set()
+        self._files: dict[tuple[str, str], _StoredFile] = {}
+        self._closing = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> FakeSpace:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Bind (port 0 picks a free port) and serve."""
+        app = web.Application(middlewares=[self._record_middleware])
+        self._add_routes(app)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def close(self) -> None:
+        """Wake every hung or silent handler first, so shutdown takes milliseconds."""
+        self._closing.set()
+        for stream in list(self._streams):
+            stream.out.put_nowait(_CLOSE)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # ---------------------------------------------------------------------- urls
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def hub_url(self) -> str:
+        return f"{self.url}/hub"
+
+    @property
+    def flux_predict_url(self) -> str:
+        return f"{self.url}/g4f-flux/run/predict"
+
+    @property
+    def flux_dev_url(self) -> str:
+        return f"{self.url}/flux-dev"
+
+    @property
+    def janus_url(self) -> str:
+        return f"{self.url}/janus"
+
+    def env(self) -> dict[str, str]:
+        """The environment that points the engine at this fake."""
+        return {
+            "HF_ENDPOINT": self.hub_url,
+            "G4F_FLUX_URL": self.flux_predict_url,
+            "FLUX_DEV_SPACE_URL": self.flux_dev_url,
+            "JANUS_SPACE_URL": self.janus_url,
+        }
+
+    # ------------------------------------------------------------- knobs, faults
+
+    def set_knobs(self, space_name: str, **knobs: Any) -> None:
+        """Override knobs for one Space (e.g. a slower Janus)."""
+        if space_name not in SPACE_NAMES:
+            raise ValueError(f"unknown space {space_name!r}")
+        unknown = set(knobs) - KNOB_NAMES
+        if unknown:
+            raise ValueError(f"not per-space knobs: {sorted(unknown)}")
+        self.per_space[space_name].update(knobs)
+
+    def knob(self, space_name: str, name: str) -> Any:
+        """The knob's value for a Space: its override, else the global attribute."""
+        return self.per_space.get(space_name, {}).get(name, getattr(self, name))
+
+    def set_fault(self, space_name: str, fault: Fault, times: int | None = None) -> None:
+        """Make the next ``times`` requests (None: all, until clear_faults) to a Space fail."""
+        if space_name not in FAULT_TARGETS:
+            raise ValueError(f"unknown space {space_name!r}")
+        if space_name == "hub" and not isinstance(fault, _HUB_FAULTS):
+            raise ValueError(f"{type(fault).__name__} does not apply to the hub")
+        if isinstance(fault, Hang) and space_name == "hub" and fault.stage != "request":
+            raise ValueError("the hub has no stream to hang")
+        if times is not None and times < 1:
+            raise ValueError("times must be >= 1 or None")
+        self._faults[space_name] = _FaultSlot(fault, times)
+
+    def clear_faults(self) -> None:
+        """Recover every Space, and drop the file fault too."""
+        self._faults.clear()
+        self.file_fault = None
+
+    def _take_fault(self, space_name: str) -> Fault | None:
+        slot = self._faults.get(space_name)
+        if slot is None:
+            return None
+        if slot.remaining is not None:
+            slot.remaining -= 1
+            if slot.remaining <= 0:
+                del self._faults[space_name]
+        return slot.fault
+
+    # ---------------------------------------------------------------- recording
+
+    def joins(self, space_name: str) -> list[RecordedRequest]:
+        """The queue/join (or run/predict) calls made to one Space."""
+        return [
+            r
+            for r in self.requests
+            if r.space == space_name and r.path.endswith(("/queue/join", "/run/predict"))
+        ]
+
+    @web.middleware
+    async def _record_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        body: Any | None = None
+        if request.can_read_body:
+            raw = await request.read()
+            with contextlib.suppress(ValueError):
+                body = json.loads(raw) if raw else None
+        self.requests.append(
+            RecordedRequest(
+                method=request.method,
+                space=_space_of(request.path),
+                path=request.path,
+                query=dict(request.query),
+                headers={k.lower(): v for k, v in request.headers.items()},
+                json=body,
+                at=time.monotonic(),
+            )
+        )
+        return await handler(request)
+
+    # ------------------------------------------------------------------- routes
+
+    def _add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/hub/spaces/{owner}/{name}", self._hub_page)
+        app.router.add_get("/hub/api/spaces/{owner}/{name}/jwt", self._hub_jwt)
+        app.router.add_post("/g4f-flux/run/predict", self._predict)
+        app.router.add_get("/g4f-flux/file={path:.+}", self._file_route("g4f-flux"))
+        for name in QUEUE_FNS:
+            app.router.add_post(f"/{name}/gradio_api/queue/join", self._join_route(name))
+            app.router.add_get(f"/{name}/gradio_api/queue/data", self._data_route(name))
+            app.router.add_get(f"/{name}/gradio_api/file={{path:.+}}", self._file_route(name))
+
+    # ----------------------------------------------------------------- helpers
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when the server closes."""
+        if seconds <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
+
+    async def _hang(self) -> web.Response:
+        await self._closing.wait()
+        return web.json_response({"error": "server closing"}, status=503)
+
+    async def _request_fault_response(self, fault: Fault) -> web.Response | None:
+        """The response for a fault that fails the request itself, else None."""
+        if isinstance(fault, JsonError):
+            return web.json_response({"error": fault.error}, status=fault.status)
+        if isinstance(fault, HtmlError):
+            return web.Response(
+                text=_html_error_page(fault.status), status=fault.status, content_type="text/html"
+            )
+        if isinstance(fault, TextError):
+            return web.Response(text=fault.text, status=fault.status, content_type="text/plain")
+        if isinstance(fault, Hang) and fault.stage == "request":
+            return await self._hang()
+        return None
+
+    def _token_error(self, space_name: str, request: web.Request) -> str | None:
+        """ZeroGPU's check: with enforcement on, only known, unexpired tokens pass."""
+        if not self.knob(space_name, "enforce_tokens"):
+            return None
+        issued = self.issued_tokens.get(request.headers.get("x-zerogpu-token", ""))
+        if issued is None or issued.exp <= time.time():
+            return TOKEN_EXPIRED
+        return None
+
+    def _issue_token(
+        self, owner: str, name: str, kind: Literal["page", "jwt"], bearer: str | None
+    ) -> str:
+        now = time.time()
+        exp = now + self.token_ttl
+        payload: dict[str, Any] = {
+            "sub": f"/spaces/{owner}/{name}",
+            "exp": _numeric_date(exp, self.token_ttl),
+            "iat": int(now),
+        }
+        if kind == "page":
+            payload["onBehalfOf"] = {"kind": "anonymous", "_id": uuid.uuid4().hex[:24]}
+        else:
+            payload["user"] = "fake-user"
+            payload["onBehalfOf"] = {
+                "kind": "user",
+                "_id": uuid.uuid4().hex[:24],
+                "user": "fake-user",
+                "isPro": False,
+            }
+        token = make_jwt(payload)
+        self.issued_tokens[token] = IssuedToken(token, payload["sub"], exp, kind, bearer)
+        return token
+
+    def _file_prefix(self, space_name: str) -> str:
+        if space_name == "g4f-flux":
+            return "/g4f-flux/file="
+        return f"/{space_name}/gradio_api/file="
+
+    def _publish(self, space_name: str, data: bytes, *, result: bool) -> dict[str, Any]:
+        """Store a file for the file route and return gradio's FileData for it."""
+        path = f"/tmp/gradio/{uuid.uuid4().hex}/{'image' if result else 'preview'}.png"
+        base = self.url
+        if result and isinstance(self.file_fault, OtherHost):
+            base = f"http://localhost:{self.port}"
+        url = f"{base}{self._file_prefix(space_name)}{path}"
+        self._files[(space_name, path)] = _StoredFile(space_name, data, result)
+        self.images_by_url[url] = data
+        return {
+            "path": path,
+            "url": url,
+            "size": None,
+            "orig_name": "image.png" if result else "preview.png",
+            "mime_type": None,
+            "is_stream": False,
+            "meta": {"_type": "gradio.FileData"},
+        }
+
+    def _image(self, width: int, height: int, seed: int) -> bytes:
+        return noise_png(width, height) if self.noise else solid_png(width, height, seed)
+
+    # ---------------------------------------------------------------------- hub
+
+    async def _hub_page(self, request: web.Request) -> web.Response:
+        owner, name = request.match_info["owner"], request.match_info["name"]
+        self.page_fetches[f"{owner}/{name}"] += 1
+        fault = self._take_fault("hub")
+        if fault is not None and not isinstance(fault, MalformedJson):
+            response = await self._request_fault_response(fault)
+            if response is not None:
+                return response
+        token = None if fault is not None else self._issue_token(owner, name, "page", None)
+        page = space_page(owner, name, token, str(uuid.uuid4()))
+        return web.Response(text=page, content_type="text/html")
+
+    async def _hub_jwt(self, request: web.Request) -> web.Response:
+        owner, name = request.match_info["owner"], request.match_info["name"]
+        self.jwt_fetches[f"{owner}/{name}"] += 1
+        auth = request.headers.get("Authorization", "")
+        bearer = auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else ""
+        if not bearer:
+            return web.json_response(
+                {"error": "Invalid credentials in Authorization header"}, status=401
+            )
+        self.jwt_bearers.append(bearer)
+        fault = self._take_fault("hub")
+        if isinstance(fault, MalformedJson):
+            return web.Response(text='{"token": "eyJ', content_type="application/json")
+        if fault is not None:
+            response = await self._request_fault_response(fault)
+            if response is not None:
+                return response
+        return web.json_response({"token": self._issue_token(owner, name, "jwt", bearer)})
+
+    # --------------------------------------------------------------- run/predict
+
+    def _validate_predict(self, body: Any) -> str | None:
+        """The old flux endpoint's checks; a message means 422."""
+        if not isinstance(body, dict):
+            return "body must be a JSON object"
+        if body.get("fn_index") != 3 or body.get("trigger_id") != 10:
+            return "fn_index must be 3 and trigger_id 10"
+        data = body.get("data")
+        if not isinstance(data, list) or len(data) != 6:
+            return "data must be [prompt, seed, width, height, randomize, steps]"
+        prompt, seed, width, height = data[:4]
+        if not isinstance(prompt, str) or not prompt.strip():
+            return "prompt must be a non-empty string"
+        if not _is_int(seed):
+            return "seed must be an integer"
+        for label, value in (("width", width), ("height", height)):
+            low, high = G4F_RANGE
+            if not _is_int(value) or value % 8 or not low <= value <= high:
+                return f"{label} must be a multiple of 8 in {low}..{high}"
+        return None
+
+    async def _predict(self, request: web.Request) -> web.StreamResponse:
+        fault = self._take_fault("g4f-flux")
+        if fault is not None:
+            response = await self._request_fault_response(fault)
+            if response is not None:
+                return response
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "body is not JSON"}, status=422)
+        problem = self._validate_predict(body)
+        if problem:
+            return web.json_response({"error": problem}, status=422)
+        token_error = self._token_error("g4f-flux", request)
+        if token_error:
+            return web.json_response({"error": token_error}, status=401)
+        return await self._predict_outcome(request, body["data"], fault)
+
+    async def _predict_outcome(
+        self, request: web.Request, data: list[Any], fault: Fault | None
+    ) -> web.StreamResponse:
+        if isinstance(fault, CompletedError):
+            return web.json_response({"error": fault.error}, status=500)
+        if isinstance(fault, Hang | GoSilent):
+            return await self._hang()
+        start = time.monotonic()
+        await self._pause(self.knob("g4f-flux", "generation_delay"))
+        if isinstance(fault, StreamBreak):
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)
+        if isinstance(fault, MalformedJson):
+            return web.Response(
+                text='{"data": [{"path": "/tmp/gradio/', content_type="application/json"
+            )
+        _, seed, width, height = data[:4]
+        file_data = self._publish("g4f-flux", self._image(width, height, seed), result=True)
+        duration = time.monotonic() - start
+        return web.json_response(
+            {
+                "data": [file_data, seed],
+                "is_generating": False,
+                "duration": duration,
+                "average_duration": duration,
+                "render_config": None,
+                "changed_state_ids": [],
+            }
+        )
+
+    # ------------------------------------------------------------------ queue/join
+
+    def _join_route(self, space_name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            return await self._join(request, space_name)
+
+        return handler
+
+    async def _join(self, request: web.Request, space_name: str) -> web.Response:
+        fault = self._take_fault(space_name)
+        if fault is not None:
+            response = await self._request_fault_response(fault)
+            if response is not None:
+                return response
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"detail": "There was an error parsing the body"}, 422)
+        problem = self._validate_join(space_name, body)
+        if problem:
+            return web.json_response({"detail": problem}, status=422)
+        job = _Job(
+            space=space_name,
+            event_id=uuid.uuid4().hex,
+            session_hash=body["session_hash"],
+            data=body["data"],
+            fault=fault,
+            token_error=self._token_error(space_name, request),
+        )
+        session = self._sessions.setdefault(job.session_hash, _Session())
+        if session.stream is not None and not session.stream.finishing:
+            session.stream.spawn(self._run_job(job, session.stream))
+        else:
+            session.pending.append(job)
+        return web.json_response({"event_id": job.event_id})
+
+    def _validate_join(self, space_name: str, body: Any) -> str | list[dict[str, Any]] | None:
+        """Structural checks gradio/FastAPI make before queueing; input checks come later."""
+        if not isinstance(body, dict):
+            return "body must be a JSON object"
+        missing = [k for k in ("data", "fn_index", "session_hash") if k not in body]
+        if missing:
+            return [
+                {"type": "missing", "loc": ["body", k], "msg": "Field required", "input": body}
+                for k in missing
+            ]
+        fn_index, trigger_id, _ = QUEUE_FNS[space_name]
+        if body["fn_index"] != fn_index:
+            return f"Function with fn_index {body['fn_index']!r} not found (this Space: {fn_index})"
+        if body.get("trigger_id") not in (None, trigger_id):
+            return f"trigger_id {body['trigger_id']!r} does not match fn_index {fn_index}"
+        if not isinstance(body["data"], list) or not isinstance(body["session_hash"], str):
+            return "data must be a list and session_hash a string"
+        return None
+
+    # ------------------------------------------------------------------ queue/data
+
+    def _data_route(
+        self, space_name: str
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return await self._data(request, space_name)
+
+        return handler
+
+    async def _data(self, request: web.Request, space_name: str) -> web.StreamResponse:
+        session_hash = request.query.get("session_hash", "")
+        session = self._sessions.get(session_hash)
+        if session is None or not session.pending or session.stream is not None:
+            return web.json_response({"detail": "Session not found."}, status=404)
+        resp = web.StreamResponse(headers=SSE_HEADERS)
+        await resp.prepare(request)
+        stream = _Stream()
+        session.stream = stream
+        self._streams.add(stream)
+        while session.pending:
+            job = session.pending.popleft()
+            stream.spawn(self._run_job(job, stream))
+        try:
+            await self._pump(request, resp, stream, space_name)
+        except ConnectionResetError:
+            pass  # the client went away
+        finally:
+            session.stream = None
+            self._streams.discard(stream)
+            await stream.cancel_all()
+            if not session.pending and self._sessions.get(session_hash) is session:
+                del self._sessions[session_hash]
+        return resp
+
+    async def _pump(
+        self, request: web.Request, resp: web.StreamResponse, stream: _Stream, space_name: str
+    ) -> None:
+        """Write the jobs' messages, heartbeats when idle, and close_stream when all are done."""
+        silent = False
+        while True:
+            every = 0.0 if silent else self.knob(space_name, "heartbeat_every")
+            try:
+                item = await asyncio.wait_for(stream.out.get(), every if every > 0 else None)
+            except TimeoutError:
+                await _write_event(resp, {"msg": "heartbeat"})
+                continue
+            if item is _CLOSE:
+                return
+            if item is _SILENCE:
+                silent = True
+            elif item is _DONE:
+                stream.active -= 1
+                if stream.active == 0:
+                    stream.finishing = True
+                    await _write_event(resp, {"msg": "close_stream", "event_id": None})
+                    return
+            elif isinstance(item, _Cut):
+                if item.abrupt and request.transport is not None:
+                    request.transport.abort()
+                return
+            elif isinstance(item, _Raw):
+                await resp.write(item.data)
+            elif isinstance(item, dict):
+                await _write_event(resp, item)
+
+    async def _run_job(self, job: _Job, stream: _Stream) -> None:
+        """Feed one job's messages, cut or silenced as its fault says."""
+        async with contextlib.aclosing(self._faulty_messages(job)) as items:
+            async for item in items:
+                stream.out.put_nowait(item)
+                if item is _SILENCE:
+                    await self._closing.wait()  # never reports done: the stream stays open
+                    return
+                if isinstance(item, _Cut):
+                    return
+        stream.out.put_nowait(_DONE)
+
+    async def _faulty_messages(self, job: _Job) -> AsyncIterator[_Item]:
+        fault = job.fault
+        if isinstance(fault, Hang):
+            yield _SILENCE
+            return
+        limit = fault.after_events if isinstance(fault, StreamBreak | GoSilent) else None
+        count = 0
+        async with contextlib.aclosing(self._job_messages(job)) as messages:
+            async for message in messages:
+                if limit is not None and count >= limit:
+                    break
+                yield message
+                count += 1
+        if isinstance(fault, StreamBreak):
+            yield _Cut(fault.abrupt)
+        elif isinstance(fault, GoSilent):
+            yield _SILENCE
+
+    async def _job_messages(self, job: _Job) -> AsyncIterator[_Item]:
+        """Gradio's message sequence for one event."""
+        space_name, event_id = job.space, job.event_id
+        delay = float(self.knob(space_name, "generation_delay"))
+        yield {
+            "msg": "estimation",
+            "event_id": event_id,
+            "rank": 0,
+            "queue_size": 1,
+            "rank_eta": delay,
+        }
+        yield {"msg": "process_starts", "event_id": event_id, "eta": delay, "progress_data": None}
+        if isinstance(job.fault, MalformedJson):
+            yield _Raw(b'data: {"msg": "process_completed", \n\n')
+            yield _Cut(abrupt=False)
+            return
+        error = self._job_error(job)
+        if error is not None:
+            yield _completed_error(event_id, *error)
+            return
+        start = time.monotonic()
+        for line in self.knob(space_name, "log_lines"):
+            yield {"msg": "log", "event_id": event_id, "log": line, "level": "info"}
+        steps = int(self.knob(space_name, "progress_steps"))
+        for i in range(steps):
+            await self._pause(delay / steps)
+            yield _progress(event_id, i, steps)
+        if steps <= 0:
+            await self._pause(delay)
+        outputs, seed, (width, height) = self._job_outputs(job)
+        if self.knob(space_name, "previews"):
+            for message in self._previews(job, seed, width, height):
+                yield message
+        duration = time.monotonic() - start
+        yield {
+            "msg": "process_completed",
+            "event_id": event_id,
+            "output": {
+                "data": outputs,
+                "is_generating": False,
+                "duration": duration,
+                "average_duration": duration,
+                "render_config": None,
+                "changed_state_ids": [],
+            },
+            "success": True,
+            "title": None,
+        }
+
+    def _job_error(self, job: _Job) -> tuple[str, str | None] | None:
+        """(error, title) when ZeroGPU, input validation or a fault fails the job."""
+        if job.token_error:
+            return job.token_error, "ZeroGPU error"
+        problem = _validate_inputs(job.space, job.data)
+        if problem:
+            return problem, "Error"
+        if isinstance(job.fault, CompletedError):
+            return job.fault.error, job.fault.title
+        return None
+
+    def _job_outputs(self, job: _Job) -> tuple[list[Any], int, tuple[int, int]]:
+        """The completed output data, the seed used and the produced size."""
+        if job.space == "janus":
+            seed = job.data[1]
+            gallery = [
+                {
+                    "image": self._publish(
+                        "janus", self._image(JANUS_SIZE, JANUS_SIZE, seed + i), result=True
+                    ),
+                    "caption": None,
+                }
+                for i in range(self.janus_images)
+            ]
+            return [gallery], seed, (JANUS_SIZE, JANUS_SIZE)
+        _, seed, randomize, width, height = job.data[:5]
+        if randomize:
+            seed = random.randint(0, MAX_SEED)
+        size = (width // 16 * 16, height // 16 * 16)  # FLUX works on 16-pixel multiples
+        file_data = self._publish("flux-dev", self._image(*size, seed), result=True)
+        return [file_data, seed], seed, size
+
+    def _previews(self, job: _Job, seed: int, width: int, height: int) -> list[dict[str, Any]]:
+        """process_generating: the full output once, then gradio's diff format once."""
+        size = (max(16, width // 4), max(16, height // 4))
+        first = self._publish(job.space, solid_png(*size, seed + 101), result=False)
+        second = self._publish(job.space, solid_png(*size, seed + 202), result=False)
+        if job.space == "janus":
+            full: list[Any] = [[{"image": first, "caption": None}]]
+            diff: list[Any] = [
+                [
+                    ["replace", [0, "image", "url"], second["url"]],
+                    ["replace", [0, "image", "path"], second["path"]],
+                ]
+            ]
+        else:
+            full = [first, seed]
+            diff = [
+                [["replace", ["url"], second["url"]], ["replace", ["path"], second["path"]]],
+                [],
+            ]
+        return [
+            _generating(job.event_id, full),
+            _generating(job.event_id, diff),
+        ]
+
+    # ------------------------------------------------------------------- files
+
+    def _file_route(self, space_name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            return await self._file(request, space_name)
+
+        return handler
+
+    async def _file(self, request: web.Request, space_name: str) -> web.Response:
+        path = request.match_info["path"]
+        stored = self._files.get((space_name, path))
+        if stored is None:
+            return web.json_response({"detail": "File not found."}, status=404)
+        fault = self.file_fault if stored.result else None
+        if isinstance(fault, RedirectOtherHost) and request.host.startswith("127.0.0.1"):
+            location = f"http://localhost:{self.port}{request.path_qs}"
+            return web.Response(status=302, headers={"Location": location})
+        body = stored.data
+        if isinstance(fault, NotAnImage):
+            body = b"<html>nope</html>"
+        elif isinstance(fault, Oversize):
+            body = _oversize_body(fault.bytes)
+        self.served.append(ServedFile(str(request.url), path, body, "image/png"))
+        return web.Response(body=body, content_type="image/png")
+
+
+# ----------------------------------------------------------------- message helpers
+
+
+async def _write_event(resp: web.StreamResponse, message: dict[str, Any]) -> None:
+    await resp.write(b"data: " + json.dumps(message).encode() + b"\n\n")
+
+
+def _progress(event_id: str, index: int, length: int) -> dict[str, Any]:
+    unit = {"index": index, "length": length, "unit": "steps", "progress": None, "desc": "Sampling"}
+    return {"msg": "progress", "event_id": event_id, "progress_data": [unit]}
+
+
+def _generating(event_id: str, data: list[Any]) -> dict[str, Any]:
+    return {
+        "msg": "process_generating",
+        "event_id": event_id,
+        "output": {"data": data, "is_generating": True},
+        "success": True,
+    }
+
+
+def _completed_error(event_id: str, error: str, title: str | None) -> dict[str, Any]:
+    return {
+        "msg": "process_completed",
+        "event_id": event_id,
+        "output": {"error": error},
+        "success": False,
+        "title": title,
+    }
+
+
+def _validate_inputs(space_name: str, data: list[Any]) -> str | None:
+    """Gradio (>= 5.39) checks inputs before the function runs; a message fails the event."""
+    needed = QUEUE_FNS[space_name][2]
+    if len(data) != needed:
+        return (
+            "An event handler didn't receive enough input values "
+            f"(needed: {needed}, got: {len(data)})."
+        )
+    if not isinstance(data[0], str):
+        return f"Invalid value for Prompt: {data[0]!r} is not a string."
+    if not _is_int(data[1]):
+        return f"Invalid value for Seed: {data[1]!r} is not a valid integer."
+    if space_name == "janus":
+        return None
+    low, high = FLUX_DEV_RANGE
+    for label, value in (("Width", data[3]), ("Height", data[4])):
+        if not _is_int(value):
+            return f"Invalid value for {label}: {value!r} is not a valid integer."
+        if value < low:
+            return f"Value {value} for {label} is less than minimum value {low}."
+        if value > high:
+            return f"Value {value} for {label} is greater than maximum value {high}."
+    return None
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    space = FakeSpace(port=args.port, generation_delay=args.delay, noise=args.noise)
+    await space.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(json.dumps({"url": space.url, "env": space.env()}), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await space.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fake in its own process until SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes.space", description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--delay", type=float, default=0.0, help="generation_delay in seconds")
+    parser.add_argument("--noise", action="store_true", help="incompressible, photo-sized images")
+    asyncio.run(_serve(parser.parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
