@@ -1,0 +1,129 @@
+"""Engine throughput and CPU cost per job against the fake Spaces (in their own process).
+
+    .venv/bin/python -m bench.engine [--jobs 2000] [--model flux-dev]
+
+For 1 and 100 concurrent jobs: jobs/s, the engine's CPU milliseconds per job (this process
+only: the fake runs in another), with one shared ClientSession (how the bot runs) and with a
+new ClientSession per job (the habit of the reference implementation), and their ratio.
+"Generate" is the provider run from request to ImageResponse; "+ download" also fetches the
+image through imagine.fetch (host check, size cap, type sniffing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from dataclasses import dataclass
+
+from bench._fakes import fake_process
+from imagine.engine import Engine
+from imagine.providers import G4F
+from imagine.responses import ImageResponse
+from imagine.settings import Settings
+
+
+@dataclass
+class Row:
+    label: str
+    concurrency: int
+    jobs: int
+    wall: float
+    cpu: float
+
+    @property
+    def jobs_per_second(self) -> float:
+        return self.jobs / self.wall
+
+    @property
+    def cpu_ms_per_job(self) -> float:
+        return self.cpu / self.jobs * 1000
+
+
+async def one_job(engine: Engine, model: str, *, shared: bool, download: bool, i: int) -> None:
+    if shared:
+        generator = engine.generate(model, prompt=f"bench {i}", width=64, height=64)
+    else:  # the reference's habit: a ClientSession opened and closed for every job
+        generator = G4F.create_async_generator(
+            model,
+            prompt=f"bench {i}",
+            width=64,
+            height=64,
+            settings=engine.settings,
+            tokens=engine.tokens,
+        )
+    image = None
+    async for item in generator:
+        if isinstance(item, ImageResponse):
+            image = item
+    assert image is not None
+    if download:
+        await engine.download(image)
+
+
+async def measure(
+    engine: Engine, model: str, concurrency: int, jobs: int, *, shared: bool, download: bool
+) -> Row:
+    queue = iter(range(jobs))
+
+    async def worker() -> None:
+        for i in queue:
+            await one_job(engine, model, shared=shared, download=download, i=i)
+
+    # Warm up: token fetched, connections open, code paths hot.
+    await asyncio.gather(
+        *(
+            one_job(engine, model, shared=True, download=download, i=-1)
+            for _ in range(min(concurrency, 20))
+        )
+    )
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    label = "shared session" if shared else "session per job"
+    label += " + download" if download else ""
+    return Row(label, concurrency, jobs, wall, cpu)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2000, help="jobs per 100-concurrent run")
+    parser.add_argument("--model", default="flux-dev")
+    args = parser.parse_args()
+    async with fake_process("tests.fakes.space", "--port", "0", "--delay", "0") as fake:
+        settings = Settings.from_env(fake["env"])
+        rows: list[Row] = []
+        async with Engine(settings) as engine:
+            for concurrency, jobs in ((1, max(args.jobs // 10, 50)), (100, args.jobs)):
+                for shared, download in ((True, False), (False, False), (True, True)):
+                    rows.append(
+                        await measure(
+                            engine, args.model, concurrency, jobs, shared=shared, download=download
+                        )
+                    )
+    print(f"model {args.model}, fake Space in its own process, no generation delay\n")
+    print("| concurrency | session | jobs | jobs/s | engine CPU ms/job |")
+    print("|---:|---|---:|---:|---:|")
+    for row in rows:
+        print(
+            f"| {row.concurrency} | {row.label} | {row.jobs} | {row.jobs_per_second:.0f} "
+            f"| {row.cpu_ms_per_job:.2f} |"
+        )
+    print()
+    for concurrency in (1, 100):
+        shared = next(
+            r for r in rows if r.concurrency == concurrency and r.label == "shared session"
+        )
+        per_job = next(
+            r for r in rows if r.concurrency == concurrency and r.label == "session per job"
+        )
+        cpu = per_job.cpu_ms_per_job / shared.cpu_ms_per_job
+        speed = per_job.jobs_per_second / shared.jobs_per_second
+        print(
+            f"concurrency {concurrency}: a session per job costs {cpu:.2f}x the CPU per job "
+            f"and gives {speed:.2f}x the jobs/s of a shared session"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
