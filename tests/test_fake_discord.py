@@ -1,0 +1,586 @@
+"""Tests of the fake Discord itself, driven by the real, unmodified discord.py client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import time
+import zlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import discord
+import pytest
+import yarl
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+from PIL import Image
+
+from tests.fakes.discord_server import FakeDiscord, FakeInteraction, compute_pings
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _png(colour: str = "red") -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 8), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+PNG = _png()
+
+
+class PingView(discord.ui.View):
+    """One button; pressing it rewrites the message (callback type 7)."""
+
+    def __init__(self, bot: Bot) -> None:
+        super().__init__(timeout=None)
+        self.bot = bot
+
+    @discord.ui.button(label="Again", custom_id="ping:again", style=discord.ButtonStyle.primary)
+    async def again(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        self.bot.presses.append(interaction.user.id)
+        await interaction.response.edit_message(content="pressed", view=None)
+
+
+class Bot(discord.Client):
+    """A throwaway bot: /ping defers, edits with a file and a button; /think only defers."""
+
+    def __init__(self, *, intents: discord.Intents | None = None) -> None:
+        super().__init__(
+            intents=intents or discord.Intents.default(),
+            guild_ready_timeout=0.05,
+        )
+        self.tree = app_commands.CommandTree(self)
+        self.ready_event = asyncio.Event()
+        self.resumed_event = asyncio.Event()
+        self.failures: list[discord.HTTPException] = []
+        self.presses: list[int] = []
+        self.seen_messages: list[discord.Message] = []
+        self.seen_interactions: list[discord.Interaction] = []
+
+        @self.tree.command(name="ping", description="Defer, then answer with an image and a button")
+        @app_commands.describe(prompt="What to draw", edits="How many edits", delay="Late ack")
+        async def ping(
+            interaction: discord.Interaction,
+            prompt: str,
+            edits: int = 1,
+            delay: float = 0.0,
+            hold: float = 0.0,
+        ) -> None:
+            try:
+                await asyncio.sleep(delay)
+                await interaction.response.defer(thinking=True)
+                await asyncio.sleep(hold)
+                for step in range(edits - 1):
+                    await interaction.edit_original_response(content=f"step {step + 1}")
+                await interaction.edit_original_response(
+                    content=f"done: {prompt}",
+                    attachments=[discord.File(io.BytesIO(PNG), filename="image.png")],
+                    view=PingView(self),
+                )
+            except discord.HTTPException as exc:
+                self.failures.append(exc)
+
+        @self.tree.command(name="think", description="Only defer")
+        async def think(interaction: discord.Interaction) -> None:
+            await interaction.response.defer(thinking=True)
+
+        @self.tree.command(name="style", description="Pick a style")
+        async def style(interaction: discord.Interaction, name: str) -> None:
+            await interaction.response.send_message(f"style={name}")
+
+        @style.autocomplete("name")
+        async def style_names(
+            interaction: discord.Interaction, current: str
+        ) -> list[app_commands.Choice[str]]:
+            names = ("anime", "photo", "pixel")
+            return [app_commands.Choice(name=n, value=n) for n in names if n.startswith(current)]
+
+        @app_commands.context_menu(name="Upscale")
+        async def upscale(interaction: discord.Interaction, message: discord.Message) -> None:
+            await interaction.response.send_message(
+                f"upscaling {message.id}: {message.content}",
+                file=discord.File(io.BytesIO(PNG), filename="up.png"),
+                ephemeral=True,
+            )
+            await interaction.followup.send("followup done")
+
+        self.tree.add_command(upscale)
+
+    async def on_ready(self) -> None:
+        self.ready_event.set()
+
+    async def on_resumed(self) -> None:
+        self.resumed_event.set()
+
+    async def on_message(self, message: discord.Message) -> None:
+        self.seen_messages.append(message)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        self.seen_interactions.append(interaction)
+
+
+@contextlib.asynccontextmanager
+async def run_bot(fake: FakeDiscord, bot: Bot | None = None) -> AsyncIterator[Bot]:
+    """Start the real client against the fake; restore discord.py's globals afterwards."""
+    bot = bot or Bot()
+    saved = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
+    Route.BASE = fake.rest_base
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
+    runner = asyncio.create_task(bot.start(fake.token))
+    ready = asyncio.create_task(bot.ready_event.wait())
+    try:
+        done, _ = await asyncio.wait({runner, ready}, timeout=10, return_when="FIRST_COMPLETED")
+        if runner in done:
+            runner.result()
+        assert ready in done, "the client never became ready"
+        yield bot
+    finally:
+        ready.cancel()
+        await bot.close()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(runner, 5)
+        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved
+
+
+async def eventually(predicate: Any, within: float = 5.0) -> None:
+    """Poll client-side state (the fake's own wait_until only re-checks on fake changes)."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition on the client never held")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord() as server:
+        yield server
+        assert server.internal_errors == []
+
+
+async def _slash(fake: FakeDiscord, options: dict[str, Any], **kw: Any) -> FakeInteraction:
+    guild = next(iter(fake.guilds.values()))
+    user = kw.pop("user", None) or fake.add_user("alice")
+    return await fake.send_slash(
+        kw.pop("name", "ping"), options, user=user, guild_id=guild.id, **kw
+    )
+
+
+async def test_connects_over_zlib_stream_and_sees_guild(fake: FakeDiscord) -> None:
+    guild = fake.add_guild("Art Club")
+    fake.add_channel(guild.id, "images")
+    async with run_bot(fake) as bot:
+        session = await fake.wait_ready(timeout=5)
+        assert session.ready and session.connected
+        assert [p["t"] for _, p in session.buffer] == ["READY", "GUILD_CREATE"]
+        assert fake.gateway_queries[0]["compress"] == "zlib-stream"
+        assert fake.gateway_queries[0]["v"] == "10"
+        assert fake.identifies == 1
+        assert bot.user is not None and bot.user.id == fake.bot_user_id
+        assert bot.application_id == fake.application_id
+        [seen] = bot.guilds
+        assert (seen.id, seen.name) == (guild.id, "Art Club")
+        assert sorted(c.name for c in seen.text_channels) == ["general", "images"]
+        assert seen.me is not None and seen.me.guild_permissions.send_messages
+        # A guild added while connected arrives as GUILD_CREATE.
+        joined = asyncio.create_task(bot.wait_for("guild_join", timeout=5))
+        later = fake.add_guild("Later")
+        assert (await joined).id == later.id
+
+
+async def test_sync_lands_in_fake_commands(fake: FakeDiscord) -> None:
+    fake.add_guild()
+    async with run_bot(fake) as bot:
+        synced = await bot.tree.sync()
+        assert sorted(c.name for c in synced) == ["Upscale", "ping", "style", "think"]
+        ping = next(c for c in fake.commands if c["name"] == "ping")
+        assert {o["name"]: o["type"] for o in ping["options"]} == {
+            "prompt": 3,
+            "edits": 4,
+            "delay": 10,
+            "hold": 10,
+        }
+        assert {c.id for c in synced} == {int(c["id"]) for c in fake.commands}
+        # Re-syncing keeps command ids, as Discord does for unchanged names.
+        again = await bot.tree.sync()
+        assert {c.id for c in again} == {c.id for c in synced}
+
+
+async def test_slash_defer_then_file_edit(fake: FakeDiscord) -> None:
+    fake.add_guild()
+    async with run_bot(fake) as bot:
+        await bot.tree.sync()
+        inter = await _slash(fake, {"prompt": "a cat", "edits": 2})
+        assert inter.payload["data"]["options"][1] == {"name": "edits", "type": 4, "value": 2}
+        await inter.wait_callback(timeout=5)
+        assert inter.callback is not None and inter.callback["type"] == 5
+        assert inter.ack_latency is not None and inter.ack_latency < 3
+        msg = await fake.wait_for_message(lambda m: m.content == "done: a cat", timeout=5)
+        assert msg is inter.original
+        assert [v["flags"] for v in msg.versions] == [128, 0, 0]
+        assert [v["content"] for v in msg.versions] == ["", "step 1", "done: a cat"]
+        assert msg.edit_count == 2
+        assert msg.attachment_bytes(0) == PNG
+        att = msg.attachments[0]
+        assert (att["filename"], att["content_type"], att["width"]) == (
+            "image.png",
+            "image/png",
+            16,
+        )
+        async with aiohttp.ClientSession() as http, http.get(att["url"]) as resp:
+            assert resp.status == 200
+            assert await resp.read() == PNG
+        assert msg.components[0]["components"][0]["custom_id"] == "ping:again"
+        assert bot.failures == []
+
+
+async def test_late_callback_and_double_ack() -> None:
+    async with FakeDiscord(ack_deadline=0.3) as fake:
+        fake.add_guild()
+        async with run_bot(fake) as bot:
+            await bot.tree.sync()
+            late = await _slash(fake, {"prompt": "x", "delay": 0.5})
+            await late.wait_for(lambda i: bool(i.errors), timeout=5)
+            await eventually(lambda: bot.failures)
+            assert late.errors == [(404, 10062)]
+            assert isinstance(bot.failures[0], discord.NotFound)
+            assert bot.failures[0].code == 10062
+            assert late.callback is None
+
+            ok = await _slash(fake, {"prompt": "y"})
+            await ok.wait_callback(timeout=5)
+            url = f"{fake.rest_base}/interactions/{ok.id}/{ok.token}/callback"
+            async with aiohttp.ClientSession() as http, http.post(url, json={"type": 5}) as resp:
+                assert resp.status == 400
+                assert (await resp.json())["code"] == 40060
+            assert (400, 40060) in ok.errors
+
+
+async def test_webhook_bucket_makes_discord_py_wait_not_429() -> None:
+    async with FakeDiscord(webhook_limit=2, webhook_window=0.6) as fake:
+        fake.add_guild()
+        async with run_bot(fake) as bot:
+            await bot.tree.sync()
+            inter = await _slash(fake, {"prompt": "slow", "edits": 4})
+            msg = await fake.wait_for_message(lambda m: m.content == "done: slow", timeout=10)
+            assert fake.count_429 == 0
+            assert bot.failures == []
+            edits = [snap.at for snap in msg.history[1:]]
+            assert len(edits) == 4
+            # 2 per 0.6 s window: the 3rd edit had to wait for the window to reset.
+            assert edits[2] - edits[0] >= 0.5
+            patches = fake.requests_for(
+                "PATCH", "/webhooks/{application_id}/{token}/messages/{message_id}"
+            )
+            assert [r.status for r in patches] == [200, 200, 200, 200]
+            assert inter.errors == []
+
+
+async def test_raw_requests_past_the_webhook_limit_get_429(fake: FakeDiscord) -> None:
+    fake.webhook_limit, fake.webhook_window = 2, 5.0
+    guild = fake.add_guild()
+    inter = await fake.send_slash(
+        "ping", {"prompt": "x"}, user=fake.add_user("bob"), guild_id=guild.id
+    )
+    base = fake.rest_base
+    async with aiohttp.ClientSession() as http:
+        cb = f"{base}/interactions/{inter.id}/{inter.token}/callback?with_response=1"
+        async with http.post(cb, json={"type": 4, "data": {"content": "hi"}}) as resp:
+            body = await resp.json()
+            assert resp.status == 200
+            assert body["resource"]["message"]["content"] == "hi"
+            assert body["interaction"]["response_message_id"] == str(inter.original.id)
+        url = f"{base}/webhooks/{fake.application_id}/{inter.token}/messages/@original"
+        statuses, last = [], None
+        for _ in range(3):
+            async with http.get(url) as resp:
+                statuses.append(resp.status)
+                last = (dict(resp.headers), await resp.json())
+    assert statuses == [200, 200, 429]
+    headers, body = last
+    assert body["global"] is False and 0 < body["retry_after"] <= 5
+    assert headers["X-RateLimit-Remaining"] == "0"
+    assert headers["X-RateLimit-Scope"] == "user"
+    assert headers["Via"] == "1.1 google"
+    assert fake.count_429 == 1
+    assert inter.errors == [(429, 0)]
+
+
+async def test_channel_bucket_is_waited_on_by_the_main_http_client() -> None:
+    async with FakeDiscord(channel_limit=2, channel_window=0.5) as fake:
+        guild = fake.add_guild()
+        async with run_bot(fake) as bot:
+            channel = bot.get_channel(guild.channel_id)
+            assert isinstance(channel, discord.TextChannel)
+            started = time.monotonic()
+            for n in range(3):
+                await channel.send(f"m{n}")
+            assert time.monotonic() - started >= 0.4
+            assert fake.count_429 == 0
+            assert [m.content for m in fake.channel_history(guild.channel_id)] == ["m0", "m1", "m2"]
+
+
+async def test_button_press_reaches_the_view(fake: FakeDiscord) -> None:
+    fake.add_guild()
+    async with run_bot(fake) as bot:
+        await bot.tree.sync()
+        inter = await _slash(fake, {"prompt": "dog"})
+        msg = await fake.wait_for_message(lambda m: m.content == "done: dog", timeout=5)
+        assert msg is inter.original
+        click = await fake.press_button(msg, "ping:again", user=fake.add_user("carol"))
+        callback = await click.wait_callback(timeout=5)
+        assert callback["type"] == 7
+        assert click.original is msg
+        assert bot.presses == [int(click.user["id"])]
+        assert msg.content == "pressed" and msg.components == []
+        assert msg.attachment_bytes(0) == PNG  # attachments absent from the edit = kept
+        with pytest.raises(ValueError, match="no button"):
+            await fake.press_button(msg, "ping:again", user=fake.add_user("dan"))
+
+
+@pytest.mark.parametrize("code", [None, 4000])
+async def test_drop_gateway_resumes_and_delivers_queued_interaction(
+    fake: FakeDiscord, code: int | None
+) -> None:
+    fake.add_guild()
+    async with run_bot(fake) as bot:
+        await bot.tree.sync()
+        await fake.drop_gateway(code)
+        dropped_at = time.monotonic()
+        assert not any(s.connected for s in fake.sessions)
+        inter = await _slash(fake, {"prompt": "after the drop"})
+        await inter.wait_callback(timeout=10)
+        assert fake.resumes == 1
+        assert fake.identifies == 1
+        assert inter.delivered_at is not None and inter.delivered_at > dropped_at
+        await asyncio.wait_for(bot.resumed_event.wait(), 5)
+        await fake.wait_for_message(lambda m: m.content == "done: after the drop", timeout=5)
+
+
+async def test_history_is_newest_first_and_includes_thinking_message(fake: FakeDiscord) -> None:
+    guild = fake.add_guild()
+    alice = fake.add_user("alice")
+    first = fake.post_user_message(guild.channel_id, alice, "one")
+    second = fake.post_user_message(guild.channel_id, alice, "two")
+    async with run_bot(fake) as bot:
+        await bot.tree.sync()
+        inter = await _slash(fake, {}, name="think", user=alice)
+        await inter.wait_callback(timeout=5)
+        assert inter.original is not None and inter.original.loading
+        channel = bot.get_channel(guild.channel_id)
+        assert isinstance(channel, discord.TextChannel)
+        history = [m async for m in channel.history(limit=10)]
+        assert [m.id for m in history] == [inter.original.id, second.id, first.id]
+        assert history[0].flags.loading and history[0].author.id == fake.bot_user_id
+        assert history[0].interaction_metadata is not None
+        older = [m async for m in channel.history(limit=10, before=discord.Object(second.id))]
+        assert [m.id for m in older] == [first.id]
+        newer = [m async for m in channel.history(limit=2, after=discord.Object(first.id))]
+        assert [m.id for m in newer] == [second.id, inter.original.id]  # oldest_first
+
+
+async def test_allowed_mentions_recorded_and_would_ping(fake: FakeDiscord) -> None:
+    guild = fake.add_guild()
+    async with run_bot(fake) as bot:
+        channel = bot.get_channel(guild.channel_id)
+        assert isinstance(channel, discord.TextChannel)
+        quiet = await channel.send(
+            "@everyone look", allowed_mentions=discord.AllowedMentions.none()
+        )
+        loud = await channel.send(
+            "@everyone look", allowed_mentions=discord.AllowedMentions(everyone=True)
+        )
+        default = await channel.send("@everyone look")
+        records = [fake.messages[m.id] for m in (quiet, loud, default)]
+        assert records[0].allowed_mentions == {"parse": []}
+        assert records[1].allowed_mentions is not None
+        assert "everyone" in records[1].allowed_mentions["parse"]
+        assert records[2].allowed_mentions is None
+        assert [r.pinged_everyone for r in records] == [False, True, True]
+        assert [r.would_ping for r in records] == [False, True, True]
+        assert [m.mention_everyone for m in (quiet, loud, default)] == [False, True, True]
+    assert compute_pings("<@42> hi", {"parse": [], "users": ["42"]}).users == {42}
+    assert not compute_pings("<@&7>", {"parse": ["users"]}).anyone
+
+
+async def test_expired_interaction_token_gives_50027(fake: FakeDiscord) -> None:
+    fake.add_guild()
+    async with run_bot(fake) as bot:
+        await bot.tree.sync()
+        fake.expire_tokens_after(0.3)
+        inter = await _slash(fake, {"prompt": "late", "hold": 0.5})
+        await inter.wait_for(lambda i: bool(i.errors), timeout=5)
+        await eventually(lambda: bot.failures)
+        assert bot.failures[0].status == 401 and bot.failures[0].code == 50027
+        assert inter.errors == [(401, 50027)]
+        assert inter.original is not None and inter.original.loading  # never finished
+
+
+async def test_message_content_intent_and_user_messages() -> None:
+    async with FakeDiscord(message_content_intent=False) as fake:
+        guild = fake.add_guild()
+        alice = fake.add_user("alice")
+        intents = discord.Intents.default()
+        async with run_bot(fake, Bot(intents=intents)) as bot:
+            fake.post_user_message(guild.channel_id, alice, "secret prompt")
+            fake.post_user_message(guild.channel_id, alice, "draw me", mentions_bot=True)
+            await eventually(lambda: len(bot.seen_messages) == 2)
+            assert [m.content for m in bot.seen_messages] == ["", f"<@{fake.bot_user_id}> draw me"]
+            channel = bot.get_channel(guild.channel_id)
+            assert isinstance(channel, discord.TextChannel)
+            rest = [m.content async for m in channel.history(limit=5)]
+            assert rest == [f"<@{fake.bot_user_id}> draw me", ""]
+        # Asking for the privileged intent the app lacks: Discord closes with 4014.
+        intents.message_content = True
+        with pytest.raises(discord.PrivilegedIntentsRequired):
+            async with run_bot(fake, Bot(intents=intents)):
+                pass
+
+
+async def test_dm_channel_and_unknown_routes(fake: FakeDiscord) -> None:
+    fake.add_guild()
+    alice = fake.add_user("alice")
+    async with run_bot(fake) as bot:
+        user = await bot.fetch_user(int(alice["id"]))
+        sent = await user.send("hello in DM")
+        record = fake.messages[sent.id]
+        assert record.channel_id == fake.dm_channel_for(alice)
+        assert record.guild_id is None and fake.channels[record.channel_id].type == 1
+        with pytest.raises(discord.NotFound):
+            await sent.add_reaction("👍")
+        assert any("reactions" in r.url for r in fake.unknown_routes)
+        await bot.tree.sync()
+        in_dm = await fake.send_slash("think", user=alice)
+        await in_dm.wait_callback(timeout=5)
+        assert in_dm.payload["context"] == 1 and "member" not in in_dm.payload
+        assert in_dm.original is not None and in_dm.original.channel_id == record.channel_id
+        fake.forbid_channel(record.channel_id)
+        with pytest.raises(discord.Forbidden) as err:
+            await user.send("again")
+        assert err.value.code == 50013
+
+
+async def test_interaction_permissions_reach_discord_py(fake: FakeDiscord) -> None:
+    guild = fake.add_guild()
+    async with run_bot(fake) as bot:
+        await bot.tree.sync()
+        fake.forbid_channel(guild.channel_id)
+        inter = await _slash(fake, {}, name="think", permissions=1 << 11)
+        await inter.wait_callback(timeout=5)
+        seen = bot.seen_interactions[-1]
+        assert seen.id == inter.id and seen.guild_id == guild.id
+        assert seen.permissions.value == 1 << 11
+        assert not seen.app_permissions.send_messages  # the channel is forbidden to the bot
+        assert seen.channel is not None and seen.channel.id == guild.channel_id
+        # discord.py sees the overwrite too (CHANNEL_UPDATE was dispatched).
+        channel = bot.get_channel(guild.channel_id)
+        assert isinstance(channel, discord.TextChannel)
+        assert not channel.permissions_for(channel.guild.me).send_messages
+        # Interaction responses are webhooks: they still work in a forbidden channel.
+        assert inter.original is not None and inter.original.loading
+
+
+async def test_autocomplete_context_menu_ephemeral_and_followup(fake: FakeDiscord) -> None:
+    guild = fake.add_guild()
+    alice = fake.add_user("alice")
+    async with run_bot(fake) as bot:
+        await bot.tree.sync()
+        typing = await fake.send_autocomplete("style", {"name": "p"}, "name", user=alice)
+        callback = await typing.wait_callback(timeout=5)
+        assert callback["type"] == 8
+        assert [c["value"] for c in callback["data"]["choices"]] == ["photo", "pixel"]
+        assert typing.original is None
+
+        target = fake.post_user_message(guild.channel_id, alice, "a castle")
+        menu = await fake.send_message_command("Upscale", target, user=alice)
+        await menu.wait_for(lambda i: len(i.followups) == 1, timeout=5)
+        original = menu.original
+        assert original is not None and original.ephemeral
+        # Context-menu targets carry content even without the Message Content intent.
+        assert original.content == f"upscaling {target.id}: a castle"
+        assert original.attachment_bytes(0) == PNG
+        assert original.attachments[0]["ephemeral"] is True
+        assert menu.followups[0].content == "followup done" and not menu.followups[0].ephemeral
+        visible = [m.id for m in fake.channel_history(guild.channel_id)]
+        assert original.id not in visible and menu.followups[0].id in visible
+
+
+async def test_global_limit_and_auth() -> None:
+    async with FakeDiscord(global_limit=3) as fake:
+        guild = fake.add_guild()
+        inter = await fake.send_slash("x", user=fake.add_user("eve"), guild_id=guild.id)
+        auth = {"Authorization": f"Bot {fake.token}"}
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{fake.rest_base}/users/@me") as resp:
+                assert resp.status == 401
+                assert await resp.json() == {"message": "401: Unauthorized", "code": 0}
+            statuses = []
+            for _ in range(4):
+                async with http.get(f"{fake.rest_base}/users/@me", headers=auth) as resp:
+                    statuses.append(resp.status)
+                    body, headers = await resp.json(), resp.headers
+            assert statuses == [200, 200, 200, 429]
+            assert body["global"] is True
+            assert headers["X-RateLimit-Global"] == "true"
+            assert headers["X-RateLimit-Scope"] == "global"
+            # Interaction callbacks are exempt from the global limit.
+            url = f"{fake.rest_base}/interactions/{inter.id}/{inter.token}/callback"
+            async with http.post(url, json={"type": 5}) as resp:
+                assert resp.status == 204
+            async with http.get(f"{fake.rest_base}/nope", headers=auth) as resp:
+                assert resp.status == 404
+        assert fake.count_429 == 1
+        assert [r.path for r in fake.unknown_routes] == ["/nope"]
+
+
+async def test_raw_gateway_protocol(fake: FakeDiscord) -> None:
+    guild = fake.add_guild()
+    identify = {"op": 2, "d": {"token": fake.token, "intents": 513, "properties": {}}}
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{fake.gateway_url}?v=10&encoding=json") as ws:
+            hello = await ws.receive()
+            assert hello.type is aiohttp.WSMsgType.TEXT
+            assert json.loads(hello.data)["d"]["heartbeat_interval"] == 41250
+            await ws.send_json({"op": 1, "d": None})
+            assert (await ws.receive_json())["op"] == 11
+            await ws.send_json({"op": 2, "d": {**identify["d"], "token": "wrong"}})
+            closing = await ws.receive()
+            assert closing.type is aiohttp.WSMsgType.CLOSE and closing.data == 4004
+
+        url = f"{fake.gateway_url}?v=10&encoding=json&compress=zlib-stream"
+        async with http.ws_connect(url) as ws:
+            inflater = zlib.decompressobj()  # one context for the whole connection
+
+            async def receive() -> dict[str, Any]:
+                frame = await ws.receive()
+                assert frame.type is aiohttp.WSMsgType.BINARY
+                assert frame.data.endswith(b"\x00\x00\xff\xff")
+                return json.loads(inflater.decompress(frame.data))
+
+            assert (await receive())["op"] == 10
+            await ws.send_json(identify)
+            ready = await receive()
+            assert (ready["t"], ready["s"]) == ("READY", 1)
+            assert ready["d"]["guilds"] == [{"id": str(guild.id), "unavailable": True}]
+            created = await receive()
+            assert (created["t"], created["s"], created["d"]["unavailable"]) == (
+                "GUILD_CREATE",
+                2,
+                False,
+            )
+            session_id = ready["d"]["session_id"]
+
+        async with http.ws_connect(f"{fake.gateway_url}?v=10&encoding=json") as ws:
+            await ws.receive()
+            resume = {"op": 6, "d": {"token": fake.token, "session_id": "unknown", "seq": 1}}
+            await ws.send_json(resume)
+            assert await ws.receive_json() == {"op": 9, "s": None, "t": None, "d": False}
+
+    # Leaving ``async with`` closed with 1000: a clean close ends the session, as on Discord.
+    assert session_id not in {s.session_id for s in fake.sessions}
