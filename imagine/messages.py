@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
 Role = Literal["system", "user", "assistant"]
@@ -57,3 +58,33 @@ def format_image_prompt(
         else:
             run = []
     return "\n".join(run)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatEntry:
+    """A chat message as the conversation builder needs it, whatever the chat platform.
+
+    ``for_user`` is, for the bot's own messages, the user it was answering (None if unknown);
+    ``pending`` marks a placeholder that is not an answer yet (a "thinking…" reply).
+    """
+
+    author_id: int
+    text: str
+    for_user: int | None = None
+    pending: bool = False
+
+
+def conversation(entries: Iterable[ChatEntry], *, user_id: int, bot_id: int) -> list[Message]:
+    """The conversation between one user and the bot, oldest first.
+
+    The user's messages are ``user`` turns and the bot's answers to that user ``assistant``
+    turns; everyone else's messages (and the bot's answers to others, and its pending
+    placeholders) are left out, so a bystander's "nice!" does not erase the user's idea.
+    """
+    turns: list[Message] = []
+    for entry in entries:
+        if entry.author_id == user_id:
+            turns.append(Message(role="user", content=entry.text))
+        elif entry.author_id == bot_id and not entry.pending and entry.for_user in (None, user_id):
+            turns.append(Message(role="assistant", content=entry.text or "[image]"))
+    return turns

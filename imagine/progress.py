@@ -1,0 +1,110 @@
+"""Turns a fast stream of statuses into few, well-timed edits of one message.
+
+Providers report every 0.2 s; a chat message may be edited about five times per few seconds
+before the platform makes the editor wait. So statuses are coalesced: at most one edit per
+``interval``, at most ``per_window`` edits in any ``window`` seconds (leaving room in the
+bucket for the final result edit, which then never waits for a reset), and always the newest
+text. ``close()`` lets an edit that is already on the wire finish (it is never cancelled: the
+chat client may hold a rate-limit lock inside it) and drops what was not sent, so no status can
+land after the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+Editor = Callable[[str], Awaitable[None]]
+
+
+class StatusEditor:
+    """Coalesces ``update(text)`` calls into rate-limited ``edit(text)`` calls."""
+
+    def __init__(
+        self,
+        edit: Editor,
+        *,
+        interval: float = 1.0,
+        window: float = 5.0,
+        per_window: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._edit = edit
+        self.interval = interval
+        self.window = window
+        self.per_window = per_window
+        self._clock = clock
+        self._latest: str | None = None
+        self._shown: str | None = None
+        self._sent: deque[float] = deque()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self.edits = 0
+        self.failures = 0
+
+    def update(self, text: str) -> None:
+        """Make ``text`` the status to show next; cheap, never waits."""
+        if self._closing:
+            return
+        self._latest = text
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def latest(self) -> str | None:
+        return self._latest
+
+    async def close(self) -> None:
+        """Stop: wait for an edit in flight (never cancel it), send nothing more."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    def _next_slot(self) -> float:
+        """The earliest time another status edit fits both limits."""
+        now = self._clock()
+        while self._sent and now - self._sent[0] >= self.window:
+            self._sent.popleft()
+        slot = now
+        if self._sent:
+            slot = max(slot, self._sent[-1] + self.interval)
+        if len(self._sent) >= self.per_window:
+            slot = max(slot, self._sent[-self.per_window] + self.window)
+        return slot
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            if self._closing:
+                return
+            delay = self._next_slot() - self._clock()
+            if delay > 0:
+                # Sleep until the slot, but wake early if we are closed meanwhile.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        while not self._closing:
+                            self._wake.clear()
+                            await self._wake.wait()
+                if self._closing:
+                    return
+            self._wake.clear()
+            text = self._latest
+            if text is None or text == self._shown:
+                continue
+            self._sent.append(self._clock())
+            self._shown = text
+            try:
+                await self._edit(text)
+                self.edits += 1
+            except Exception:  # a failed status edit must not end the job
+                self.failures += 1
+                log.debug("status edit failed", exc_info=True)

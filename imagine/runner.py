@@ -1,0 +1,325 @@
+"""Runs jobs from queue to result, and makes sure every job ends visibly.
+
+A job is shown through a ``Reply`` (in the bot: one Discord message). The runner waits for the
+job's turn, streams statuses into a ``StatusEditor``, retries a transient failure once with
+backoff, hands the job to the fallback model when its own model fails, downloads and fits the
+image, and finally tells the reply exactly one of: the result, a failure, or a cancellation.
+
+The work (waiting, generating, downloading) runs in its own task so that Cancel can stop it —
+the backend request included — without ever cancelling a reply edit in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from .engine import Engine
+from .errors import BackendError, FetchError, ImagineError, QuotaExceeded
+from .fetch import FetchedImage
+from .images import fit_image, image_size
+from .jobs import Scheduler, Ticket
+from .progress import StatusEditor
+from .responses import ImageResponse, Reasoning
+from .store import JobRecord, Store
+
+log = logging.getLogger(__name__)
+
+RETRY_BACKOFF = 1.5
+"""Seconds before the one retry of a transient failure."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A finished image, ready to show."""
+
+    job: JobRecord
+    image: FetchedImage
+    model: str
+    seed: int | None
+    width: int
+    height: int
+    elapsed: float
+    backend: str
+    fallback_from: str | None = None
+    fallback_reason: str | None = None
+    reencoded: bool = False
+    extra_images: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a job produced no image, in words for the person who asked."""
+
+    job: JobRecord
+    message: str
+    retry_at: float | None = None  # epoch seconds, when a quota says when
+    interrupted: bool = False
+
+
+class Reply(Protocol):
+    """Where a job shows itself: statuses first, then exactly one ending."""
+
+    upload_limit: int
+
+    async def status(self, text: str) -> None: ...
+
+    async def deliver(self, delivery: Delivery) -> None: ...
+
+    async def fail(self, failure: Failure) -> None: ...
+
+    async def cancelled(self, job: JobRecord, by: str | None) -> None: ...
+
+
+def queue_status(position: int) -> str:
+    return f"Waiting in line: {position} ahead of you" if position > 1 else "Next in line"
+
+
+@dataclass
+class ActiveJob:
+    job: JobRecord
+    ticket: Ticket
+    task: asyncio.Task[None] | None = None
+    work: asyncio.Task[Delivery] | None = None
+    cancel_reason: str | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        engine: Engine,
+        store: Store,
+        scheduler: Scheduler,
+        *,
+        editor_factory: Callable[[Callable[[str], Awaitable[None]]], StatusEditor] = StatusEditor,
+        retry_backoff: float = RETRY_BACKOFF,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.scheduler = scheduler
+        self.editor_factory = editor_factory
+        self.retry_backoff = retry_backoff
+        self.active: dict[int, ActiveJob] = {}
+
+    def start(
+        self, job: JobRecord, ticket: Ticket, reply: Reply, *, fallback: str | None = None
+    ) -> asyncio.Task[None]:
+        """Run ``job`` in the background; its ``ticket`` came from ``scheduler.submit``."""
+        active = ActiveJob(job, ticket)
+        self.active[job.id] = active
+        active.task = asyncio.get_running_loop().create_task(
+            self._run(active, reply, fallback), name=f"imagine-job-{job.id}"
+        )
+        return active.task
+
+    def cancel(self, job_id: int, reason: str) -> bool:
+        """Stop a job (waiting or running); False if it is not running here."""
+        active = self.active.get(job_id)
+        if active is None or active.cancel_reason is not None:
+            return False
+        active.cancel_reason = reason
+        if active.work is not None:
+            active.work.cancel()
+        return True
+
+    async def wait_idle(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Wait until no job is active; False if ``timeout`` passed first."""
+        tasks = [a.task for a in self.active.values() if a.task is not None]
+        if not tasks:
+            return True
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        return not pending
+
+    async def _run(self, active: ActiveJob, reply: Reply, fallback: str | None) -> None:
+        job = active.job
+        editor = self.editor_factory(reply.status)
+        ticket = active.ticket
+        ticket.on_position = lambda position: editor.update(queue_status(position))
+        if ticket.state == "waiting":
+            editor.update(queue_status(ticket.position))
+        active.work = asyncio.get_running_loop().create_task(
+            self._work(job, ticket, editor, reply.upload_limit, fallback)
+        )
+        ending: Callable[[], Awaitable[None]]
+        try:
+            delivery = await active.work
+        except asyncio.CancelledError:
+            if active.work.cancelled() and active.cancel_reason is not None:
+                ending = self._ending_cancelled(job, reply, active.cancel_reason)
+            else:
+                raise
+        except ImagineError as exc:
+            ending = self._ending_failed(job, reply, exc)
+        except Exception:
+            log.exception("job %s failed unexpectedly", job.id)
+            ending = self._ending_failed(
+                job, reply, ImagineError("Something went wrong on our side; please try again.")
+            )
+        else:
+            ending = self._ending_delivered(delivery, reply)
+        finally:
+            self.scheduler.release(ticket)
+            await editor.close()  # no status may land after the ending
+        try:
+            await ending()
+        finally:
+            active.done.set()
+            self.active.pop(job.id, None)
+
+    # -- endings -------------------------------------------------------------------------
+
+    def _ending_delivered(self, delivery: Delivery, reply: Reply) -> Callable[[], Awaitable[None]]:
+        async def end() -> None:
+            await self.store.update_job(
+                delivery.job.id,
+                state="done",
+                finished_at=time.time(),
+                result_seed=delivery.seed,
+                result_model=delivery.model,
+                result_backend=delivery.backend,
+            )
+            await self._safely(reply.deliver(delivery), delivery.job)
+
+        return end
+
+    def _ending_failed(
+        self, job: JobRecord, reply: Reply, error: ImagineError
+    ) -> Callable[[], Awaitable[None]]:
+        retry_at = None
+        if isinstance(error, QuotaExceeded) and error.retry_after is not None:
+            retry_at = time.time() + error.retry_after
+        failure = Failure(job, str(error), retry_at=retry_at)
+
+        async def end() -> None:
+            await self.store.update_job(
+                job.id, state="failed", finished_at=time.time(), error=failure.message[:1000]
+            )
+            await self._safely(reply.fail(failure), job)
+
+        return end
+
+    def _ending_cancelled(
+        self, job: JobRecord, reply: Reply, reason: str
+    ) -> Callable[[], Awaitable[None]]:
+        async def end() -> None:
+            if reason == "shutdown":
+                failure = Failure(
+                    job, "The bot restarted before this image was finished.", interrupted=True
+                )
+                await self.store.update_job(
+                    job.id, state="interrupted", finished_at=time.time(), error=failure.message
+                )
+                await self._safely(reply.fail(failure), job)
+                return
+            await self.store.update_job(job.id, state="cancelled", finished_at=time.time())
+            await self._safely(reply.cancelled(job, reason), job)
+
+        return end
+
+    @staticmethod
+    async def _safely(ending: Awaitable[None], job: JobRecord) -> None:
+        try:
+            await ending
+        except Exception:
+            log.exception("could not show the end of job %s", job.id)
+
+    # -- the work ------------------------------------------------------------------------
+
+    async def _work(
+        self,
+        job: JobRecord,
+        ticket: Ticket,
+        editor: StatusEditor,
+        upload_limit: int,
+        fallback: str | None,
+    ) -> Delivery:
+        await self.scheduler.wait_turn(ticket)
+        await self.store.update_job(job.id, state="running", started_at=time.time())
+        editor.update("Starting")
+        started = time.monotonic()
+        models = [job.model]
+        if fallback and self.engine.resolve_model(fallback) != job.model:
+            models.append(self.engine.resolve_model(fallback))
+        error: ImagineError | None = None
+        for index, model in enumerate(models):
+            if index:
+                editor.update(f"{models[0]} failed ({error}); trying {model}")
+            for attempt in (1, 2):
+                try:
+                    delivery = await self._attempt(job, model, editor, upload_limit, started)
+                except QuotaExceeded as exc:
+                    error = exc
+                    break
+                except BackendError as exc:
+                    error = exc
+                    if exc.transient and attempt == 1:
+                        editor.update(f"The backend stumbled ({exc}); retrying")
+                        await asyncio.sleep(self.retry_backoff)
+                        continue
+                    break
+                except FetchError as exc:
+                    error = exc
+                    break
+                if index:
+                    return _with_fallback(delivery, models[0], error)
+                return delivery
+        assert error is not None
+        raise error
+
+    async def _attempt(
+        self, job: JobRecord, model: str, editor: StatusEditor, upload_limit: int, started: float
+    ) -> Delivery:
+        result: ImageResponse | None = None
+        download: asyncio.Task[tuple[FetchedImage, bool]] | None = None
+        try:
+            generation = self.engine.generate(
+                model, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed
+            )
+            async with contextlib.aclosing(generation) as items:
+                async for item in items:
+                    if isinstance(item, Reasoning):
+                        if result is None:
+                            editor.update(item.status)
+                    elif isinstance(item, ImageResponse) and result is None:
+                        result = item
+                        # Download while the backend's stream winds down.
+                        download = asyncio.get_running_loop().create_task(
+                            self._download(item, job, upload_limit)
+                        )
+            if result is None or download is None:
+                raise BackendError("The backend finished without an image.")
+            image, reencoded = await download
+        finally:
+            if download is not None and not download.done():
+                download.cancel()
+        width, height = image_size(image.data)  # the header only: cheap
+        return Delivery(
+            job=job,
+            image=image,
+            model=result.model or model,
+            seed=result.seed,
+            width=width,
+            height=height,
+            elapsed=time.monotonic() - started,
+            backend=result.backend,
+            reencoded=reencoded,
+            extra_images=len(result.images) - 1,
+        )
+
+    async def _download(
+        self, result: ImageResponse, job: JobRecord, upload_limit: int
+    ) -> tuple[FetchedImage, bool]:
+        image = await self.engine.download(result, filename=f"imagine-{job.id}")
+        if len(image.data) <= upload_limit:
+            return image, False
+        return await asyncio.to_thread(fit_image, image, upload_limit)
+
+
+def _with_fallback(delivery: Delivery, original: str, error: ImagineError | None) -> Delivery:
+    return replace(delivery, fallback_from=original, fallback_reason=str(error) if error else None)

@@ -1,0 +1,296 @@
+"""Persistence: per-server settings, the job log, and a little bot state.
+
+All SQL lives here, written with SQLAlchemy Core so the same code runs on SQLite (the
+default, through aiosqlite) and PostgreSQL (``postgresql://`` through asyncpg). The schema is
+created and migrated by the bot itself: ``meta.schema_version`` records which of ``MIGRATIONS``
+have run. Per-server settings are cached in memory, so reading them costs no I/O on the
+interaction hot path.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+metadata = sa.MetaData()
+
+guild_settings = sa.Table(
+    "guild_settings",
+    metadata,
+    sa.Column("guild_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("default_model", sa.String(100)),
+    sa.Column("allowed_models", sa.Text),  # JSON list; NULL = all
+    sa.Column("cooldown_seconds", sa.Float, nullable=False, server_default="0"),
+    sa.Column("channels", sa.Text),  # JSON list of channel ids; NULL/empty = everywhere
+    sa.Column("max_size", sa.Integer),
+    sa.Column("fallback_model", sa.String(100)),
+    sa.Column("blocked_words", sa.Text),  # JSON list
+    sa.Column("updated_at", sa.Float),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("guild_id", sa.BigInteger),
+    sa.Column("channel_id", sa.BigInteger),
+    sa.Column("source", sa.String(20), nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("seed", sa.BigInteger),  # as asked; NULL = random
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("application_id", sa.BigInteger),
+    sa.Column("interaction_token", sa.Text),  # valid 15 min; lets a restart edit the reply
+    sa.Column("token_expires_at", sa.Float),
+    sa.Column("message_id", sa.BigInteger),
+    sa.Column("result_seed", sa.BigInteger),
+    sa.Column("result_model", sa.String(100)),
+    sa.Column("result_backend", sa.String(200)),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Index("ix_jobs_state", "state"),
+)
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+MIGRATIONS: list[Sequence[str]] = [
+    (),  # version 1: the tables above, created by metadata.create_all
+]
+"""DDL to run for each schema version after the first, in order (append, never edit)."""
+
+ACTIVE_STATES = ("queued", "running")
+FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
+
+
+@dataclass(frozen=True, slots=True)
+class GuildSettings:
+    """One server's settings; the defaults are what a server that changed nothing gets."""
+
+    guild_id: int
+    default_model: str | None = None
+    allowed_models: tuple[str, ...] | None = None
+    cooldown_seconds: float = 0.0
+    channels: tuple[int, ...] = ()
+    max_size: int | None = None
+    fallback_model: str | None = None
+    blocked_words: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class JobRecord:
+    id: int
+    user_id: int
+    guild_id: int | None
+    channel_id: int | None
+    source: str
+    prompt: str
+    model: str
+    width: int
+    height: int
+    seed: int | None
+    state: str
+    application_id: int | None = None
+    interaction_token: str | None = field(default=None, repr=False)
+    token_expires_at: float | None = None
+    message_id: int | None = None
+    result_seed: int | None = None
+    result_model: str | None = None
+    result_backend: str | None = None
+    error: str | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+def async_url(url: str) -> str:
+    """Map a plain database URL to its asyncio driver (``sqlite://`` → aiosqlite …)."""
+    if url.startswith("sqlite:///") or url == "sqlite://":
+        return "sqlite+aiosqlite" + url[len("sqlite") :]
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url[len("sqlite:///") :])
+    return None
+
+
+def _json_list(value: str | None) -> list[Any] | None:
+    if value is None:
+        return None
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    return data if isinstance(data, list) else None
+
+
+class Store:
+    """The bot's database. Open with ``await Store.open(url)``; ``close()`` at the end."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._guilds: dict[int, GuildSettings] = {}
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        path = _sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(async_url(url))
+        store = cls(engine)
+        await store.migrate()
+        return store
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- schema --------------------------------------------------------------------------
+
+    async def migrate(self) -> int:
+        """Create the schema or bring it up to date; returns the schema version."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            row = (
+                await conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version"))
+            ).first()
+            version = int(row[0]) if row else 0
+            if version == 0:
+                await conn.execute(meta.insert().values(key="schema_version", value="1"))
+                version = 1
+            while version < len(MIGRATIONS):
+                for statement in MIGRATIONS[version]:
+                    await conn.execute(sa.text(statement))
+                version += 1
+                await conn.execute(
+                    meta.update().where(meta.c.key == "schema_version").values(value=str(version))
+                )
+        return version
+
+    # -- meta ----------------------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(meta.c.value).where(meta.c.key == key))).first()
+        return row[0] if row else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        async with self.engine.begin() as conn:
+            updated = await conn.execute(meta.update().where(meta.c.key == key).values(value=value))
+            if updated.rowcount == 0:
+                await conn.execute(meta.insert().values(key=key, value=value))
+
+    # -- guild settings ------------------------------------------------------------------
+
+    async def guild(self, guild_id: int) -> GuildSettings:
+        """A server's settings (cached after the first read)."""
+        cached = self._guilds.get(guild_id)
+        if cached is not None:
+            return cached
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(guild_settings).where(guild_settings.c.guild_id == guild_id)
+                )
+            ).first()
+        settings = self._guild_from_row(guild_id, row._mapping if row else None)
+        self._guilds[guild_id] = settings
+        return settings
+
+    @staticmethod
+    def _guild_from_row(guild_id: int, row: Any) -> GuildSettings:
+        if row is None:
+            return GuildSettings(guild_id)
+        allowed = _json_list(row["allowed_models"])
+        return GuildSettings(
+            guild_id=guild_id,
+            default_model=row["default_model"],
+            allowed_models=tuple(str(m) for m in allowed) if allowed is not None else None,
+            cooldown_seconds=float(row["cooldown_seconds"] or 0),
+            channels=tuple(int(c) for c in _json_list(row["channels"]) or ()),
+            max_size=row["max_size"],
+            fallback_model=row["fallback_model"],
+            blocked_words=tuple(str(w) for w in _json_list(row["blocked_words"]) or ()),
+        )
+
+    async def update_guild(self, guild_id: int, **changes: Any) -> GuildSettings:
+        """Change some of a server's settings; returns the new settings."""
+        current = await self.guild(guild_id)
+        new = replace(current, **changes)
+        values = {
+            "default_model": new.default_model,
+            "allowed_models": None
+            if new.allowed_models is None
+            else json.dumps(list(new.allowed_models)),
+            "cooldown_seconds": new.cooldown_seconds,
+            "channels": json.dumps([str(c) for c in new.channels]),
+            "max_size": new.max_size,
+            "fallback_model": new.fallback_model,
+            "blocked_words": json.dumps(list(new.blocked_words)),
+            "updated_at": time.time(),
+        }
+        async with self.engine.begin() as conn:
+            updated = await conn.execute(
+                guild_settings.update()
+                .where(guild_settings.c.guild_id == guild_id)
+                .values(**values)
+            )
+            if updated.rowcount == 0:
+                await conn.execute(guild_settings.insert().values(guild_id=guild_id, **values))
+        self._guilds[guild_id] = new
+        return new
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    async def create_job(self, **values: Any) -> JobRecord:
+        values.setdefault("state", "queued")
+        values.setdefault("created_at", time.time())
+        async with self.engine.begin() as conn:
+            result = await conn.execute(jobs.insert().values(**values))
+            job_id = result.inserted_primary_key[0]
+        return JobRecord(id=job_id, **{k: values.get(k) for k in _JOB_FIELDS if k in values})
+
+    async def update_job(self, job_id: int, **values: Any) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
+
+    async def job(self, job_id: int) -> JobRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).first()
+        return JobRecord(**row._mapping) if row else None
+
+    async def jobs_in_states(self, states: Iterable[str]) -> list[JobRecord]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(jobs).where(jobs.c.state.in_(list(states))).order_by(jobs.c.id)
+            )
+            return [JobRecord(**row._mapping) for row in rows]
+
+    async def count_jobs(self, **where: Any) -> int:
+        query = sa.select(sa.func.count()).select_from(jobs)
+        for key, value in where.items():
+            query = query.where(jobs.c[key] == value)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+
+_JOB_FIELDS = tuple(c.name for c in jobs.columns if c.name != "id")
