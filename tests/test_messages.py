@@ -51,3 +51,21 @@ def test_empty_user_messages_are_skipped_not_breaking():
 def test_no_messages():
     assert format_image_prompt([]) == ""
     assert format_image_prompt(None) == ""
+
+
+def test_conversation_keeps_only_the_user_and_the_bots_answers_to_them():
+    from imagine.messages import ChatEntry, conversation
+
+    user, other, bot = 1, 2, 99
+    entries = [
+        ChatEntry(user, "an old idea"),
+        ChatEntry(bot, "[image]", for_user=user),
+        ChatEntry(user, "a castle"),
+        ChatEntry(other, "nice!"),
+        ChatEntry(bot, "[image for someone else]", for_user=other),
+        ChatEntry(bot, "", for_user=user, pending=True),
+        ChatEntry(user, "on a hill"),
+    ]
+    turns = conversation(entries, user_id=user, bot_id=bot)
+    assert [t["role"] for t in turns] == ["user", "assistant", "user", "user"]
+    assert format_image_prompt(turns) == "a castle\non a hill"

@@ -1,0 +1,218 @@
+"""Imagine Bot: ``python bot.py`` (``--sync`` to push the slash commands to Discord now).
+
+Loads ``.env``, sets up logging (secrets redacted at every level), builds the bot with one
+HTTP session, one engine, one database and one scheduler for its whole life, loads the cogs,
+and runs until SIGTERM/SIGINT, when running jobs get ``SHUTDOWN_GRACE_SECONDS`` to finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import signal
+import sys
+import time
+
+import aiohttp
+import discord
+import yarl
+from discord.ext import commands
+from dotenv import load_dotenv
+
+from cogs.utils.launch import Launcher
+from cogs.utils.recovery import recover_interrupted_jobs
+from cogs.utils.render import NO_PINGS, JobButton
+from imagine import logsafe
+from imagine.engine import Engine
+from imagine.errors import BadInput
+from imagine.http import new_session
+from imagine.jobs import Scheduler
+from imagine.runner import JobRunner
+from imagine.settings import Settings
+from imagine.store import Store
+
+log = logging.getLogger("imagine.bot")
+
+EXTENSIONS = ("cogs.imagine", "cogs.dm", "cogs.admin")
+EXIT_CONFIG = 2
+
+
+def point_at_api(base_url: str) -> None:
+    """Send discord.py's REST calls (webhooks and interactions included) to ``base_url``."""
+    discord.http.Route.BASE = base_url.rstrip("/")
+
+
+class ImagineBot(commands.Bot):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        force_sync: bool = False,
+        message_content: bool = True,
+        **options,
+    ) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = message_content
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            allowed_mentions=NO_PINGS,
+            help_command=None,
+            **options,
+        )
+        self.settings = settings
+        self.force_sync = force_sync
+        self.session: aiohttp.ClientSession | None = None
+        self.shutting_down = False
+
+    async def setup_hook(self) -> None:
+        settings = self.settings
+        self.session = new_session()
+        self.engine = Engine(settings, session=self.session)
+        self.store = await Store.open(settings.database_url)
+        self.scheduler = Scheduler(settings.max_concurrent_jobs)
+        self.runner = JobRunner(self.engine, self.store, self.scheduler)
+        self.launcher = Launcher(self)
+        self.add_dynamic_items(JobButton)
+        self.tree.on_error = self.on_app_command_error
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        await self.point_gateway()
+        await self.sync_commands()
+        await recover_interrupted_jobs(self)
+
+    async def point_gateway(self) -> None:
+        """discord.py 2.7's ``Bot`` never asks ``GET /gateway/bot``; ask it, so that a custom
+        API base also moves the gateway (and a RESUME after an invalid session comes back here).
+        """
+        _, url, _ = await self.http.get_bot_gateway()
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+
+    def command_hash(self) -> str:
+        payload = [command.to_dict(self.tree) for command in self.tree.get_commands()]
+        canonical = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    async def sync_commands(self) -> bool:
+        """Sync the command tree only when it changed since the last sync (or ``--sync``)."""
+        key = f"command_hash:{self.application_id}"
+        digest = self.command_hash()
+        if not self.force_sync and await self.store.get_meta(key) == digest:
+            log.info("slash commands unchanged since the last sync; not syncing")
+            return False
+        synced = await self.tree.sync()
+        await self.store.set_meta(key, digest)
+        log.info("synced %d application commands", len(synced))
+        return True
+
+    async def on_job_button(self, interaction: discord.Interaction, action: str, job_id: int):
+        cog = self.get_cog("Imagine")
+        if cog is not None:
+            await cog.on_job_button(interaction, action, job_id)
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction, error: discord.app_commands.AppCommandError
+    ) -> None:
+        if isinstance(error, discord.app_commands.CheckFailure):
+            return  # the check already answered
+        original = getattr(error, "original", error)
+        if isinstance(original, BadInput):
+            text = str(original)
+        else:
+            log.error("command failed", exc_info=original)
+            text = "Something went wrong on our side; please try again."
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+            else:
+                await interaction.response.send_message(
+                    text, ephemeral=True, allowed_mentions=NO_PINGS
+                )
+        except discord.HTTPException:
+            pass
+
+    async def on_ready(self) -> None:
+        log.info("ready as %s (%s) in %d servers", self.user, self.user.id, len(self.guilds))
+
+    async def shutdown(self) -> None:
+        """Stop taking jobs, let running ones finish within the grace period, tell the rest."""
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        grace = self.settings.shutdown_grace_seconds
+        log.info("shutting down: %d job(s) active, %gs grace", len(self.runner.active), grace)
+        self.scheduler.close()
+        started = time.monotonic()
+        if not await self.runner.wait_idle(grace):
+            for job_id in list(self.runner.active):
+                self.runner.cancel(job_id, "shutdown")
+            await self.runner.wait_idle(max(5.0, grace - (time.monotonic() - started)))
+        await self.close()
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            if getattr(self, "store", None) is not None:
+                await self.store.close()
+            if self.session is not None:
+                await self.session.close()
+
+
+def setup_logging(settings: Settings) -> None:
+    level = getattr(logging, settings.log_level, logging.INFO)
+    discord.utils.setup_logging(level=level, root=True)
+    logsafe.install(settings.secrets())
+
+
+async def run(settings: Settings, *, force_sync: bool) -> int:
+    point_at_api(settings.discord_api_base_url)
+    message_content = True
+    while True:
+        bot = ImagineBot(settings, force_sync=force_sync, message_content=message_content)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lambda b=bot: asyncio.ensure_future(b.shutdown()))
+        try:
+            async with bot:
+                await bot.start(settings.discord_token)
+            return 0
+        except discord.PrivilegedIntentsRequired:
+            if not message_content:
+                raise
+            log.warning(
+                "The Message Content intent is not enabled for this application in the "
+                "developer portal; running without it (see README: the conversation is then "
+                "empty except in DMs, mentions and 'Imagine this')."
+            )
+            message_content = False
+        except discord.LoginFailure:
+            log.error("Discord refused DISCORD_TOKEN: check the token in .env")
+            return EXIT_CONFIG
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run Imagine Bot")
+    parser.add_argument("--sync", action="store_true", help="sync slash commands now")
+    args = parser.parse_args(argv)
+    load_dotenv()
+    try:
+        settings = Settings.from_env()
+    except BadInput as exc:
+        print(f"Invalid setting: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not settings.discord_token:
+        print(
+            "DISCORD_TOKEN is not set: copy .env.example to .env and put your bot token there.",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    setup_logging(settings)
+    return asyncio.run(run(settings, force_sync=args.sync))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

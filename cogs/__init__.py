@@ -1,0 +1,1 @@
+"""The Discord surface of Imagine Bot, loaded as discord.py extensions."""

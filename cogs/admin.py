@@ -1,0 +1,243 @@
+"""/imagine-config: each server's own settings, for members who may manage the server.
+
+Discord hides the group from others by default (``default_permissions``), and every command
+checks the member's permissions again here, so a changed default in the server's
+integration settings cannot let anyone else change anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from imagine.errors import BadInput
+from imagine.settings import MAX_SIDE
+from imagine.store import GuildSettings
+
+from .utils.render import NO_PINGS
+
+if TYPE_CHECKING:
+    from bot import ImagineBot
+
+log = logging.getLogger(__name__)
+
+NONE = "none"
+MAX_BLOCKED_WORDS = 200
+
+
+async def say(interaction: discord.Interaction, text: str) -> None:
+    await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
+
+
+def describe(settings: GuildSettings, bot_fallback: str | None) -> str:
+    models = ", ".join(settings.allowed_models) if settings.allowed_models is not None else "all"
+    channels = ", ".join(f"<#{c}>" for c in settings.channels) or "everywhere"
+    fallback = settings.fallback_model or (
+        f"{bot_fallback} (bot default)" if bot_fallback else NONE
+    )
+    return "\n".join(
+        [
+            f"**Default model:** {settings.default_model or 'flux (bot default)'}",
+            f"**Models members may pick:** {models}",
+            f"**Cooldown:** {settings.cooldown_seconds:g}s per member",
+            f"**Channels:** {channels}",
+            f"**Largest width/height:** {settings.max_size or MAX_SIDE}",
+            f"**Fallback model:** {fallback}",
+            f"**Blocked words:** {len(settings.blocked_words)}",
+        ]
+    )
+
+
+@app_commands.guild_only()
+@app_commands.allowed_installs(guilds=True, users=False)
+@app_commands.default_permissions(manage_guild=True)
+class Admin(commands.GroupCog, group_name="imagine-config", group_description="Imagine settings"):
+    def __init__(self, bot: ImagineBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        """Checked again here: Discord's default permission is only a default."""
+        if interaction.guild_id is None or not interaction.permissions.manage_guild:
+            await say(
+                interaction, "You need the Manage Server permission to change Imagine settings."
+            )
+            return False
+        return True
+
+    async def update(self, interaction: discord.Interaction, **changes) -> GuildSettings:
+        return await self.bot.store.update_guild(interaction.guild_id, **changes)
+
+    def model_name(self, name: str) -> str:
+        return self.bot.engine.resolve_model(name)
+
+    async def model_choices(self, current: str, *, with_none: bool = False):
+        names = self.bot.engine.models() + ([NONE] if with_none else [])
+        current = current.casefold()
+        return [app_commands.Choice(name=n, value=n) for n in names if current in n][:25]
+
+    @app_commands.command(name="show", description="Show this server's Imagine settings")
+    async def show(self, interaction: discord.Interaction) -> None:
+        settings = await self.bot.store.guild(interaction.guild_id)
+        embed = discord.Embed(
+            title="Imagine settings",
+            description=describe(settings, self.bot.settings.fallback_model),
+            color=discord.Color.blurple(),
+        )
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @app_commands.command(name="model", description="The model /imagine uses by default here")
+    @app_commands.describe(model="A model name")
+    async def model(self, interaction: discord.Interaction, model: str) -> None:
+        try:
+            name = self.model_name(model)
+        except BadInput as exc:
+            await say(interaction, str(exc))
+            return
+        settings = await self.bot.store.guild(interaction.guild_id)
+        if settings.allowed_models is not None and name not in settings.allowed_models:
+            await say(interaction, f"{name} is not among the models members may pick here.")
+            return
+        await self.update(interaction, default_model=name)
+        await say(interaction, f"The default model here is now **{name}**.")
+
+    @model.autocomplete("model")
+    async def model_autocomplete(self, interaction: discord.Interaction, current: str):
+        return await self.model_choices(current)
+
+    @app_commands.command(name="models", description="Which models members may pick here")
+    @app_commands.describe(models="Comma-separated model names, or 'all'")
+    async def models(
+        self, interaction: discord.Interaction, models: app_commands.Range[str, 1, 500]
+    ) -> None:
+        if models.strip().casefold() == "all":
+            await self.update(interaction, allowed_models=None)
+            await say(interaction, "Members may pick **every** model.")
+            return
+        try:
+            names = list(dict.fromkeys(self.model_name(n) for n in models.split(",") if n.strip()))
+        except BadInput as exc:
+            await say(interaction, str(exc))
+            return
+        if not names:
+            await say(interaction, "Name at least one model, or 'all'.")
+            return
+        settings = await self.bot.store.guild(interaction.guild_id)
+        changes: dict = {"allowed_models": tuple(names)}
+        if settings.default_model and settings.default_model not in names:
+            changes["default_model"] = names[0]
+        new = await self.update(interaction, **changes)
+        text = f"Members may pick: **{', '.join(names)}**."
+        if "default_model" in changes:
+            text += f" The default model is now **{new.default_model}**."
+        await say(interaction, text)
+
+    @app_commands.command(name="cooldown", description="Seconds each member waits between images")
+    @app_commands.describe(seconds="0 for no cooldown")
+    async def cooldown(
+        self, interaction: discord.Interaction, seconds: app_commands.Range[float, 0, 86400]
+    ) -> None:
+        await self.update(interaction, cooldown_seconds=float(seconds))
+        await say(interaction, f"Cooldown set to **{seconds:g}s** per member.")
+
+    @app_commands.command(name="channels", description="Where /imagine works (empty: everywhere)")
+    @app_commands.describe(action="add, remove or clear", channel="The channel to add or remove")
+    @app_commands.choices(
+        action=[
+            app_commands.Choice(name="add", value="add"),
+            app_commands.Choice(name="remove", value="remove"),
+            app_commands.Choice(name="clear", value="clear"),
+        ]
+    )
+    async def channels(
+        self,
+        interaction: discord.Interaction,
+        action: app_commands.Choice[str],
+        channel: discord.TextChannel | discord.Thread | None = None,
+    ) -> None:
+        settings = await self.bot.store.guild(interaction.guild_id)
+        current = list(settings.channels)
+        if action.value == "clear":
+            current = []
+        elif channel is None:
+            await say(interaction, f"Name the channel to {action.value}.")
+            return
+        elif action.value == "add" and channel.id not in current:
+            current.append(channel.id)
+        elif action.value == "remove" and channel.id in current:
+            current.remove(channel.id)
+        new = await self.update(interaction, channels=tuple(current))
+        where = ", ".join(f"<#{c}>" for c in new.channels) or "every channel"
+        await say(interaction, f"/imagine now works in {where}.")
+
+    @app_commands.command(name="max-size", description="The largest width/height members may ask")
+    @app_commands.describe(pixels=f"32 to {MAX_SIDE}")
+    async def max_size(
+        self, interaction: discord.Interaction, pixels: app_commands.Range[int, 32, MAX_SIDE]
+    ) -> None:
+        await self.update(interaction, max_size=int(pixels))
+        await say(interaction, f"Members may ask for up to **{pixels}×{pixels}** pixels.")
+
+    @app_commands.command(name="fallback", description="The model a failed job falls back to")
+    @app_commands.describe(model="A model name, or 'none'")
+    async def fallback(self, interaction: discord.Interaction, model: str) -> None:
+        if model.strip().casefold() == NONE:
+            await self.update(interaction, fallback_model=None)
+            await say(interaction, "No fallback model for this server.")
+            return
+        try:
+            name = self.model_name(model)
+        except BadInput as exc:
+            await say(interaction, str(exc))
+            return
+        await self.update(interaction, fallback_model=name)
+        await say(interaction, f"Failed jobs here fall back to **{name}**.")
+
+    @fallback.autocomplete("model")
+    async def fallback_autocomplete(self, interaction: discord.Interaction, current: str):
+        return await self.model_choices(current, with_none=True)
+
+    @app_commands.command(name="blocked-words", description="Words a prompt here may not contain")
+    @app_commands.describe(action="add, remove, clear or list", words="Comma-separated words")
+    @app_commands.choices(
+        action=[
+            app_commands.Choice(name=name, value=name)
+            for name in ("add", "remove", "clear", "list")
+        ]
+    )
+    async def blocked_words(
+        self,
+        interaction: discord.Interaction,
+        action: app_commands.Choice[str],
+        words: app_commands.Range[str, 1, 1000] | None = None,
+    ) -> None:
+        settings = await self.bot.store.guild(interaction.guild_id)
+        current = list(settings.blocked_words)
+        given = [w.strip() for w in (words or "").split(",") if w.strip()]
+        if action.value == "list":
+            listed = ", ".join(f"`{w}`" for w in current) or "none"
+            await say(interaction, f"Blocked words: {listed}"[:2000])
+            return
+        if action.value == "clear":
+            current = []
+        elif not given:
+            await say(interaction, f"Name the words to {action.value}, separated by commas.")
+            return
+        elif action.value == "add":
+            current += [w for w in given if w.casefold() not in {c.casefold() for c in current}]
+        else:
+            drop = {w.casefold() for w in given}
+            current = [w for w in current if w.casefold() not in drop]
+        if len(current) > MAX_BLOCKED_WORDS:
+            await say(interaction, f"At most {MAX_BLOCKED_WORDS} blocked words; nothing changed.")
+            return
+        await self.update(interaction, blocked_words=tuple(current))
+        await say(interaction, f"{len(current)} blocked word(s) now.")
+
+
+async def setup(bot: ImagineBot) -> None:
+    await bot.add_cog(Admin(bot))

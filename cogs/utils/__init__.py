@@ -1,0 +1,1 @@
+"""Discord-side helpers shared by the cogs (RoboDanny's ``cogs/utils`` layout)."""

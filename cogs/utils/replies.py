@@ -1,0 +1,202 @@
+"""Where a job shows itself on Discord: an interaction's response, or a plain message.
+
+Both implement ``imagine.runner.Reply``. An interaction response is edited through its
+webhook token, which Discord honours for 15 minutes; a job that outlives its token is
+delivered as a normal channel message replying to the user (or, where the bot may not post,
+by DM), never lost.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+
+import discord
+
+from imagine.runner import Delivery, Failure
+from imagine.store import JobRecord
+
+from .render import NO_PINGS, failure_embed, job_view, result_embed, status_content
+
+log = logging.getLogger(__name__)
+
+TOKEN_LIFETIME = 15 * 60.0
+TOKEN_MARGIN = 20.0
+"""Stop using a token this long before Discord would refuse it."""
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+
+
+def image_file(delivery: Delivery) -> discord.File:
+    return discord.File(io.BytesIO(delivery.image.data), filename=delivery.image.filename)
+
+
+def as_new_message(fields: dict) -> dict:
+    """Edit fields turned into ``send`` arguments (``attachments`` → ``files``, no Nones)."""
+    fields = dict(fields)
+    files = fields.pop("attachments", None)
+    if files:
+        for file in files:
+            file.reset()
+        fields["files"] = files
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+class MessageReply:
+    """A job shown in a message the bot sends itself (DMs, and the late-delivery path)."""
+
+    def __init__(
+        self,
+        channel: discord.abc.Messageable,
+        job: JobRecord,
+        *,
+        requester: str | None = None,
+        reference: discord.Message | None = None,
+        upload_limit: int = DEFAULT_UPLOAD_LIMIT,
+    ) -> None:
+        self.channel = channel
+        self.job = job
+        self.requester = requester
+        self.reference = reference
+        self.upload_limit = upload_limit
+        self.message: discord.Message | None = None
+
+    async def open(self, text: str = "Starting") -> discord.Message:
+        """Send the one reply that will be edited from now on."""
+        self.message = await self.channel.send(
+            status_content(self.job.prompt, self.job.model, text),
+            view=job_view(self.job.id, "cancel"),
+            reference=self.reference,
+            mention_author=False,
+            allowed_mentions=NO_PINGS,
+        )
+        return self.message
+
+    async def _show(self, **fields) -> None:
+        if self.message is None:
+            self.message = await self.channel.send(
+                reference=self.reference,
+                mention_author=False,
+                allowed_mentions=NO_PINGS,
+                **as_new_message(fields),
+            )
+        else:
+            await self.message.edit(allowed_mentions=NO_PINGS, **fields)
+
+    async def status(self, text: str) -> None:
+        await self._show(content=status_content(self.job.prompt, self.job.model, text))
+
+    async def deliver(self, delivery: Delivery) -> None:
+        await self._show(
+            content=None,
+            embed=result_embed(delivery, self.requester),
+            attachments=[image_file(delivery)],
+            view=job_view(self.job.id, "reroll", "delete"),
+        )
+
+    async def fail(self, failure: Failure) -> None:
+        await self._show(
+            content=None, embed=failure_embed(failure), view=job_view(self.job.id, "retry")
+        )
+
+    async def cancelled(self, job: JobRecord, by: str | None) -> None:
+        await self._show(
+            content=f"Cancelled{f' by {by}' if by else ''}.", view=job_view(job.id, "retry")
+        )
+
+
+class InteractionReply:
+    """A job shown in the response to a slash command, menu or button press."""
+
+    def __init__(
+        self,
+        interaction: discord.Interaction,
+        job: JobRecord,
+        *,
+        requester: str | None = None,
+        message_id: int | None = None,
+    ) -> None:
+        self.interaction = interaction
+        self.job = job
+        self.requester = requester
+        self.message_id = message_id
+        self.upload_limit = interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT
+        self.expires_at = interaction.created_at.timestamp() + TOKEN_LIFETIME - TOKEN_MARGIN
+        self._cancel_shown = False
+
+    def token_valid(self) -> bool:
+        return time.time() < self.expires_at
+
+    async def status(self, text: str) -> None:
+        if not self.token_valid():
+            return  # statuses are not worth a new message; the ending will find its way
+        content = status_content(self.job.prompt, self.job.model, text)
+        if self._cancel_shown:
+            await self.interaction.edit_original_response(
+                content=content, allowed_mentions=NO_PINGS
+            )
+        else:
+            await self.interaction.edit_original_response(
+                content=content, view=job_view(self.job.id, "cancel"), allowed_mentions=NO_PINGS
+            )
+            self._cancel_shown = True
+
+    async def _end(self, **fields) -> None:
+        if self.token_valid():
+            try:
+                await self.interaction.edit_original_response(allowed_mentions=NO_PINGS, **fields)
+                return
+            except discord.HTTPException as exc:
+                if exc.status >= 500 or exc.code not in (10008, 10015, 50027):
+                    raise
+                log.info("job %s: the response can no longer be edited (%s)", self.job.id, exc.code)
+        await self._deliver_late(**fields)
+
+    async def _deliver_late(self, **fields) -> None:
+        """The token is gone: post in the channel, replying to the user, or else DM them."""
+        user = self.interaction.user
+        note = f"{user.mention}, here is your image." if fields.get("embed") else user.mention
+        if fields.get("content"):
+            note = f"{note} {fields['content']}"
+        fields["content"] = note
+        channel_id = self.interaction.channel_id
+        if channel_id is not None and self.interaction.guild_id is not None:
+            reference = None
+            if self.message_id is not None:
+                reference = discord.MessageReference(
+                    message_id=self.message_id, channel_id=channel_id, fail_if_not_exists=False
+                )
+            channel = self.interaction.client.get_partial_messageable(
+                channel_id, guild_id=self.interaction.guild_id
+            )
+            try:
+                await channel.send(
+                    reference=reference,
+                    mention_author=False,
+                    allowed_mentions=NO_PINGS,
+                    **as_new_message(fields),
+                )
+                return
+            except discord.HTTPException as exc:
+                log.info("job %s: cannot post in the channel (%s); sending a DM", self.job.id, exc)
+        await user.send(allowed_mentions=NO_PINGS, **as_new_message(fields))
+
+    async def deliver(self, delivery: Delivery) -> None:
+        await self._end(
+            content=None,
+            embed=result_embed(delivery, self.requester),
+            attachments=[image_file(delivery)],
+            view=job_view(self.job.id, "reroll", "delete"),
+        )
+
+    async def fail(self, failure: Failure) -> None:
+        await self._end(
+            content=None, embed=failure_embed(failure), view=job_view(self.job.id, "retry")
+        )
+
+    async def cancelled(self, job: JobRecord, by: str | None) -> None:
+        await self._end(
+            content=f"Cancelled{f' by {by}' if by else ''}.",
+            embed=None,
+            view=job_view(job.id, "retry"),
+        )

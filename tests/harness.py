@@ -1,0 +1,157 @@
+"""The whole bot, for real, between two local fakes: Discord (REST + gateway) and the Spaces.
+
+The real ``ImagineBot`` (discord.py client, cogs, engine, SQLite store) is started in the test's
+event loop against ``FakeDiscord`` and ``FakeSpace`` on 127.0.0.1; tests drive it the way
+Discord would (interactions, messages, button presses) and read what it sent back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import discord
+from discord.gateway import DiscordWebSocket
+
+import bot as bot_module
+from imagine.settings import Settings
+from tests.fakes.discord_server import FakeDiscord, FakeInteraction, Guild, MessageRecord
+from tests.fakes.space import FakeSpace
+
+MANAGE_GUILD = 1 << 5
+MANAGE_MESSAGES = 1 << 13
+
+
+@dataclass
+class Harness:
+    discord: FakeDiscord
+    space: FakeSpace
+    settings: Settings
+    database: Path
+    guild: Guild
+    alice: dict[str, Any]
+    bob: dict[str, Any]
+    admin: dict[str, Any]
+    bot: bot_module.ImagineBot | None = None
+    task: asyncio.Task | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def channel_id(self) -> int:
+        return self.guild.channel_id
+
+    async def start_bot(self, **overrides: str) -> bot_module.ImagineBot:
+        settings = Settings.from_env({**self.env, **overrides}) if overrides else self.settings
+        bot_module.point_at_api(settings.discord_api_base_url)
+        bot = bot_module.ImagineBot(settings, guild_ready_timeout=0.05)
+        ready = asyncio.Event()
+        bot.add_listener(_set_on_ready(ready), "on_ready")
+        self.bot = bot
+        self.task = asyncio.create_task(bot.start(settings.discord_token))
+        waiter = asyncio.ensure_future(ready.wait())
+        done, _ = await asyncio.wait(
+            {self.task, waiter}, timeout=15, return_when=asyncio.FIRST_COMPLETED
+        )
+        waiter.cancel()
+        if self.task in done:
+            self.task.result()  # raise what stopped the bot
+        assert ready.is_set(), "the bot did not become ready"
+        return bot
+
+    async def stop_bot(self) -> None:
+        if self.bot is not None:
+            await self.bot.close()
+        if self.task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self.task, 10)
+        self.bot = None
+        self.task = None
+
+    async def slash(self, options: dict | None = None, *, user=None, **kwargs) -> FakeInteraction:
+        kwargs.setdefault("guild_id", self.guild.id)
+        return await self.discord.send_slash(
+            "imagine", options or {}, user=user or self.alice, **kwargs
+        )
+
+    async def final(self, interaction: FakeInteraction, within: float = 15) -> MessageRecord:
+        """The interaction's reply once it has ended: a result, a failure or a cancellation."""
+
+        def ended():
+            message = interaction.original
+            if message is None or message.loading:
+                return False
+            return message.embeds or message.content.startswith("Cancelled")
+
+        await self.discord.wait_until(ended, within)
+        return interaction.original
+
+    async def ephemeral(self, interaction: FakeInteraction) -> str:
+        """The text of an ephemeral refusal (callback type 4 with flag 64)."""
+        callback = await interaction.wait_callback(3)
+        assert callback["type"] == 4, callback
+        assert callback["data"].get("flags", 0) & 64, callback
+        return callback["data"]["content"]
+
+    def bot_messages(self) -> list[MessageRecord]:
+        bot_id = int(self.discord.bot_user_id)
+        return [m for m in self.discord.messages.values() if int(m.author["id"]) == bot_id]
+
+
+def _set_on_ready(event: asyncio.Event):
+    async def on_ready() -> None:
+        event.set()
+
+    return on_ready
+
+
+@asynccontextmanager
+async def running_bot(tmp_path: Path, *, start: bool = True, **env: str) -> AsyncIterator[Harness]:
+    saved_base = discord.http.Route.BASE
+    saved_gateway = DiscordWebSocket.DEFAULT_GATEWAY
+    fake_discord = FakeDiscord(token="test-token")
+    fake_space = FakeSpace()
+    async with fake_discord, fake_space:
+        guild = fake_discord.add_guild("Art Club")
+        alice = fake_discord.add_user("alice")
+        bob = fake_discord.add_user("bob")
+        admin = fake_discord.add_user("admin")
+        for user in (alice, bob):
+            fake_discord.add_member(guild.id, user)
+        fake_discord.add_member(guild.id, admin, permissions=MANAGE_GUILD | MANAGE_MESSAGES | 0x800)
+        database = tmp_path / "imagine.db"
+        full_env = {
+            **fake_space.env(),
+            "DISCORD_TOKEN": "test-token",
+            "DISCORD_API_BASE_URL": fake_discord.rest_base,
+            "DATABASE_URL": f"sqlite:///{database}",
+            "JOB_WATCHDOG_SECONDS": "10",
+            "JOB_TIMEOUT_SECONDS": "30",
+            "LOG_LEVEL": "INFO",
+            **env,
+        }
+        harness = Harness(
+            discord=fake_discord,
+            space=fake_space,
+            settings=Settings.from_env(full_env),
+            database=database,
+            guild=guild,
+            alice=alice,
+            bob=bob,
+            admin=admin,
+            env=full_env,
+        )
+        try:
+            if start:
+                await harness.start_bot()
+            yield harness
+        finally:
+            await harness.stop_bot()
+            discord.http.Route.BASE = saved_base
+            DiscordWebSocket.DEFAULT_GATEWAY = saved_gateway
+            logging.getLogger("discord").handlers.clear()

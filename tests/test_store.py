@@ -1,0 +1,52 @@
+"""The store: schema creation and migration, settings per server, the job log."""
+
+import sqlalchemy as sa
+
+from imagine.store import Store, async_url
+
+
+def test_urls_map_to_async_drivers():
+    assert async_url("sqlite:///data/x.db") == "sqlite+aiosqlite:///data/x.db"
+    assert async_url("postgresql://u:p@h/db") == "postgresql+asyncpg://u:p@h/db"
+
+
+async def test_settings_per_server_survive_reopening(tmp_path):
+    url = f"sqlite:///{tmp_path / 'sub' / 'bot.db'}"
+    store = await Store.open(url)
+    await store.update_guild(1, default_model="flux-dev", allowed_models=("flux", "flux-dev"))
+    await store.update_guild(1, cooldown_seconds=30, channels=(111, 222))
+    await store.update_guild(2, max_size=512)
+    await store.close()
+    store = await Store.open(url)
+    one, two, three = await store.guild(1), await store.guild(2), await store.guild(3)
+    assert (one.default_model, one.allowed_models) == ("flux-dev", ("flux", "flux-dev"))
+    assert (one.cooldown_seconds, one.channels, one.max_size) == (30, (111, 222), None)
+    assert (two.max_size, two.default_model) == (512, None)
+    assert three.allowed_models is None and three.channels == ()
+    await store.close()
+
+
+async def test_migrate_is_idempotent_and_versioned(tmp_path):
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    store = await Store.open(url)
+    assert await store.migrate() == 1
+    assert await store.get_meta("schema_version") == "1"
+    async with store.engine.connect() as conn:
+        tables = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
+    assert {"guild_settings", "jobs", "meta"} <= set(tables)
+    await store.close()
+
+
+async def test_job_log(tmp_path):
+    store = await Store.open(f"sqlite:///{tmp_path / 'bot.db'}")
+    job = await store.create_job(
+        user_id=5, guild_id=None, channel_id=9, source="dm", prompt="p", model="flux",
+        width=512, height=512, seed=None,
+    )  # fmt: skip
+    await store.update_job(job.id, state="running")
+    assert [j.id for j in await store.jobs_in_states(["running"])] == [job.id]
+    await store.update_job(job.id, state="done", result_seed=7)
+    loaded = await store.job(job.id)
+    assert (loaded.state, loaded.result_seed, loaded.prompt) == ("done", 7, "p")
+    assert await store.count_jobs(state="done") == 1
+    await store.close()
