@@ -37,6 +37,7 @@ from imagine.store import Store
 log = logging.getLogger("imagine.bot")
 
 EXTENSIONS = ("cogs.imagine", "cogs.dm", "cogs.admin")
+QUIET_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "asyncpg")
 EXIT_CONFIG = 2
 
 
@@ -73,8 +74,11 @@ class ImagineBot(commands.Bot):
         self.session = new_session()
         self.engine = Engine(settings, session=self.session)
         self.store = await Store.open(settings.database_url)
-        self.scheduler = Scheduler(settings.max_concurrent_jobs)
-        self.runner = JobRunner(self.engine, self.store, self.scheduler)
+        self.scheduler = Scheduler(
+            settings.max_concurrent_jobs, max_queued_per_user=settings.max_jobs_per_user
+        )
+        redactor = logsafe.RedactingFilter(settings.secrets())
+        self.runner = JobRunner(self.engine, self.store, self.scheduler, redact=redactor.redact)
         self.launcher = Launcher(self)
         self.add_dynamic_items(JobButton)
         self.tree.on_error = self.on_app_command_error
@@ -162,9 +166,13 @@ class ImagineBot(commands.Bot):
                 await self.session.close()
 
 
-def setup_logging(settings: Settings) -> None:
+def setup_logging(settings: Settings, handler: logging.Handler | None = None) -> None:
+    """discord.py's log format and colours, with every secret redacted at every level."""
     level = getattr(logging, settings.log_level, logging.INFO)
-    discord.utils.setup_logging(level=level, root=True)
+    discord.utils.setup_logging(handler=handler or discord.utils.MISSING, level=level, root=True)
+    # The database layers log SQL parameters at INFO and DEBUG (interaction tokens among them).
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
     logsafe.install(settings.secrets())
 
 

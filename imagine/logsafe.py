@@ -1,9 +1,10 @@
 """Logging that cannot leak secrets, at any level.
 
 A filter on the handlers rewrites every record after formatting its message: known secret
-values (the bot token, HF_TOKEN, API keys) and token-shaped URL parts (Discord webhook and
-interaction tokens) become ``[redacted]``. It runs on handlers, so it also covers records of
-libraries (discord.py logs request URLs at DEBUG; those carry interaction tokens).
+values (the bot token, HF_TOKEN, API keys), token-shaped URL parts (Discord webhook and
+interaction tokens) and ``"token": "…"`` fields of logged payloads become ``[redacted]``.
+It runs on handlers, so it also covers records of libraries (discord.py logs request URLs
+and gateway payloads at DEBUG; those carry interaction tokens).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from collections.abc import Iterable
 REDACTED = "[redacted]"
 TOKEN_PATHS = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9_.\-]{20,}")
 BEARER = re.compile(r"((?:Bearer|Bot)\s+)[A-Za-z0-9_.\-]{16,}", re.IGNORECASE)
+TOKEN_FIELDS = re.compile(r"""(['"](?:\w+_)?token['"]\s*:\s*['"])[^'"]{8,}""", re.IGNORECASE)
+"""``"token": "…"`` in logged payloads (discord.py logs gateway events, with interaction
+tokens, at DEBUG; Spaces' JWTs travel the same way)."""
 
 
 class RedactingFilter(logging.Filter):
@@ -27,6 +31,7 @@ class RedactingFilter(logging.Filter):
             if secret in text:
                 text = text.replace(secret, REDACTED)
         text = TOKEN_PATHS.sub(rf"\g<1>{REDACTED}", text)
+        text = TOKEN_FIELDS.sub(rf"\g<1>{REDACTED}", text)
         return BEARER.sub(rf"\g<1>{REDACTED}", text)
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -39,7 +39,7 @@ class Delivery:
     """A finished image, ready to show."""
 
     job: JobRecord
-    image: FetchedImage
+    image: FetchedImage | None  # None: too large to upload even re-encoded; see ``link``
     model: str
     seed: int | None
     width: int
@@ -50,6 +50,7 @@ class Delivery:
     fallback_reason: str | None = None
     reencoded: bool = False
     extra_images: int = 0
+    link: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +100,14 @@ class JobRunner:
         *,
         editor_factory: Callable[[Callable[[str], Awaitable[None]]], StatusEditor] = StatusEditor,
         retry_backoff: float = RETRY_BACKOFF,
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.engine = engine
         self.store = store
         self.scheduler = scheduler
         self.editor_factory = editor_factory
         self.retry_backoff = retry_backoff
+        self.redact = redact  # a backend could echo a secret back: never show it
         self.active: dict[int, ActiveJob] = {}
 
     def start(
@@ -194,7 +197,7 @@ class JobRunner:
         retry_at = None
         if isinstance(error, QuotaExceeded) and error.retry_after is not None:
             retry_at = time.time() + error.retry_after
-        failure = Failure(job, str(error), retry_at=retry_at)
+        failure = Failure(job, self.redact(str(error)), retry_at=retry_at)
 
         async def end() -> None:
             await self.store.update_job(
@@ -276,7 +279,7 @@ class JobRunner:
         self, job: JobRecord, model: str, editor: StatusEditor, upload_limit: int, started: float
     ) -> Delivery:
         result: ImageResponse | None = None
-        download: asyncio.Task[tuple[FetchedImage, bool]] | None = None
+        download: asyncio.Task[tuple[tuple[int, int], FetchedImage | None, bool]] | None = None
         try:
             generation = self.engine.generate(
                 model, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed
@@ -294,14 +297,14 @@ class JobRunner:
                         )
             if result is None or download is None:
                 raise BackendError("The backend finished without an image.")
-            image, reencoded = await download
+            (width, height), image, reencoded = await download
         finally:
             if download is not None and not download.done():
                 download.cancel()
-        width, height = image_size(image.data)  # the header only: cheap
         return Delivery(
             job=job,
             image=image,
+            link=None if image is not None else result.images[0],
             model=result.model or model,
             seed=result.seed,
             width=width,
@@ -314,11 +317,19 @@ class JobRunner:
 
     async def _download(
         self, result: ImageResponse, job: JobRecord, upload_limit: int
-    ) -> tuple[FetchedImage, bool]:
+    ) -> tuple[tuple[int, int], FetchedImage | None, bool]:
+        """``(size, image to upload, re-encoded)``; no image when even re-encoding cannot
+        bring it under the upload limit (a link is sent instead)."""
         image = await self.engine.download(result, filename=f"imagine-{job.id}")
+        size = image_size(image.data)  # the header only; refuses decompression bombs
         if len(image.data) <= upload_limit:
-            return image, False
-        return await asyncio.to_thread(fit_image, image, upload_limit)
+            return size, image, False
+        try:
+            fitted, _ = await asyncio.to_thread(fit_image, image, upload_limit)
+        except FetchError as exc:
+            log.info("job %s: %s; sending a link instead", job.id, exc)
+            return size, None, False
+        return size, fitted, True
 
 
 def _with_fallback(delivery: Delivery, original: str, error: ImagineError | None) -> Delivery:

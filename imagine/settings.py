@@ -62,6 +62,7 @@ class Settings:
     hf_token: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
     max_concurrent_jobs: int = 4
+    max_jobs_per_user: int = 3
     job_watchdog_seconds: float = 120.0
     job_timeout_seconds: float = 600.0
     connect_timeout_seconds: float = 15.0
@@ -95,6 +96,7 @@ class Settings:
             max_concurrent_jobs=_integer(
                 env, "MAX_CONCURRENT_JOBS", d.max_concurrent_jobs, minimum=1
             ),
+            max_jobs_per_user=_integer(env, "MAX_JOBS_PER_USER", d.max_jobs_per_user, minimum=1),
             job_watchdog_seconds=_number(
                 env, "JOB_WATCHDOG_SECONDS", d.job_watchdog_seconds, minimum=1
             ),

@@ -101,7 +101,15 @@ def result_embed(delivery: Delivery, requester: str | None) -> discord.Embed:
         [f"Requested by {requester}" if requester else "", f"drawn by {delivery.backend}", *notes]
     ).strip(" ·")
     embed.set_footer(text=clip(footer, 2048))
-    embed.set_image(url=f"attachment://{delivery.image.filename}")
+    if delivery.image is not None:
+        embed.set_image(url=f"attachment://{delivery.image.filename}")
+    elif delivery.link:
+        embed.description = clip(
+            f"{embed.description or ''}\nToo large to upload here even re-encoded: "
+            f"[open the image]({delivery.link}) (the link expires).".strip(),
+            4096,
+        )
+        embed.set_image(url=delivery.link)
     return embed
 
 

@@ -27,8 +27,10 @@ TOKEN_MARGIN = 20.0
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 
 
-def image_file(delivery: Delivery) -> discord.File:
-    return discord.File(io.BytesIO(delivery.image.data), filename=delivery.image.filename)
+def image_files(delivery: Delivery) -> list[discord.File]:
+    if delivery.image is None:
+        return []
+    return [discord.File(io.BytesIO(delivery.image.data), filename=delivery.image.filename)]
 
 
 def as_new_message(fields: dict) -> dict:
@@ -90,7 +92,7 @@ class MessageReply:
         await self._show(
             content=None,
             embed=result_embed(delivery, self.requester),
-            attachments=[image_file(delivery)],
+            attachments=image_files(delivery),
             view=job_view(self.job.id, "reroll", "delete"),
         )
 
@@ -185,7 +187,7 @@ class InteractionReply:
         await self._end(
             content=None,
             embed=result_embed(delivery, self.requester),
-            attachments=[image_file(delivery)],
+            attachments=image_files(delivery),
             view=job_view(self.job.id, "reroll", "delete"),
         )
 
