@@ -111,10 +111,12 @@ def _set_on_ready(event: asyncio.Event):
 
 
 @asynccontextmanager
-async def running_bot(tmp_path: Path, *, start: bool = True, **env: str) -> AsyncIterator[Harness]:
+async def running_bot(
+    tmp_path: Path, *, start: bool = True, token: str = "test-token", **env: str
+) -> AsyncIterator[Harness]:
     saved_base = discord.http.Route.BASE
     saved_gateway = DiscordWebSocket.DEFAULT_GATEWAY
-    fake_discord = FakeDiscord(token="test-token")
+    fake_discord = FakeDiscord(token=token)
     fake_space = FakeSpace()
     async with fake_discord, fake_space:
         guild = fake_discord.add_guild("Art Club")
@@ -127,7 +129,7 @@ async def running_bot(tmp_path: Path, *, start: bool = True, **env: str) -> Asyn
         database = tmp_path / "imagine.db"
         full_env = {
             **fake_space.env(),
-            "DISCORD_TOKEN": "test-token",
+            "DISCORD_TOKEN": token,
             "DISCORD_API_BASE_URL": fake_discord.rest_base,
             "DATABASE_URL": f"sqlite:///{database}",
             "JOB_WATCHDOG_SECONDS": "10",
