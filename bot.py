@@ -73,6 +73,7 @@ class ImagineBot(commands.Bot):
         settings = self.settings
         self.session = new_session()
         self.engine = Engine(settings, session=self.session)
+        await self.engine.discover_models()
         self.store = await Store.open(settings.database_url)
         self.scheduler = Scheduler(
             settings.max_concurrent_jobs, max_queued_per_user=settings.max_jobs_per_user

@@ -16,7 +16,6 @@ from dotenv import find_dotenv, load_dotenv
 
 from .engine import Engine
 from .errors import BadInput, ImagineError
-from .providers.registry import list_models
 from .responses import ImagePreview, ImageResponse, Reasoning
 from .settings import MAX_SIDE, Settings
 
@@ -76,6 +75,7 @@ def output_paths(base: Path | None, seed: int | None, extension: str, count: int
 async def draw(args: argparse.Namespace, status: StatusLine, out: TextIO) -> int:
     settings = Settings.from_env()
     async with Engine(settings) as engine:
+        await engine.discover_models()
         result: ImageResponse | None = None
         async for item in engine.generate(
             args.model, prompt=args.prompt, width=args.width, height=args.height, seed=args.seed
@@ -101,12 +101,24 @@ async def draw(args: argparse.Namespace, status: StatusLine, out: TextIO) -> int
     return 0
 
 
+async def _models(settings: Settings) -> list[str]:
+    async with Engine(settings) as engine:
+        await engine.discover_models()
+        return engine.models(aliases=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     load_dotenv(find_dotenv(usecwd=True))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_models:
-        for name in list_models(aliases=True):
+        try:
+            settings = Settings.from_env()
+            models = asyncio.run(_models(settings))
+        except BadInput as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        for name in models:
             print(name)
         return 0
     if args.prompt is None:

@@ -1,18 +1,38 @@
-"""The engine as a program uses it for its whole life: one session, one token cache."""
+"""The engine as a program uses it for its whole life: one session, one token cache, one
+table of backends with their health.
+
+``generate`` routes a job through its model's backends in order: a backend whose circuit
+breaker is open is skipped; a transient failure or a quota refusal opens its breaker and the
+job moves on to the next healthy backend at once; when the last one fails transiently, it is
+retried once after a short backoff before the error is raised. Other errors (a refused prompt,
+say) are raised as they are: another backend would not change them.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import aiohttp
 
+from .backends import Backend, BackendTable
+from .errors import BackendError, BadInput, ImagineError, QuotaExceeded
 from .fetch import FetchedImage, fetch_image
+from .health import Breaker
 from .http import new_session
-from .providers.registry import list_models, provider_for, resolve_model
-from .responses import ImageResponse, Response
+from .providers.base import ImageRequest
+from .providers.openai import list_models as list_openai_models
+from .responses import ImageResponse, Reasoning, Response
 from .settings import Settings
 from .zerogpu import ZeroGPUTokens
+
+log = logging.getLogger(__name__)
+
+RETRY_BACKOFF = 1.5
+"""Seconds before the one retry of a transient failure (when no other backend is left)."""
 
 
 class Engine:
@@ -23,12 +43,20 @@ class Engine:
     """
 
     def __init__(
-        self, settings: Settings | None = None, *, session: aiohttp.ClientSession | None = None
+        self,
+        settings: Settings | None = None,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        table: BackendTable | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         self._session = session
         self._owns_session = session is None
         self.tokens = ZeroGPUTokens(self.settings.hf_endpoint, hf_token=self.settings.hf_token)
+        self.table = table or BackendTable.build(self.settings)
+        self.health: dict[str, Breaker] = {}
+        self.endpoints: dict[Any, Any] = {}
+        self.retry_backoff = RETRY_BACKOFF
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -48,13 +76,58 @@ class Engine:
             await self._session.close()
         self._session = None
 
-    @staticmethod
-    def models(*, aliases: bool = False) -> list[str]:
-        return list_models(aliases=aliases)
+    async def discover_models(self) -> list[str]:
+        """Ask an OpenAI-compatible API which models it serves, when the settings do not say."""
+        settings = self.settings
+        if not settings.openai_base_url or settings.openai_image_models:
+            return []
+        try:
+            models = await list_openai_models(
+                self.session, settings.openai_base_url, settings.openai_api_key
+            )
+        except (ImagineError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.warning("could not list the OpenAI-compatible API's models: %s", exc)
+            return []
+        self.table = BackendTable.build(settings, openai_models=models)
+        return models
 
-    @staticmethod
-    def resolve_model(name: str | None) -> str:
-        return resolve_model(name)
+    # -- models and health ------------------------------------------------------------
+
+    def models(self, *, aliases: bool = False) -> list[str]:
+        return self.table.models(aliases=aliases)
+
+    def resolve_model(self, name: str | None) -> str:
+        return self.table.resolve(name)
+
+    def breaker(self, backend: str) -> Breaker:
+        breaker = self.health.get(backend)
+        if breaker is None:
+            breaker = self.health[backend] = Breaker(backend)
+        return breaker
+
+    def backend_health(self) -> list[tuple[Backend, Breaker]]:
+        return [(b, self.breaker(b.name)) for b in self.table.backends.values()]
+
+    def prepare(
+        self,
+        model: str | None,
+        messages: Iterable[Mapping[str, Any]] | None = None,
+        *,
+        prompt: str | None = None,
+        width: Any = 1024,
+        height: Any = 1024,
+        seed: Any = None,
+    ) -> ImageRequest:
+        """Check a request as the model's first backend would; ``BadInput`` says what is wrong."""
+        name = self.resolve_model(model)
+        backend = self.table.backends_for(name)[0]
+        request = backend.provider.prepare(
+            backend_model(backend, name), messages, prompt=prompt, width=width, height=height,
+            seed=seed,
+        )  # fmt: skip
+        return ImageRequest(name, request.prompt, request.width, request.height, request.seed)
+
+    # -- drawing ----------------------------------------------------------------------
 
     def generate(
         self,
@@ -72,20 +145,87 @@ class Engine:
 
         The request is checked at once: ``BadInput`` is raised by this call, not later.
         """
-        name = resolve_model(model)
-        return provider_for(name).start(
-            name,
-            messages,
-            prompt=prompt,
-            width=width,
-            height=height,
-            seed=seed,
-            proxy=proxy,
-            session=self.session,
-            settings=self.settings,
-            tokens=self.tokens,
-            **options,
+        request = self.prepare(
+            model, messages, prompt=prompt, width=width, height=height, seed=seed
         )
+        job = dict(prompt=request.prompt, width=width, height=height, seed=seed, proxy=proxy)
+        return self._route(request.model, {**job, **options})
+
+    async def _route(self, model: str, job: dict[str, Any]) -> AsyncIterator[Response]:
+        errors: list[tuple[Backend, ImagineError]] = []
+        backends = self.table.backends_for(model)
+        queue = [b for b in backends if self.breaker(b.name).allows()]
+        if not queue:
+            # Every backend is resting. With nowhere else to go, the one back soonest gets a
+            # try anyway, unless a quota refusal said when it will work again.
+            unquota = [b for b in backends if not self.breaker(b.name).quota]
+            if unquota:
+                queue = [min(unquota, key=lambda b: self.breaker(b.name).remaining())]
+        retried = False
+        while queue:
+            backend = queue.pop(0)
+            breaker = self.breaker(backend.name)
+            if errors:
+                failed, error = errors[-1]
+                if failed is not backend:
+                    yield Reasoning(
+                        f"{failed.label} is unavailable ({short(error)}); trying {backend.label}"
+                    )
+            try:
+                async with contextlib.aclosing(self._attempt(backend, model, job)) as items:
+                    async for item in items:
+                        yield item
+                breaker.success()
+                return
+            except QuotaExceeded as exc:
+                breaker.failure(short(exc), retry_after=exc.retry_after, quota=True)
+                errors.append((backend, exc))
+            except BadInput as exc:  # this backend cannot take this request (e.g. its seed range)
+                breaker.release_probe()
+                errors.append((backend, exc))
+            except BackendError as exc:
+                if not (exc.transient or exc.unavailable):
+                    breaker.release_probe()
+                    raise
+                breaker.failure(short(exc))
+                errors.append((backend, exc))
+            except BaseException:
+                breaker.release_probe()
+                raise
+            if not queue and not retried:
+                # The last hope failed: retry the first transient failure once, after a pause.
+                again = next(
+                    (b for b, e in errors if isinstance(e, BackendError) and e.transient
+                     and not isinstance(e, QuotaExceeded)),
+                    None,
+                )  # fmt: skip
+                if again is not None:
+                    retried = True
+                    yield Reasoning(
+                        f"{again.label} stumbled ({short(errors[-1][1])}); "
+                        f"retrying in {self.retry_backoff:g}s"
+                    )
+                    await asyncio.sleep(self.retry_backoff)
+                    queue.append(again)
+        raise combined(model, errors, backends, self)
+
+    async def _attempt(self, backend: Backend, model: str, job: dict[str, Any]):
+        provider = backend.provider
+        stream = provider.start(
+            backend_model(backend, model),
+            None,
+            session=self.session,
+            settings=backend.settings,
+            tokens=self.tokens,
+            endpoints=self.endpoints,
+            **job,
+        )
+        async with contextlib.aclosing(stream) as items:
+            async for item in items:
+                if isinstance(item, ImageResponse):
+                    item.model = model
+                    item.backend = backend.label
+                yield item
 
     async def download(
         self, image: ImageResponse, index: int = 0, *, filename: str | None = None
@@ -99,3 +239,43 @@ class Engine:
             time_limit=min(self.settings.job_timeout_seconds, 120.0),
             filename=filename,
         )
+
+
+def backend_model(backend: Backend, model: str) -> str:
+    """The name a backend's provider knows ``model`` by (its own, for Space backends)."""
+    provider = backend.provider
+    if provider.models and model not in provider.models:
+        return provider.default_model
+    return model
+
+
+def short(error: BaseException, limit: int = 160) -> str:
+    text = str(error)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def combined(
+    model: str, errors: list[tuple[Backend, ImagineError]], backends: list[Backend], engine: Engine
+) -> ImagineError:
+    """The error to raise once no backend could draw ``model``."""
+    if not errors:  # every backend refused for quota a moment ago
+        soonest = min(engine.breaker(b.name).remaining() for b in backends)
+        return QuotaExceeded(
+            f"Every backend for {model} is out of GPU quota for now", retry_after=soonest
+        )
+    unique: dict[str, tuple[Backend, ImagineError]] = {}
+    for backend, error in errors:
+        unique[backend.name] = (backend, error)  # the latest error of each backend
+    if len(unique) == 1:
+        return next(iter(unique.values()))[1]
+    quotas = [e for _, e in unique.values() if isinstance(e, QuotaExceeded)]
+    text = "; ".join(f"{b.label}: {e}" for b, e in unique.values())
+    if len(quotas) == len(unique):
+        waits = [q.retry_after for q in quotas if q.retry_after is not None]
+        return QuotaExceeded(text, retry_after=min(waits) if waits else None)
+    first = errors[0][1]
+    return BackendError(
+        text,
+        status=getattr(first, "status", None),
+        transient=any(isinstance(e, BackendError) and e.transient for _, e in unique.values()),
+    )

@@ -24,7 +24,8 @@ class BackendError(ImagineError):
     """A backend answered with an error, or not in a way we could use.
 
     ``status`` is the HTTP status when there was one; ``transient`` is true when the same
-    request may well succeed shortly (connection trouble, 5xx, 429, a cut stream).
+    request may well succeed shortly (connection trouble, 5xx, 429, a cut stream);
+    ``unavailable`` when this backend cannot serve anyone now (its API changed, say).
     """
 
     def __init__(
@@ -33,12 +34,14 @@ class BackendError(ImagineError):
         *,
         status: int | None = None,
         transient: bool = False,
+        unavailable: bool = False,
         backend: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.transient = transient
+        self.unavailable = unavailable
         self.backend = backend
 
 

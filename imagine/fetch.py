@@ -3,11 +3,14 @@
 Space file URLs expire, so the bot attaches the bytes instead of linking. The URL comes from
 a backend's answer, so it is treated as untrusted: http(s) only, only from the host of the
 endpoint that produced it (redirects elsewhere refused), a size cap, a time limit, and bytes
-that really are a PNG, JPEG, WebP or GIF image.
+that really are a PNG, JPEG, WebP or GIF image. Inline ``data:`` images (an API's
+``b64_json``) are decoded locally under the same size and type checks.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import posixpath
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -77,6 +80,8 @@ async def fetch_image(
 
     ``filename`` is a stem for the returned file name (the extension follows the bytes).
     """
+    if url.startswith("data:"):
+        return _from_data_url(url, max_bytes=max_bytes, filename=filename)
     allowed_host = (URL(origin).host or "").lower()
     if not allowed_host:
         raise FetchError("Refused to download the image: the backend's address has no host.")
@@ -119,6 +124,24 @@ async def fetch_image(
         raise FetchError("The backend's file is not an image (PNG, JPEG, WebP or GIF expected).")
     mime, extension = kind
     return FetchedImage(bytes(data), mime, f"{filename or _stem(current)}.{extension}")
+
+
+def _from_data_url(url: str, *, max_bytes: int, filename: str | None) -> FetchedImage:
+    """An inline ``data:`` image (OpenAI's ``b64_json``): no network, the same checks."""
+    header, _, payload = url.partition(",")
+    if ";base64" not in header:
+        raise FetchError("Refused an inline image that is not base64.")
+    if len(payload) * 3 // 4 > max_bytes:
+        raise FetchError(_too_large(max_bytes))
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise FetchError("The backend's inline image is not valid base64.") from None
+    kind = sniff_image(data[:16])
+    if kind is None:
+        raise FetchError("The backend's file is not an image (PNG, JPEG, WebP or GIF expected).")
+    mime, extension = kind
+    return FetchedImage(data, mime, f"{filename or 'image'}.{extension}")
 
 
 def _too_large(max_bytes: int) -> str:

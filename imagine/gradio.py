@@ -345,3 +345,60 @@ async def predict(
     if not isinstance(data, list) or not data:
         raise BackendError(f"{backend} answered without an image", transient=True, backend=backend)
     return data
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A named Gradio function, as the Space describes it."""
+
+    fn_index: int
+    trigger_id: int | None
+    parameters: tuple[str, ...]
+
+
+async def describe_endpoint(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    api_name: str,
+    *,
+    backend: str,
+    limits: Limits,
+    headers: Mapping[str, str] | None = None,
+    prefix: str = "/gradio_api",
+) -> Endpoint:
+    """Look ``api_name`` up in the Space's API description (``/gradio_api/info``) and its
+    config (``/config``, for the ``fn_index`` and ``trigger_id`` the queue wants)."""
+    name = api_name.lstrip("/")
+    timeout = aiohttp.ClientTimeout(total=min(limits.total, 60), sock_connect=limits.connect)
+    with translated_errors(backend, limits):
+        async with session.get(
+            f"{base_url}{prefix}/info", headers=headers, timeout=timeout
+        ) as response:
+            await raise_for_status(response, backend=backend)
+            info = _decode(await response.read(), backend)
+        async with session.get(f"{base_url}/config", headers=headers, timeout=timeout) as response:
+            await raise_for_status(response, backend=backend)
+            config = _decode(await response.read(), backend)
+    named = info.get("named_endpoints") if isinstance(info, dict) else None
+    entry = named.get(f"/{name}") if isinstance(named, dict) else None
+    if not isinstance(entry, dict):
+        raise BackendError(
+            f"{backend} no longer offers the /{name} API; it may have changed or moved",
+            unavailable=True,
+            backend=backend,
+        )
+    parameters = tuple(
+        str(p.get("parameter_name") or p.get("label") or "?")
+        for p in entry.get("parameters") or ()
+        if isinstance(p, dict)
+    )
+    dependencies = config.get("dependencies") if isinstance(config, dict) else None
+    for index, dependency in enumerate(dependencies or ()):
+        if isinstance(dependency, dict) and dependency.get("api_name") == name:
+            fn_index = dependency.get("id", index)
+            targets = dependency.get("targets") or []
+            trigger = targets[0][0] if targets and isinstance(targets[0], list) else None
+            return Endpoint(int(fn_index), trigger, parameters)
+    raise BackendError(
+        f"{backend}'s config does not list /{name}", unavailable=True, backend=backend
+    )

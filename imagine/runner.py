@@ -1,9 +1,10 @@
 """Runs jobs from queue to result, and makes sure every job ends visibly.
 
 A job is shown through a ``Reply`` (in the bot: one Discord message). The runner waits for the
-job's turn, streams statuses into a ``StatusEditor``, retries a transient failure once with
-backoff, hands the job to the fallback model when its own model fails, downloads and fits the
-image, and finally tells the reply exactly one of: the result, a failure, or a cancellation.
+job's turn, streams statuses into a ``StatusEditor``, lets the engine retry and fail over
+between the model's backends, hands the job to the fallback model when its own model fails,
+downloads and fits the image, and finally tells the reply exactly one of: the result, a
+failure, or a cancellation.
 
 The work (waiting, generating, downloading) runs in its own task so that Cancel can stop it —
 the backend request included — without ever cancelling a reply edit in flight.
@@ -29,9 +30,6 @@ from .responses import ImageResponse, Reasoning
 from .store import JobRecord, Store
 
 log = logging.getLogger(__name__)
-
-RETRY_BACKOFF = 1.5
-"""Seconds before the one retry of a transient failure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +97,12 @@ class JobRunner:
         scheduler: Scheduler,
         *,
         editor_factory: Callable[[Callable[[str], Awaitable[None]]], StatusEditor] = StatusEditor,
-        retry_backoff: float = RETRY_BACKOFF,
         redact: Callable[[str], str] = str,
     ) -> None:
         self.engine = engine
         self.store = store
         self.scheduler = scheduler
         self.editor_factory = editor_factory
-        self.retry_backoff = retry_backoff
         self.redact = redact  # a backend could echo a secret back: never show it
         self.active: dict[int, ActiveJob] = {}
 
@@ -253,25 +249,14 @@ class JobRunner:
         for index, model in enumerate(models):
             if index:
                 editor.update(f"{models[0]} failed ({error}); trying {model}")
-            for attempt in (1, 2):
-                try:
-                    delivery = await self._attempt(job, model, editor, upload_limit, started)
-                except QuotaExceeded as exc:
-                    error = exc
-                    break
-                except BackendError as exc:
-                    error = exc
-                    if exc.transient and attempt == 1:
-                        editor.update(f"The backend stumbled ({exc}); retrying")
-                        await asyncio.sleep(self.retry_backoff)
-                        continue
-                    break
-                except FetchError as exc:
-                    error = exc
-                    break
-                if index:
-                    return _with_fallback(delivery, models[0], error)
-                return delivery
+            try:
+                delivery = await self._attempt(job, model, editor, upload_limit, started)
+            except ImagineError as exc:  # the engine already retried and failed over
+                error = exc
+                continue
+            if index:
+                return replace(delivery, fallback_from=models[0], fallback_reason=str(error))
+            return delivery
         assert error is not None
         raise error
 
@@ -330,7 +315,3 @@ class JobRunner:
             log.info("job %s: %s; sending a link instead", job.id, exc)
             return size, None, False
         return size, fitted, True
-
-
-def _with_fallback(delivery: Delivery, original: str, error: ImagineError | None) -> Delivery:
-    return replace(delivery, fallback_from=original, fallback_reason=str(error) if error else None)

@@ -58,6 +58,13 @@ class Settings:
     g4f_flux_space_id: str = "roxky/Janus-Pro-7B"
     flux_dev_space_id: str = "roxky/FLUX.1-dev"
     janus_space_id: str = "roxky/Janus-Pro-7B"
+    # The official Spaces (second backends for flux and flux-dev, and SD 3.5 Large).
+    flux_schnell_space_url: str = "https://black-forest-labs-flux-1-schnell.hf.space"
+    flux_schnell_space_id: str = "black-forest-labs/FLUX.1-schnell"
+    flux_dev_official_space_url: str = "https://black-forest-labs-flux-1-dev.hf.space"
+    flux_dev_official_space_id: str = "black-forest-labs/FLUX.1-dev"
+    sd35_space_url: str = "https://stabilityai-stable-diffusion-3-5-large.hf.space"
+    sd35_space_id: str = "stabilityai/stable-diffusion-3.5-large"
     hf_endpoint: str = "https://huggingface.co"
     hf_token: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
@@ -90,6 +97,16 @@ class Settings:
             g4f_flux_space_id=_text(env, "G4F_FLUX_SPACE_ID", d.g4f_flux_space_id),
             flux_dev_space_id=_text(env, "FLUX_DEV_SPACE_ID", d.flux_dev_space_id),
             janus_space_id=_text(env, "JANUS_SPACE_ID", d.janus_space_id),
+            flux_schnell_space_url=_text(env, "FLUX_SCHNELL_SPACE_URL", d.flux_schnell_space_url),
+            flux_schnell_space_id=_text(env, "FLUX_SCHNELL_SPACE_ID", d.flux_schnell_space_id),
+            flux_dev_official_space_url=_text(
+                env, "FLUX_DEV_OFFICIAL_SPACE_URL", d.flux_dev_official_space_url
+            ),
+            flux_dev_official_space_id=_text(
+                env, "FLUX_DEV_OFFICIAL_SPACE_ID", d.flux_dev_official_space_id
+            ),
+            sd35_space_url=_text(env, "SD35_SPACE_URL", d.sd35_space_url),
+            sd35_space_id=_text(env, "SD35_SPACE_ID", d.sd35_space_id),
             hf_endpoint=_text(env, "HF_ENDPOINT", d.hf_endpoint),
             hf_token=_text(env, "HF_TOKEN"),
             log_level=(_text(env, "LOG_LEVEL", d.log_level) or d.log_level).upper(),

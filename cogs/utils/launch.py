@@ -16,7 +16,6 @@ import discord
 from imagine.errors import BadInput
 from imagine.jobs import QueueFull, SchedulerClosed, Ticket
 from imagine.limits import Cooldowns, RateLimiter
-from imagine.providers import provider_for
 from imagine.settings import MAX_SIDE
 from imagine.store import GuildSettings
 
@@ -114,9 +113,7 @@ class Launcher:
             if value > largest:
                 raise Refusal(f"The largest {label} on this server is {largest} pixels.")
         try:
-            request = provider_for(name).prepare(
-                name, None, prompt=prompt, width=width, height=height, seed=seed
-            )
+            request = engine.prepare(name, prompt=prompt, width=width, height=height, seed=seed)
         except BadInput as exc:
             raise Refusal(str(exc)) from None
         if settings and settings.blocked_words:

@@ -6,12 +6,13 @@ is a ``BadInput`` naming the problem, and no Space ever sees it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import aiohttp
@@ -97,12 +98,15 @@ class Context:
     api_key: str | None = None
     zerogpu_uuid: str | None = None
     started: float = 0.0
+    endpoints: dict[Any, Any] = field(default_factory=dict)
+    """API descriptions of Spaces, looked up once per program (see ``infer.py``)."""
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
 
 _shared_tokens: dict[tuple[str, str | None], ZeroGPUTokens] = {}
+_shared_endpoints: dict[Any, Any] = {}
 
 
 def shared_tokens(settings: Settings) -> ZeroGPUTokens:
@@ -132,6 +136,8 @@ class ImageProvider:
     models: ClassVar[tuple[str, ...]] = ()
     model_aliases: ClassVar[Mapping[str, str]] = {}
     side_range: ClassVar[tuple[int, int]] = (32, MAX_SIDE)
+    side_step: ClassVar[int] = 1
+    """Sizes are rounded down to a multiple of this (a Space's slider step) before clamping."""
     max_seed: ClassVar[int] = INT32_MAX
 
     @classmethod
@@ -182,6 +188,7 @@ class ImageProvider:
         proxy: str | None = None,
         api_key: str | None = None,
         zerogpu_uuid: str | None = None,
+        endpoints: dict[Any, Any] | None = None,
         **options: Any,
     ) -> AsyncIterator[Response]:
         """Check the request now (``BadInput`` is raised here, before any I/O) and return
@@ -197,6 +204,7 @@ class ImageProvider:
             api_key=api_key,
             zerogpu_uuid=zerogpu_uuid,
             started=time.monotonic(),
+            endpoints=_shared_endpoints if endpoints is None else endpoints,
         )
         return cls.generate(context, request, **options)
 
@@ -237,7 +245,7 @@ class ImageProvider:
     @classmethod
     def clamp(cls, side: int) -> int:
         low, high = cls.side_range
-        return min(max(side, low), high)
+        return min(max(side - side % cls.side_step, low), high)
 
     @classmethod
     def seed_for(cls, request: ImageRequest) -> int:
@@ -265,6 +273,12 @@ class GradioQueueProvider(ImageProvider):
         raise NotImplementedError
 
     @classmethod
+    async def endpoint(cls, context: Context, base_url: str) -> tuple[int, int | None]:
+        """``(fn_index, trigger_id)`` of the function to run (fixed here; looked up by
+        ``api_name`` for Spaces whose numbering we do not pin)."""
+        return cls.fn_index, cls.trigger_id
+
+    @classmethod
     def payload(
         cls, request: ImageRequest, seed: int, width: int, height: int, options: dict[str, Any]
     ) -> list[Any]:
@@ -286,6 +300,7 @@ class GradioQueueProvider(ImageProvider):
         space = cls.space_id(settings)
         seed = cls.seed_for(request)
         width, height = cls.clamp(request.width), cls.clamp(request.height)
+        fn_index, trigger_id = await cls.endpoint(context, base_url)
         headers = gpu_headers(context, space)
         if headers is None:
             yield Reasoning("Acquiring GPU Token")
@@ -296,8 +311,8 @@ class GradioQueueProvider(ImageProvider):
             stream = run_queued(
                 context.session,
                 base_url,
-                fn_index=cls.fn_index,
-                trigger_id=cls.trigger_id,
+                fn_index=fn_index,
+                trigger_id=trigger_id,
                 data=data,
                 headers=headers,
                 alt=request.prompt,
@@ -364,3 +379,22 @@ def forget_rejected_token(context: Context, space: str, error: BackendError) -> 
 
 def integer_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+TICK_SECONDS = 0.2
+
+
+async def ticking(task: asyncio.Future[Any], started: float) -> AsyncIterator[Reasoning]:
+    """``Generating 1.20s`` every 0.2 s while ``task`` runs (the seed's flux statuses).
+
+    If the caller stops listening, the task (the backend request) is cancelled with it.
+    """
+    try:
+        while not task.done():
+            yield Reasoning(f"Generating {time.monotonic() - started:.2f}s")
+            await asyncio.wait((task,), timeout=TICK_SECONDS)
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -17,11 +17,16 @@ from urllib.parse import urlsplit
 from ..errors import BackendError
 from ..gradio import file_url, new_session_hash, predict
 from ..responses import ImageResponse, Reasoning, Response
-from .base import Context, ImageRequest, forget_rejected_token, gpu_headers, integer_or_none
+from .base import (
+    Context,
+    ImageRequest,
+    forget_rejected_token,
+    gpu_headers,
+    integer_or_none,
+    ticking,
+)
 from .flux_dev import FluxDev
 from .janus import JanusPro7B
-
-TICK_SECONDS = 0.2
 
 
 class G4F(JanusPro7B):
@@ -75,18 +80,13 @@ class G4F(JanusPro7B):
             )
         )
         try:
-            while not task.done():
-                yield Reasoning(f"Generating {time.monotonic() - started:.2f}s")
-                await asyncio.wait((task,), timeout=TICK_SECONDS)
+            async with contextlib.aclosing(ticking(task, started)) as statuses:
+                async for status in statuses:
+                    yield status
             data = task.result()
         except BackendError as exc:
             forget_rejected_token(context, space, exc)
             raise
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
         root = _space_root(url)
         image = file_url(root, data[0], prefix="")
         if image is None:

@@ -1,0 +1,203 @@
+"""Backends as configuration: which Spaces and APIs draw which model, in which order.
+
+The built-in table keeps the seed's routing first (``flux`` → the G4F flux endpoint,
+``flux-dev`` → the FluxDev Space, ``janus-pro-7b-image`` → Janus-Pro-7B) and adds the official
+Spaces behind it, so a model lives on when a community Space sleeps, vanishes or runs out of
+quota. An optional TOML file (``IMAGINE_BACKENDS``) adds backends (a duplicated Space is just a
+URL), maps models to ordered lists of backends, and disables built-in ones::
+
+    disable = ["sd-3.5-large"]
+
+    [backends.my-flux-dev]
+    kind = "flux-dev-official"       # the API it speaks: one of KINDS
+    url = "https://me-flux-1-dev.hf.space"
+    space = "me/FLUX.1-dev"          # hub id for ZeroGPU tokens (optional)
+
+    [models]
+    flux-dev = ["my-flux-dev", "g4f-flux-dev"]
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInput, UnknownModel
+from .providers.base import ImageProvider
+from .providers.flux_dev import FluxDev
+from .providers.g4f import G4F
+from .providers.infer import FluxDevOfficial, FluxSchnell, StableDiffusion35Large
+from .providers.janus import JanusPro7B
+from .providers.openai import OpenAIImages
+from .settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """An API a backend can speak, and the settings that hold its address."""
+
+    provider: type[ImageProvider]
+    models: tuple[str, ...]
+    url_setting: str
+    space_setting: str | None
+
+
+KINDS: dict[str, Kind] = {
+    "g4f-flux": Kind(G4F, ("flux",), "g4f_flux_url", "g4f_flux_space_id"),
+    "g4f-flux-dev": Kind(FluxDev, ("flux-dev",), "flux_dev_space_url", "flux_dev_space_id"),
+    "g4f-janus": Kind(JanusPro7B, ("janus-pro-7b-image",), "janus_space_url", "janus_space_id"),
+    "flux-schnell": Kind(FluxSchnell, ("flux",), "flux_schnell_space_url", "flux_schnell_space_id"),
+    "flux-dev-official": Kind(
+        FluxDevOfficial, ("flux-dev",), "flux_dev_official_space_url", "flux_dev_official_space_id"
+    ),
+    "sd-3.5-large": Kind(
+        StableDiffusion35Large, ("sd-3.5-large",), "sd35_space_url", "sd35_space_id"
+    ),
+    "openai": Kind(OpenAIImages, (), "openai_base_url", None),
+}
+
+BUILTIN_ORDER = (
+    "g4f-flux",
+    "g4f-flux-dev",
+    "g4f-janus",
+    "flux-schnell",
+    "flux-dev-official",
+    "sd-3.5-large",
+)
+"""Built-in backends, named after their kind; the seed's come first for their models."""
+
+ALIASES = {"flux-schnell": "flux"}
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    name: str
+    kind: str
+    models: tuple[str, ...]
+    settings: Settings
+    builtin: bool = True
+
+    @property
+    def provider(self) -> type[ImageProvider]:
+        return KINDS[self.kind].provider
+
+    @property
+    def label(self) -> str:
+        return self.provider.label if self.builtin else f"{self.name} ({self.provider.label})"
+
+    @property
+    def url(self) -> str:
+        return getattr(self.settings, KINDS[self.kind].url_setting) or ""
+
+    @property
+    def space(self) -> str | None:
+        setting = KINDS[self.kind].space_setting
+        return getattr(self.settings, setting) if setting else None
+
+
+class BackendTable:
+    """Models, their aliases, and the ordered backends that draw each."""
+
+    def __init__(self, backends: dict[str, Backend], routes: dict[str, list[str]]) -> None:
+        self.backends = backends
+        self.routes = {m: names for m, names in routes.items() if names}
+
+    def models(self, *, aliases: bool = False) -> list[str]:
+        names = list(self.routes)
+        if aliases:
+            names += [
+                a for a, target in ALIASES.items() if target in self.routes and a not in names
+            ]
+        return names
+
+    def resolve(self, name: str | None) -> str:
+        """The canonical model for ``name`` (default ``flux``); ``UnknownModel`` otherwise."""
+        raw = (name or "flux").strip()
+        for candidate in (raw, raw.lower()):
+            candidate = ALIASES.get(candidate, candidate)
+            if candidate in self.routes:
+                return candidate
+        known = ", ".join(sorted(self.models(aliases=True)))
+        raise UnknownModel(f"Unknown model {name!r}. Available models: {known}.")
+
+    def backends_for(self, model: str) -> list[Backend]:
+        return [self.backends[name] for name in self.routes[self.resolve(model)]]
+
+    @classmethod
+    def build(cls, settings: Settings, *, openai_models: list[str] | None = None) -> BackendTable:
+        """The built-in table, the OpenAI-compatible API if configured, then the TOML file."""
+        backends: dict[str, Backend] = {}
+        routes: dict[str, list[str]] = {}
+        for name in BUILTIN_ORDER:
+            kind = KINDS[name]
+            backends[name] = Backend(name, name, kind.models, settings)
+            for model in kind.models:
+                routes.setdefault(model, []).append(name)
+        if settings.openai_base_url:
+            models = tuple(openai_models or configured_openai_models(settings))
+            backends["openai"] = Backend("openai", "openai", models, settings)
+            for model in models:
+                routes.setdefault(model, []).append("openai")
+        if settings.imagine_backends:
+            _apply_file(Path(settings.imagine_backends), settings, backends, routes)
+        return cls(backends, routes)
+
+
+def configured_openai_models(settings: Settings) -> list[str]:
+    raw = settings.openai_image_models or ""
+    return [m.strip() for m in raw.split(",") if m.strip()]
+
+
+def _apply_file(
+    path: Path, settings: Settings, backends: dict[str, Backend], routes: dict[str, list[str]]
+) -> None:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BadInput(f"IMAGINE_BACKENDS: cannot read {path} ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"IMAGINE_BACKENDS: {path} is not valid TOML ({exc})") from None
+    for name, spec in (data.get("backends") or {}).items():
+        backends[name] = _backend_from(name, spec, settings)
+        for model in backends[name].models:
+            if name not in routes.setdefault(model, []):
+                routes[model].append(name)
+    for model, names in (data.get("models") or {}).items():
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise BadInput(f"IMAGINE_BACKENDS: models.{model} must be a list of backend names")
+        unknown = [n for n in names if n not in backends]
+        if unknown:
+            raise BadInput(f"IMAGINE_BACKENDS: models.{model} names unknown backends: {unknown}")
+        routes[model] = list(names)
+    disabled = data.get("disable") or []
+    if not isinstance(disabled, list):
+        raise BadInput("IMAGINE_BACKENDS: disable must be a list of backend names")
+    for name in disabled:
+        backends.pop(name, None)
+        for names in routes.values():
+            if name in names:
+                names.remove(name)
+
+
+def _backend_from(name: str, spec: Any, settings: Settings) -> Backend:
+    if not isinstance(spec, dict):
+        raise BadInput(f"IMAGINE_BACKENDS: backends.{name} must be a table")
+    kind_name = spec.get("kind")
+    if kind_name not in KINDS:
+        raise BadInput(f"IMAGINE_BACKENDS: backends.{name}.kind must be one of {', '.join(KINDS)}")
+    kind = KINDS[kind_name]
+    url = spec.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise BadInput(f"IMAGINE_BACKENDS: backends.{name}.url must be an http(s) URL")
+    changes: dict[str, Any] = {kind.url_setting: url}
+    if kind.space_setting and isinstance(spec.get("space"), str):
+        changes[kind.space_setting] = spec["space"]
+    if kind_name == "openai" and isinstance(spec.get("api_key_env"), str):
+        changes["openai_api_key"] = os.environ.get(spec["api_key_env"])  # keys stay out of files
+    models = spec.get("models", list(kind.models))
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
+        raise BadInput(f"IMAGINE_BACKENDS: backends.{name}.models must list model names")
+    return Backend(name, kind_name, tuple(models), replace(settings, **changes), builtin=False)

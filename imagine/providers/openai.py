@@ -1,0 +1,127 @@
+"""An OpenAI-compatible images API: ``POST {OPENAI_BASE_URL}/images/generations``.
+
+This covers OpenAI itself, gpt4free's own API server and local servers that speak the same
+API. Results come as ``b64_json`` (asked for; kept as a ``data:`` URL, decoded by
+``imagine.fetch`` without any network) or as a ``url`` on the API's host. The key is sent as
+``Authorization: Bearer`` and is a secret like the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from ..errors import BackendError
+from ..gradio import translated_errors
+from ..http import raise_for_status
+from ..responses import ImageResponse, Reasoning, Response
+from .base import Context, ImageProvider, ImageRequest, ticking
+
+
+class OpenAIImages(ImageProvider):
+    label = "OpenAI-compatible API"
+    side_range = (64, 2048)
+
+    @classmethod
+    def get_model(cls, model: str | None) -> str:
+        """Any name: which names this API serves is configuration (see ``backends``)."""
+        name = (model or "").strip()
+        if not name:
+            raise BackendError("No model named for the OpenAI-compatible API")
+        return name
+
+    @classmethod
+    async def generate(
+        cls, context: Context, request: ImageRequest, **options: Any
+    ) -> AsyncIterator[Response]:
+        settings = context.settings
+        base = (settings.openai_base_url or "").rstrip("/")
+        if not base:
+            raise BackendError("OPENAI_BASE_URL is not set", backend=cls.label)
+        width, height = cls.clamp(request.width), cls.clamp(request.height)
+        payload = {
+            "model": request.model,
+            "prompt": request.prompt,
+            "n": 1,
+            "size": f"{width}x{height}",
+            "response_format": "b64_json",
+        }
+        headers = {}
+        if settings.openai_api_key:
+            headers["Authorization"] = f"Bearer {settings.openai_api_key}"
+        started = time.monotonic()
+        task = asyncio.ensure_future(
+            cls._post(context, f"{base}/images/generations", payload, headers)
+        )
+        async for status in ticking(task, started):
+            yield status
+        answer = task.result()
+        images = []
+        for item in answer.get("data") or ():
+            if isinstance(item, dict) and isinstance(item.get("b64_json"), str):
+                images.append(f"data:image/png;base64,{item['b64_json']}")
+            elif isinstance(item, dict) and isinstance(item.get("url"), str):
+                images.append(item["url"])
+        if not images:
+            raise BackendError(f"{cls.label} answered without an image", backend=cls.label)
+        yield ImageResponse(
+            images=images,
+            alt=request.prompt,
+            model=request.model,
+            seed=None,
+            width=width,
+            height=height,
+            origin=base,
+            backend=cls.label,
+        )
+        yield Reasoning(f"Finished {context.elapsed():.2f}s")
+
+    @classmethod
+    async def _post(
+        cls, context: Context, url: str, payload: dict[str, Any], headers: dict[str, str]
+    ) -> dict[str, Any]:
+        limits = context.limits
+        with translated_errors(cls.label, limits):
+            async with context.session.post(
+                url,
+                json=payload,
+                headers=headers,
+                timeout=limits.client_timeout(),
+                proxy=context.proxy,
+            ) as response:
+                await raise_for_status(response, backend=cls.label)
+                try:
+                    answer = await response.json(content_type=None)
+                except (ValueError, aiohttp.ContentTypeError):
+                    raise BackendError(
+                        f"{cls.label} sent malformed data", backend=cls.label
+                    ) from None
+        if not isinstance(answer, dict):
+            raise BackendError(f"{cls.label} sent malformed data", backend=cls.label)
+        return answer
+
+
+async def list_models(
+    session: aiohttp.ClientSession, base_url: str, api_key: str | None, *, time_limit: float = 15
+) -> list[str]:
+    """The image models an OpenAI-compatible server lists at ``GET /models``.
+
+    Entries flagged ``"image": true`` (gpt4free marks image models so) when any entry has the
+    flag; otherwise every listed id.
+    """
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with session.get(
+        f"{base_url.rstrip('/')}/models",
+        headers=headers,
+        timeout=aiohttp.ClientTimeout(total=time_limit),
+    ) as response:
+        await raise_for_status(response, backend=OpenAIImages.label)
+        answer = await response.json(content_type=None)
+    entries = [e for e in (answer.get("data") or []) if isinstance(e, dict) and e.get("id")]
+    if any(isinstance(e.get("image"), bool) for e in entries):
+        entries = [e for e in entries if e.get("image") is True]
+    return [str(e["id"]) for e in entries]
