@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -34,14 +35,27 @@ async def space() -> AsyncIterator[FakeSpace]:
         yield fake
 
 
-def space_settings(space: FakeSpace, **overrides: str) -> Settings:
+SEED_BACKENDS_ONLY = 'disable = ["flux-schnell", "flux-dev-official", "sd-3.5-large"]\n'
+"""Most engine and bot tests are about one backend per model (the seed's); those about
+routing between backends (test_backends.py) use the whole table."""
+
+
+def seed_backends_file(folder: Path) -> str:
+    path = folder / "seed-backends.toml"
+    path.write_text(SEED_BACKENDS_ONLY)
+    return str(path)
+
+
+def space_settings(space: FakeSpace, folder: Path | None = None, **overrides: str) -> Settings:
     env = {**space.env(), **overrides}
+    if folder is not None:
+        env.setdefault("IMAGINE_BACKENDS", seed_backends_file(folder))
     return Settings.from_env(env)
 
 
 @pytest.fixture
-def settings(space: FakeSpace) -> Settings:
-    return space_settings(space, JOB_WATCHDOG_SECONDS="5", JOB_TIMEOUT_SECONDS="20")
+def settings(space: FakeSpace, tmp_path: Path) -> Settings:
+    return space_settings(space, tmp_path, JOB_WATCHDOG_SECONDS="5", JOB_TIMEOUT_SECONDS="20")
 
 
 @pytest.fixture

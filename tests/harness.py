@@ -21,6 +21,7 @@ from discord.gateway import DiscordWebSocket
 
 import bot as bot_module
 from imagine.settings import Settings
+from tests.conftest import seed_backends_file
 from tests.fakes.discord_server import FakeDiscord, FakeInteraction, Guild, MessageRecord
 from tests.fakes.space import FakeSpace
 
@@ -112,8 +113,14 @@ def _set_on_ready(event: asyncio.Event):
 
 @asynccontextmanager
 async def running_bot(
-    tmp_path: Path, *, start: bool = True, token: str = "test-token", **env: str
+    tmp_path: Path,
+    *,
+    start: bool = True,
+    token: str = "test-token",
+    all_backends: bool = False,
+    **env: str,
 ) -> AsyncIterator[Harness]:
+    """The bot between the fakes; with the seed's backends only unless ``all_backends``."""
     saved_base = discord.http.Route.BASE
     saved_gateway = DiscordWebSocket.DEFAULT_GATEWAY
     fake_discord = FakeDiscord(token=token)
@@ -135,6 +142,7 @@ async def running_bot(
             "JOB_WATCHDOG_SECONDS": "10",
             "JOB_TIMEOUT_SECONDS": "30",
             "LOG_LEVEL": "INFO",
+            **({} if all_backends else {"IMAGINE_BACKENDS": seed_backends_file(tmp_path)}),
             **env,
         }
         harness = Harness(

@@ -11,13 +11,19 @@ from pathlib import Path
 from PIL import Image
 
 from imagine.cli import StatusLine
+from tests.conftest import seed_backends_file
 from tests.fakes.space import HtmlError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 async def run_cli(space, *args: str, cwd: Path) -> tuple[int, str, str]:
-    env = {**os.environ, **space.env(), "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        **space.env(),
+        "PYTHONPATH": str(ROOT),
+        "IMAGINE_BACKENDS": seed_backends_file(cwd),
+    }
     env.pop("HF_TOKEN", None)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -60,7 +66,7 @@ async def test_default_file_name_and_gallery(space, tmp_path):
         space, "robots", "-m", "janus-pro-7b-image", "--seed", "9", cwd=tmp_path
     )
     assert code == 0, err
-    names = sorted(p.name for p in tmp_path.iterdir())
+    names = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".png")
     assert names == ["imagine-9-2.png", "imagine-9-3.png", "imagine-9-4.png", "imagine-9.png"]
     assert out.count("Saved ") == 4
 
@@ -90,7 +96,7 @@ async def test_backend_failure_exits_1(space, tmp_path):
     assert code == 1
     assert err.splitlines()[-1] == "error: Response 503: HTML content"
     assert out == ""
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.glob("*.png")) == []
 
 
 class FakeTerminal(io.StringIO):

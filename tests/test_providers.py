@@ -163,17 +163,17 @@ async def test_second_job_skips_acquiring_a_token(space, engine):
     assert "Acquiring GPU Token" not in second
 
 
-async def test_expired_token_is_fetched_again(space):
+async def test_expired_token_is_fetched_again(space, tmp_path):
     space.token_ttl = 1.0  # refresh margin is 20% of the lifetime for short tokens
-    async with Engine(space_settings(space)) as engine:
+    async with Engine(space_settings(space, tmp_path)) as engine:
         await collect(engine.generate("flux", prompt="x"))
         await asyncio.sleep(0.9)
         await collect(engine.generate("flux", prompt="y"))
     assert space.page_fetches["roxky/Janus-Pro-7B"] == 2
 
 
-async def test_hf_token_uses_the_account_jwt_and_is_sent_only_to_the_hub(space):
-    async with Engine(space_settings(space, HF_TOKEN="hf_secret_abc")) as engine:
+async def test_hf_token_uses_the_account_jwt_and_is_sent_only_to_the_hub(space, tmp_path):
+    async with Engine(space_settings(space, tmp_path, HF_TOKEN="hf_secret_abc")) as engine:
         await collect(engine.generate("flux-dev", prompt="x"))
     assert space.jwt_fetches["roxky/FLUX.1-dev"] == 1
     assert space.jwt_bearers == ["hf_secret_abc"]
@@ -263,9 +263,9 @@ async def test_malformed_json(space, engine, name, model):
         ("janus", "janus-pro-7b-image", GoSilent(after_events=2)),
     ],
 )
-async def test_space_that_never_answers_times_out(space, name, model, fault):
+async def test_space_that_never_answers_times_out(space, name, model, fault, tmp_path):
     space.set_fault(name, fault)
-    settings = space_settings(space, JOB_WATCHDOG_SECONDS="1", JOB_TIMEOUT_SECONDS="10")
+    settings = space_settings(space, tmp_path, JOB_WATCHDOG_SECONDS="1", JOB_TIMEOUT_SECONDS="10")
     async with Engine(settings) as engine:
         started = asyncio.get_running_loop().time()
         with pytest.raises(BackendTimeout, match="sent nothing for 1s"):
@@ -273,8 +273,8 @@ async def test_space_that_never_answers_times_out(space, name, model, fault):
         assert asyncio.get_running_loop().time() - started < 5
 
 
-async def test_unreachable_host_is_a_transient_error(space):
-    settings = space_settings(space, G4F_FLUX_URL="http://127.0.0.1:9/run/predict")
+async def test_unreachable_host_is_a_transient_error(space, tmp_path):
+    settings = space_settings(space, tmp_path, G4F_FLUX_URL="http://127.0.0.1:9/run/predict")
     async with Engine(settings) as engine:
         with pytest.raises(BackendError, match="Could not connect") as caught:
             await collect(engine.generate("flux", prompt="x", seed=1))

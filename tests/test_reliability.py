@@ -70,7 +70,7 @@ async def test_backend_faults_end_in_a_clear_reply_with_retry(
     tmp_path, kind, space, model, fault, text
 ):
     async with running_bot(tmp_path, JOB_WATCHDOG_SECONDS="1") as h:
-        h.bot.runner.retry_backoff = 0.05
+        h.bot.engine.retry_backoff = 0.05
         h.space.set_fault(space, fault)
         interaction = await h.slash({"prompt": "a storm", "model": model})
         message = await h.final(interaction, within=30)
@@ -88,7 +88,7 @@ async def test_backend_faults_end_in_a_clear_reply_with_retry(
 
 async def test_unreachable_host_and_undownloadable_image(tmp_path):
     async with running_bot(tmp_path, G4F_FLUX_URL="http://127.0.0.1:9/run/predict") as h:
-        h.bot.runner.retry_backoff = 0.05
+        h.bot.engine.retry_backoff = 0.05
         message = await h.final(await h.slash({"prompt": "x", "model": "flux"}))
         assert "Could not connect to G4F flux" in message.embeds[0]["description"]
         h.space.file_fault = NotAnImage()
@@ -98,7 +98,7 @@ async def test_unreachable_host_and_undownloadable_image(tmp_path):
 
 async def test_transient_failure_is_retried_once_then_succeeds(tmp_path):
     async with running_bot(tmp_path) as h:
-        h.bot.runner.retry_backoff = 1.5  # long enough for the status to be shown
+        h.bot.engine.retry_backoff = 1.5  # long enough for the status to be shown
         h.space.set_fault("flux-dev", ServerError(503), times=1)
         message = await h.final(await h.slash({"prompt": "a kite", "model": "flux-dev"}))
         assert message.attachments
@@ -109,7 +109,7 @@ async def test_transient_failure_is_retried_once_then_succeeds(tmp_path):
 
 async def test_fallback_model_takes_the_job_and_the_reply_says_so(tmp_path):
     async with running_bot(tmp_path, FALLBACK_MODEL="flux") as h:
-        h.bot.runner.retry_backoff = 0.05
+        h.bot.engine.retry_backoff = 0.05
         h.space.set_fault("flux-dev", ServerError(503))  # stays down
         message = await h.final(await h.slash({"prompt": "a kite", "model": "flux-dev"}))
         assert message.attachments
@@ -122,7 +122,7 @@ async def test_fallback_model_takes_the_job_and_the_reply_says_so(tmp_path):
 
 async def test_servers_own_fallback_wins(tmp_path):
     async with running_bot(tmp_path, FALLBACK_MODEL="flux") as h:
-        h.bot.runner.retry_backoff = 0.05
+        h.bot.engine.retry_backoff = 0.05
         await h.discord.send_slash(
             "imagine-config", {"model": "janus-pro-7b-image"}, subcommand="fallback",
             user=h.admin, guild_id=h.guild.id, permissions=MANAGE_GUILD,
@@ -323,7 +323,7 @@ async def test_debug_log_of_a_whole_run_holds_no_secret(tmp_path):
         bot_module.setup_logging(h.settings, handler=logging.StreamHandler(stream))
         try:
             await h.start_bot()
-            h.bot.runner.retry_backoff = 0.05
+            h.bot.engine.retry_backoff = 0.05
             ok = await h.final(await h.slash({"prompt": "a fox", "model": "flux-dev"}))
             assert ok.attachments
             h.space.set_fault("flux-dev", JsonError(400, f"echoing your token {hf}"))
