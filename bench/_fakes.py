@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @asynccontextmanager
 async def fake_process(module: str, *args: str) -> AsyncIterator[dict]:
-    """Start ``python -m module args``; yield the JSON line it prints once it listens."""
+    """Start ``python -m module args``; yield the JSON line it prints once it listens (plus
+    the process's ``pid``)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -30,7 +31,9 @@ async def fake_process(module: str, *args: str) -> AsyncIterator[dict]:
         line = await asyncio.wait_for(process.stdout.readline(), 30)
         if not line:
             raise RuntimeError(f"{module} exited before it was ready")
-        yield json.loads(line)
+        info = json.loads(line)
+        info.setdefault("pid", process.pid)  # e.g. to read its CPU time in /proc
+        yield info
     finally:
         if process.returncode is None:
             process.terminate()

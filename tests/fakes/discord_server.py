@@ -23,10 +23,38 @@ Things worth knowing when using it:
 * Interactions dispatched while no gateway connection is up are buffered in the session and
   replayed on RESUME; before the very first IDENTIFY they are queued for the first session.
   Discord's 3 s deadline runs from the moment the fake created the interaction.
+
+Driving it from another process (benchmarks): ``python -m tests.fakes.discord_server --port 0``
+prints one JSON line ``{"rest_base", "gateway_url", "control", ...}`` once it listens and
+serves until SIGTERM/SIGINT. ``control`` is the base URL of a small JSON API on the same
+server (outside ``/api/v10``, so the bot never sees it; no auth, no rate limits):
+
+* ``GET  /_control/info``: urls, ids, whether a gateway session is ready, registered commands.
+* ``POST /_control/guilds`` ``{"names": [...]}`` -> ``{"guilds": [{"id", "name", "channel_id"}]}``.
+* ``POST /_control/users`` ``{"users": [{"name", "guild_ids"?: [...], "permissions"?}]}``
+  -> ``{"users": [user objects]}``; each user becomes a member of the listed guilds.
+* ``POST /_control/members`` ``{"guild_id", "user_ids": [...], "permissions"?}``.
+* ``POST /_control/slash`` ``{"name", "options"?, "user_id", "guild_id"?, "channel_id"?,
+  "subcommand"?, "permissions"?}`` -> ``{"id", "created_at"}``; a JSON list of those sends them
+  all in one go (same event-loop turn) and answers a list. Options are typed from the
+  registered command, as :meth:`FakeDiscord.send_slash` does.
+* ``GET  /_control/interactions?ids=1,2`` (all when absent; or POST the keys as JSON)
+  -> ``{"now", "count_429", "timed_out", "interactions": [...]}``: per interaction
+  ``created_at``, ``callback_at``, ``ack_latency``, ``callback_type``, ``edits`` (every later
+  version of its original response: ``at``, ``has_attachments``, ``embeds``, ``content``),
+  ``errors`` ([status, code] pairs) and ``count_429``. With ``wait=S&until=callback|final``
+  it first waits up to S seconds until every one was answered (``callback``) or shows a final
+  response (``final``: an attachment or embed, an immediate message, or a too-late answer).
+* ``GET  /_control/stats``: requests per route and status, 429s, internal errors.
+
+Every timestamp is ``time.monotonic()`` of the fake's process. On Linux that is
+CLOCK_MONOTONIC, one clock for the whole machine, so it compares with the same clock read in
+another process (the fake Space's completion times, for one).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import contextlib
@@ -39,6 +67,8 @@ import math
 import mimetypes
 import re
 import secrets
+import signal
+import sys
 import time
 import zlib
 from collections import Counter
@@ -68,6 +98,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v10"
+CONTROL_PREFIX = "/_control"
 DISCORD_EPOCH_MS = 1420070400000
 
 # Permission bits (https://discord.com/developers/docs/topics/permissions).
@@ -645,6 +676,7 @@ class FakeDiscord:
         channel_window: float = 5.0,
         global_limit: int = 50,
         message_content_intent: bool = True,
+        port: int = 0,
     ) -> None:
         self._snowflake = _SnowflakeFactory()
         self.token = token
@@ -715,7 +747,9 @@ class FakeDiscord:
         self._waiters: set[asyncio.Future[None]] = set()
         self._runner: web.AppRunner | None = None
         self._route_meta: dict[Any, _RouteMeta] = {}
-        self.port = 0
+        self._control_routes: set[Any] = set()
+        #: The port to bind (0: a free one); the bound port once started.
+        self.port = port
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -732,7 +766,7 @@ class FakeDiscord:
         self._add_routes(app)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self.port = self._runner.addresses[0][1]
 
@@ -759,6 +793,11 @@ class FakeDiscord:
     def gateway_url(self) -> str:
         """What ``DiscordWebSocket.DEFAULT_GATEWAY`` must be set to (also /gateway/bot's url)."""
         return f"ws://127.0.0.1:{self.port}/gateway"
+
+    @property
+    def control_url(self) -> str:
+        """The base of the control API, for another process (see the module docstring)."""
+        return f"{self.http_base}{CONTROL_PREFIX}"
 
     # ------------------------------------------------------------------ waiting
 
@@ -1426,6 +1465,17 @@ class FakeDiscord:
             )
             self._route_meta[route] = meta
 
+        for method, path, control in (
+            ("GET", "/info", self._control_info),
+            ("POST", "/guilds", self._control_guilds),
+            ("POST", "/users", self._control_users),
+            ("POST", "/members", self._control_members),
+            ("POST", "/slash", self._control_slash),
+            ("GET", "/interactions", self._control_interactions),
+            ("POST", "/interactions", self._control_interactions),
+            ("GET", "/stats", self._control_stats),
+        ):
+            self._control_routes.add(app.router.add_route(method, CONTROL_PREFIX + path, control))
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/gateway/", self._gateway)
         add("GET", "/gateway", self._get_gateway, auth=False)
@@ -1512,6 +1562,8 @@ class FakeDiscord:
         meta = self._route_meta.get(match.route)
         if match.route.handler == self._gateway:
             return await handler(request)
+        if match.http_exception is None and match.route in self._control_routes:
+            return await self._control(request, handler)
         if match.http_exception is not None or meta is None:
             status = match.http_exception.status if match.http_exception is not None else 404
             message = "405: Method Not Allowed" if status == 405 else "404: Not Found"
@@ -2816,6 +2868,196 @@ class FakeDiscord:
             source_message=message,
         )
 
+    # ------------------------------------------------------------------ control API
+
+    async def _control(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Control routes: no auth, no rate limits, not recorded; bad input is a 400."""
+        try:
+            return await handler(request)
+        except (KeyError, ValueError, TypeError, DiscordAPIError) as exc:
+            return json_response({"error": f"{type(exc).__name__}: {exc}"}, status=400)
+
+    @staticmethod
+    async def _control_body(request: web.Request) -> Any:
+        raw = await request.read()
+        return json.loads(raw) if raw else {}
+
+    def _control_user(self, user_id: Any) -> dict[str, Any]:
+        user = self.users.get(int(user_id))
+        if user is None:
+            raise ValueError(f"unknown user {user_id}")
+        return user
+
+    async def _control_info(self, request: web.Request) -> web.Response:
+        return json_response(
+            {
+                "rest_base": self.rest_base,
+                "gateway_url": self.gateway_url,
+                "control": self.control_url,
+                "application_id": str(self.application_id),
+                "bot_user_id": str(self.bot_user_id),
+                "ready": any(s.ready for s in self._sessions.values()),
+                "commands": [c["name"] for c in self.commands],
+                "guilds": [str(g) for g in self.guilds],
+                "now": time.monotonic(),
+            }
+        )
+
+    async def _control_guilds(self, request: web.Request) -> web.Response:
+        body = await self._control_body(request)
+        guilds = [self.add_guild(str(name)) for name in body["names"]]
+        return json_response(
+            {
+                "guilds": [
+                    {"id": str(g.id), "name": g.name, "channel_id": str(g.channel_id)}
+                    for g in guilds
+                ]
+            }
+        )
+
+    async def _control_users(self, request: web.Request) -> web.Response:
+        specs = (await self._control_body(request))["users"]
+        for spec in specs:  # check every guild first: all or nothing
+            for guild_id in spec.get("guild_ids") or []:
+                self._guild(int(guild_id))
+        users = []
+        for spec in specs:
+            user = self.add_user(str(spec["name"]))
+            for guild_id in spec.get("guild_ids") or []:
+                self.add_member(int(guild_id), user, permissions=spec.get("permissions"))
+            users.append(user)
+        return json_response({"users": users})
+
+    async def _control_members(self, request: web.Request) -> web.Response:
+        body = await self._control_body(request)
+        guild = self._guild(int(body["guild_id"]))
+        users = [self._control_user(uid) for uid in body["user_ids"]]
+        for user in users:
+            self.add_member(guild.id, user, permissions=body.get("permissions"))
+        return json_response({"guild_id": str(guild.id), "members": len(users)})
+
+    async def _control_slash(self, request: web.Request) -> web.Response:
+        """One interaction, or a list of them created in the same event-loop turn."""
+        body = await self._control_body(request)
+        specs = body if isinstance(body, list) else [body]
+        users = [self._control_user(spec["user_id"]) for spec in specs]
+        sent = []
+        for spec, user in zip(specs, users, strict=True):
+            interaction = await self.send_slash(
+                spec["name"],
+                spec.get("options") or {},
+                user=user,
+                guild_id=_opt_int(spec.get("guild_id")),
+                channel_id=_opt_int(spec.get("channel_id")),
+                permissions=spec.get("permissions"),
+                subcommand=spec.get("subcommand"),
+            )
+            sent.append({"id": str(interaction.id), "created_at": interaction.created_at})
+        return json_response(sent if isinstance(body, list) else sent[0])
+
+    async def _control_interactions(self, request: web.Request) -> web.Response:
+        """Records of interactions; GET takes a query, POST the same keys as JSON."""
+        params: dict[str, Any] = dict(request.query)
+        if request.method == "POST":
+            params.update(await self._control_body(request))
+        ids = params.get("ids")
+        if isinstance(ids, str):
+            ids = [part for part in ids.split(",") if part.strip()]
+        if ids:
+            try:
+                chosen = [self.interactions[int(i)] for i in ids]
+            except KeyError as exc:
+                raise ValueError(f"unknown interaction {exc.args[0]}") from None
+        else:
+            chosen = list(self.interactions.values())
+        until = params.get("until", "final")
+        if until not in ("callback", "final"):
+            raise ValueError(f"until must be 'callback' or 'final', not {until!r}")
+        wait = float(params.get("wait", 0))
+        timed_out = False
+        if wait > 0:
+            try:
+                await self.wait_until(lambda: all(_settled(i, until) for i in chosen), wait)
+            except TimeoutError:
+                timed_out = True
+        return json_response(
+            {
+                "now": time.monotonic(),
+                "count_429": self.count_429,
+                "timed_out": timed_out,
+                "interactions": [_control_record(i) for i in chosen],
+            }
+        )
+
+    async def _control_stats(self, request: web.Request) -> web.Response:
+        return json_response(
+            {
+                "count_429": self.count_429,
+                "requests": dict(Counter(f"{r.method} {r.path} {r.status}" for r in self.requests)),
+                "internal_errors": [repr(exc) for exc in self.internal_errors],
+                "unknown_routes": [f"{r.method} {r.url}" for r in self.unknown_routes],
+                "identifies": self.identifies,
+                "resumes": self.resumes,
+                "gateway_connects": self.gateway_connects,
+            }
+        )
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _settled(interaction: FakeInteraction, until: str) -> bool:
+    """``callback``: answered (or answered too late); ``final``: no longer a plain status."""
+    if any(code == 10062 for _, code in interaction.errors):
+        return True
+    if interaction.callback is None:
+        return False
+    if until == "callback" or interaction.callback["type"] == CB_MESSAGE:
+        return True
+    original = interaction.original
+    return original is not None and bool(original.attachments or original.embeds)
+
+
+def _control_record(interaction: FakeInteraction) -> dict[str, Any]:
+    """What the control API tells about one interaction (times: this process's monotonic)."""
+    original = interaction.original
+    versions: list[Snapshot] = []
+    if original is not None:
+        created_here = interaction.callback is not None and interaction.callback["type"] in (
+            CB_MESSAGE,
+            CB_DEFERRED_MESSAGE,
+        )
+        if created_here:
+            versions = original.history[1:]
+        else:  # a component's message: only what changed since the click
+            versions = [s for s in original.history if s.at > interaction.created_at]
+    return {
+        "id": str(interaction.id),
+        "type": interaction.type,
+        "user_id": str(interaction.user["id"]),
+        "guild_id": _opt_str(interaction.guild_id),
+        "channel_id": str(interaction.channel_id),
+        "created_at": interaction.created_at,
+        "delivered_at": interaction.delivered_at,
+        "callback_at": interaction.callback_at,
+        "ack_latency": interaction.ack_latency,
+        "callback_type": interaction.callback["type"] if interaction.callback else None,
+        "original_id": str(original.id) if original is not None else None,
+        "edits": [
+            {
+                "at": snap.at,
+                "has_attachments": bool(snap.data["attachments"]),
+                "embeds": len(snap.data["embeds"]),
+                "content": snap.data["content"][:200],
+            }
+            for snap in versions
+        ],
+        "followups": len(interaction.followups),
+        "errors": [[status, code] for status, code in interaction.errors],
+        "count_429": sum(1 for status, _ in interaction.errors if status == 429),
+    }
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -2980,3 +3222,42 @@ def _validate_options(options: list[dict[str, Any]], path: str) -> None:
                 )
         else:
             seen_optional = True
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    fake = FakeDiscord(token=args.token, port=args.port)
+    await fake.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    ready = {
+        "rest_base": fake.rest_base,
+        "gateway_url": fake.gateway_url,
+        "control": fake.control_url,
+        "token": fake.token,
+        "application_id": str(fake.application_id),
+    }
+    print(json.dumps(ready), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await fake.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fake in its own process until SIGTERM/SIGINT (see the control API above)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fakes.discord_server", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--token", default="test-token", help="the bot token it accepts")
+    asyncio.run(_serve(parser.parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

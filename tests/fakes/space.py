@@ -6,6 +6,12 @@ need those protocols byte-for-byte, offline, fast, and with faults on demand.
 
 Use it as ``async with FakeSpace() as space: ...`` or, for a benchmark in its own process,
 ``python -m tests.fakes.space --port 0 [--delay S] [--noise]``.
+
+Every finished generation is recorded in ``space.completions`` with the moment its result left
+the server (``/run/predict``'s response, or the ``process_completed`` message on the stream),
+and ``GET /_control/completions`` hands them to another process. Times are ``time.monotonic()``:
+CLOCK_MONOTONIC on Linux, one clock for the whole machine, so another process (the fake
+Discord) can subtract its own ``time.monotonic()`` readings from them.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import uuid
 import zlib
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from io import BytesIO
 from typing import Any, Literal
 
@@ -74,6 +80,26 @@ class RecordedRequest:
     headers: dict[str, str]  # lower-case names
     json: Any | None
     at: float  # time.monotonic()
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A generation that produced an image, and when its result was sent to the client."""
+
+    space: str
+    prompt: str
+    seed: int | None
+    session_hash: str
+    at: float  # time.monotonic() once the response / process_completed message was written
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "space": self.space,
+            "prompt": self.prompt,
+            "seed": self.seed,
+            "session_hash": self.session_hash,
+            "at": self.at,
+        }
 
 
 @dataclass(frozen=True)
@@ -552,7 +578,10 @@ class FakeSpace:
         self.jwt_fetches: Counter[str] = Counter()
         self.jwt_bearers: list[str] = []
         self.issued_tokens: dict[str, IssuedToken] = {}
+        #: Successful generations, in the order their results were sent.
+        self.completions: list[Completion] = []
         # Internals.
+        self._finishing: dict[str, Completion] = {}  # event_id -> not yet written
         self._faults: dict[str, _FaultSlot] = {}
         self._sessions: dict[str, _Session] = {}
         self._streams: set[_Stream] = set()
@@ -675,6 +704,8 @@ class FakeSpace:
     async def _record_middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        if request.path.startswith("/_control/"):
+            return await handler(request)  # not part of what the engine sent
         body: Any | None = None
         if request.can_read_body:
             raw = await request.read()
@@ -696,6 +727,7 @@ class FakeSpace:
     # ------------------------------------------------------------------- routes
 
     def _add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/_control/completions", self._control_completions)
         app.router.add_get("/hub/spaces/{owner}/{name}", self._hub_page)
         app.router.add_get("/hub/api/spaces/{owner}/{name}/jwt", self._hub_jwt)
         app.router.add_post("/g4f-flux/run/predict", self._predict)
@@ -792,6 +824,15 @@ class FakeSpace:
     def _image(self, width: int, height: int, seed: int) -> bytes:
         return noise_png(width, height) if self.noise else solid_png(width, height, seed)
 
+    async def _control_completions(self, request: web.Request) -> web.Response:
+        """``{"now", "completions": [...]}`` for another process (see the module docstring)."""
+        return web.json_response(
+            {
+                "now": time.monotonic(),
+                "completions": [c.to_json() for c in self.completions],
+            }
+        )
+
     # ---------------------------------------------------------------------- hub
 
     async def _hub_page(self, request: web.Request) -> web.Response:
@@ -863,10 +904,11 @@ class FakeSpace:
         token_error = self._token_error("g4f-flux", request)
         if token_error:
             return web.json_response({"error": token_error}, status=401)
-        return await self._predict_outcome(request, body["data"], fault)
+        session_hash = str(body.get("session_hash", ""))
+        return await self._predict_outcome(request, body["data"], fault, session_hash)
 
     async def _predict_outcome(
-        self, request: web.Request, data: list[Any], fault: Fault | None
+        self, request: web.Request, data: list[Any], fault: Fault | None, session_hash: str = ""
     ) -> web.StreamResponse:
         if isinstance(fault, CompletedError):
             return web.json_response({"error": fault.error}, status=500)
@@ -882,10 +924,10 @@ class FakeSpace:
             return web.Response(
                 text='{"data": [{"path": "/tmp/gradio/', content_type="application/json"
             )
-        _, seed, width, height = data[:4]
+        prompt, seed, width, height = data[:4]
         file_data = self._publish("g4f-flux", self._image(width, height, seed), result=True)
         duration = time.monotonic() - start
-        return web.json_response(
+        response = web.json_response(
             {
                 "data": [file_data, seed],
                 "is_generating": False,
@@ -895,6 +937,13 @@ class FakeSpace:
                 "changed_state_ids": [],
             }
         )
+        # Sent here rather than by aiohttp after return, so the completion time is the send.
+        await response.prepare(request)
+        await response.write_eof()
+        self.completions.append(
+            Completion("g4f-flux", prompt, seed, session_hash, time.monotonic())
+        )
+        return response
 
     # ------------------------------------------------------------------ queue/join
 
@@ -1016,6 +1065,10 @@ class FakeSpace:
                 await resp.write(item.data)
             elif isinstance(item, dict):
                 await _write_event(resp, item)
+                if item.get("msg") == "process_completed":
+                    completion = self._finishing.pop(item.get("event_id") or "", None)
+                    if completion is not None:
+                        self.completions.append(replace(completion, at=time.monotonic()))
 
     async def _run_job(self, job: _Job, stream: _Stream) -> None:
         """Feed one job's messages, cut or silenced as its fault says."""
@@ -1081,6 +1134,10 @@ class FakeSpace:
             for message in self._previews(job, seed, width, height):
                 yield message
         duration = time.monotonic() - start
+        # Recorded once the pump has written this message (the moment the result is sent).
+        self._finishing[event_id] = Completion(
+            space_name, str(job.data[0]), seed, job.session_hash, 0.0
+        )
         yield {
             "msg": "process_completed",
             "event_id": event_id,

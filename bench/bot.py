@@ -1,0 +1,348 @@
+"""The bot under load: N concurrent /imagine through the fake Discord and the fake Space.
+
+    .venv/bin/python -m bench.bot [--sizes 1,50,200] [--delay 2.0] [--noise] [--model flux]
+
+For each N: a fresh fake Discord and a fresh fake Space, each in its own process (the fake
+Discord keeps every attachment in memory; that must not count against the bot), and a fresh
+``bot.ImagineBot`` in THIS process (fresh SQLite file, ``MAX_CONCURRENT_JOBS=N``), so the CPU
+time and peak RSS printed are the bot's own. After one warm-up job in a server of its own
+(token fetched, connections open, code paths hot; not counted; the N users' servers stay
+unseen, as right after a restart), N users each send one /imagine (distinct prompts, one seed,
+1024x1024) in the same event-loop turn of the fake Discord. Users are spread over servers of
+50, because the bot accepts at most 60 /imagine per server per minute.
+
+Per N, one table row:
+
+- ack p50/p99: from the interaction's creation to the bot's callback, both on the fake's clock;
+- edits/job: successful PATCHes of the interaction's original response (statuses + final);
+- 429s: rate-limited answers the fake Discord sent (whole run);
+- overhead p50/p99: from the moment the fake Space sent the job's result (``/run/predict``'s
+  response or ``process_completed``) to the moment the fake Discord stored the final edit
+  (the one with the attachment). The two fakes read ``time.monotonic()`` in different
+  processes: on Linux that is CLOCK_MONOTONIC, a single clock for the whole machine, so the
+  readings subtract across processes (``time.time()`` would too, but can jump);
+- job p50: from the interaction's creation to the final edit;
+- peak RSS: ``ru_maxrss`` of this process, reset before each N's bot starts (Linux
+  ``/proc/self/clear_refs``), so each row is that run's peak (it includes what the previous
+  runs left in the heap);
+- bot CPU: CPU seconds of this process during the N jobs (the bot plus a few control calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench._fakes import fake_process
+from bench._harness import (
+    DiscordControl,
+    peak_rss_mb,
+    reset_peak_rss,
+    running_bot,
+    space_completions,
+)
+from imagine.settings import Settings
+
+GUILD_SIZE = 50
+"""Users per server: the bot refuses more than 60 accepted /imagine per server per minute."""
+SIDE = 1024
+SEED = 7
+"""One seed for every job (they differ by prompt): the fake Space caches its solid PNGs per
+seed, and encoding a fresh 1024x1024 PNG costs it ~45 ms of CPU per job, which on a 2-core
+machine would compete with the bot (200 of them: ~9 s of the fake's single event loop)."""
+
+AIMS = {
+    "ack_p99_ms": 100.0,
+    "overhead_p50_ms": 50.0,
+    "overhead_p99_ms": 150.0,
+    "peak_rss_mb": 200.0,
+}
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p99 of 50 values is the largest); NaN when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+class LogCounter(logging.Handler):
+    """Counts the bot's WARNING+ log records (they are printed to stderr as well)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@dataclass
+class Row:
+    n: int
+    ok: int
+    ack_ms: list[float]
+    edits: list[int]
+    count_429: int
+    overhead_ms: list[float]
+    durations: list[float]
+    peak_rss_mb: float
+    cpu: float
+    wall: float
+    #: Per finished job: its edits minus (its duration in seconds + 2); the aim is <= 0.
+    edit_excess: list[float] = field(default_factory=list)
+    fake_cpu: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def cells(self) -> list[str]:
+        return [
+            str(self.n),
+            f"{self.ok}/{self.n}",
+            f"{percentile(self.ack_ms, 50):.1f}",
+            f"{percentile(self.ack_ms, 99):.1f}",
+            f"{sum(self.edits) / len(self.edits):.2f}" if self.edits else "-",
+            str(max(self.edits, default=0)),
+            str(self.count_429),
+            f"{percentile(self.overhead_ms, 50):.1f}",
+            f"{percentile(self.overhead_ms, 99):.1f}",
+            f"{percentile(self.durations, 50):.2f}",
+            f"{self.peak_rss_mb:.0f}",
+            f"{self.cpu:.2f}",
+        ]
+
+
+HEADER = [
+    "N",
+    "jobs ok",
+    "ack p50 ms",
+    "ack p99 ms",
+    "edits/job mean",
+    "edits/job max",
+    "429s",
+    "overhead p50 ms",
+    "overhead p99 ms",
+    "job p50 s",
+    "peak RSS MB",
+    "bot CPU s",
+]
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) another process has used so far, from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def slash_spec(user: dict[str, Any], guild_id: str, prompt: str, model: str) -> dict[str, Any]:
+    options = {"prompt": prompt, "model": model, "width": SIDE, "height": SIDE, "seed": SEED}
+    return {
+        "name": "imagine",
+        "options": options,
+        "user_id": user["id"],
+        "guild_id": guild_id,
+    }
+
+
+def measure(
+    n: int,
+    records: list[dict[str, Any]],
+    prompts: dict[str, str],
+    completions: list[dict[str, Any]],
+    count_429: int,
+    peak: float,
+    cpu: float,
+    wall: float,
+) -> Row:
+    by_prompt: dict[str, list[float]] = {}
+    for completion in completions:
+        by_prompt.setdefault(completion["prompt"], []).append(completion["at"])
+    row = Row(n, 0, [], [], count_429, [], [], peak, cpu, wall)
+    for record in records:
+        prompt = prompts[record["id"]]
+        if record["ack_latency"] is not None:
+            row.ack_ms.append(record["ack_latency"] * 1000)
+        else:
+            row.problems.append(f"{prompt!r}: never acknowledged ({record['errors']})")
+        row.edits.append(len(record["edits"]))
+        final = next((e for e in record["edits"] if e["has_attachments"]), None)
+        if final is None:
+            last = record["edits"][-1]["content"] if record["edits"] else None
+            row.problems.append(f"{prompt!r}: no image (last version {last!r})")
+            continue
+        row.ok += 1
+        duration = final["at"] - record["created_at"]
+        row.durations.append(duration)
+        row.edit_excess.append(len(record["edits"]) - (duration + 2))
+        done = [at for at in by_prompt.get(prompt, []) if at <= final["at"]]
+        if not done:
+            row.problems.append(f"{prompt!r}: the fake Space has no completion for it")
+            continue
+        row.overhead_ms.append((final["at"] - max(done)) * 1000)
+    return row
+
+
+async def run_size(n: int, args: argparse.Namespace, logs: LogCounter) -> Row:
+    space_args = ["--port", "0", "--delay", str(args.delay), *(["--noise"] if args.noise else [])]
+    async with (
+        fake_process("tests.fakes.space", *space_args) as space,
+        fake_process("tests.fakes.discord_server", "--port", "0") as fake,
+        aiohttp.ClientSession() as http,
+    ):
+        control = DiscordControl(http, fake["control"])
+        n_guilds = math.ceil(n / GUILD_SIZE)
+        guilds = await control.guilds([f"bench {i}" for i in range(n_guilds + 1)])
+        users = await control.users(
+            [{"name": f"user{i}", "guild_ids": [guilds[i // GUILD_SIZE]["id"]]} for i in range(n)]
+            + [{"name": "warmup", "guild_ids": [guilds[-1]["id"]]}]
+        )
+        *users, warmup_user = users
+        with tempfile.TemporaryDirectory(prefix="bench-bot-") as tmp:
+            env = {
+                **space["env"],
+                "DISCORD_TOKEN": fake["token"],
+                "DISCORD_API_BASE_URL": fake["rest_base"],
+                "DATABASE_URL": f"sqlite:///{Path(tmp) / 'imagine.db'}",
+                "MAX_CONCURRENT_JOBS": str(n),
+                "LOG_LEVEL": "WARNING",
+            }
+            settings = Settings.from_env(env)
+            gc.collect()
+            reset_peak_rss()
+            async with running_bot(settings):
+                if args.warmup:
+                    spec = slash_spec(warmup_user, guilds[-1]["id"], "warm-up", args.model)
+                    (sent,) = await control.slash([spec])
+                    warm = await control.interactions([sent["id"]], wait=args.delay + 60)
+                    if warm["timed_out"]:
+                        raise RuntimeError(f"the warm-up job did not finish: {warm}")
+                logs.records.clear()
+                prompts = [f"bench {n}-{i}: a lighthouse on a cliff at dusk" for i in range(n)]
+                specs = [
+                    slash_spec(user, guilds[i // GUILD_SIZE]["id"], prompts[i], args.model)
+                    for i, user in enumerate(users)
+                ]
+                pids = {"fake Discord": fake["pid"], "fake Space": space["pid"]}
+                fake_cpu0 = {name: process_cpu(pid) for name, pid in pids.items()}
+                cpu0, wall0 = time.process_time(), time.monotonic()
+                sent = await control.slash(specs)
+                ids = [s["id"] for s in sent]
+                result = await control.interactions(ids, wait=args.delay * 3 + 120)
+                cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+                fake_cpu = {name: process_cpu(pid) - fake_cpu0[name] for name, pid in pids.items()}
+                completions = await space_completions(http, space["url"])
+                stats = await control.stats()
+            peak = peak_rss_mb()
+    row = measure(
+        n,
+        result["interactions"],
+        dict(zip(ids, prompts, strict=True)),
+        completions,
+        stats["count_429"],
+        peak,
+        cpu,
+        wall,
+    )
+    row.fake_cpu = fake_cpu
+    if result["timed_out"]:
+        row.problems.append("some jobs had not ended when the wait timed out")
+    for error in stats["internal_errors"]:
+        row.problems.append(f"fake Discord internal error: {error}")
+    for record in logs.records:
+        row.problems.append(f"bot log {record.levelname}: {record.getMessage()[:300]}")
+    return row
+
+
+def aims_report(row: Row) -> list[str]:
+    """Each aim for one row: the figure, the aim, and by how much it misses."""
+    figures = [  # name, value, aim, unit, strictly below?
+        ("ack p99", percentile(row.ack_ms, 99), AIMS["ack_p99_ms"], " ms", True),
+        ("429s", float(row.count_429), 0.0, "", False),
+        ("edits - (job seconds + 2), worst job", max(row.edit_excess, default=math.nan), 0.0,
+         "", False),
+        ("overhead p50", percentile(row.overhead_ms, 50), AIMS["overhead_p50_ms"], " ms", True),
+        ("overhead p99", percentile(row.overhead_ms, 99), AIMS["overhead_p99_ms"], " ms", True),
+        ("peak RSS", row.peak_rss_mb, AIMS["peak_rss_mb"], " MB", True),
+    ]  # fmt: skip
+    lines = []
+    for name, value, aim, unit, strict in figures:
+        if math.isnan(value):
+            lines.append(f"- {name}: no data")
+        elif value < aim or (not strict and value <= aim):
+            lines.append(f"- {name}: {value:.4g}{unit} (aim {aim:g}{unit}): met")
+        else:
+            times = f", {value / aim:.1f}x the aim" if aim > 0 else ""
+            lines.append(
+                f"- {name}: {value:.4g}{unit} (aim {aim:g}{unit}): "
+                f"MISSED by {value - aim:.4g}{unit}{times}"
+            )
+    if row.ok < row.n:
+        lines.append(f"- jobs without their image: {row.n - row.ok}")
+    return lines
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,50,200", help="comma-separated N values")
+    parser.add_argument("--delay", type=float, default=2.0, help="generation seconds per job")
+    parser.add_argument("--noise", action="store_true", help="incompressible (photo-sized) PNGs")
+    parser.add_argument("--model", default="flux", help="flux (/run/predict), flux-dev, ...")
+    parser.add_argument("--no-warmup", dest="warmup", action="store_false")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logs = LogCounter()
+    logging.getLogger().addHandler(logs)
+    rows: list[Row] = []
+    started = time.monotonic()
+    for n in sizes:
+        print(f"N={n}...", file=sys.stderr, flush=True)
+        rows.append(await run_size(n, args, logs))
+
+    command = " ".join(
+        [".venv/bin/python -m bench.bot", *(argv if argv is not None else sys.argv[1:])]
+    )
+    image = "noise" if args.noise else "solid-colour"
+    print(
+        f"model {args.model}, {args.delay:g}s generations, {SIDE}x{SIDE} {image} PNG, "
+        f"fakes in their own processes, the bot in this one\n"
+    )
+    print("| " + " | ".join(HEADER) + " |")
+    print("|" + "|".join("---:" for _ in HEADER) + "|")
+    for row in rows:
+        print("| " + " | ".join(row.cells()) + " |")
+    print(f"\n{command}   ({time.monotonic() - started:.0f}s)")
+    print("\nCPU seconds while the N jobs ran (2 cores):")
+    for row in rows:
+        others = ", ".join(f"{name} {cpu:.2f}" for name, cpu in row.fake_cpu.items())
+        print(f"- N={row.n}: bot {row.cpu:.2f}, {others}; wall {row.wall:.2f}s")
+    largest = max(rows, key=lambda r: r.n)
+    print(f"\naims at N={largest.n}:")
+    print("\n".join(aims_report(largest)))
+    for row in rows:
+        if row.problems:
+            print(f"\nN={row.n}: {len(row.problems)} problem(s)")
+            for problem in row.problems[:10]:
+                print(f"  {problem}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
