@@ -88,6 +88,13 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
             description=describe(settings, self.bot.settings.fallback_model),
             color=discord.Color.blurple(),
         )
+        health = [
+            f"`{backend.name}` ({', '.join(backend.models)}): {breaker.describe()}"
+            for backend, breaker in self.bot.engine.backend_health()
+        ]
+        if health:
+            text = "\n".join(health)
+            embed.add_field(name="Backends", value=text[:1021] + "…" if len(text) > 1024 else text)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="model", description="The model /imagine uses by default here")

@@ -14,6 +14,7 @@ from typing import TextIO
 
 from dotenv import find_dotenv, load_dotenv
 
+from .check import check
 from .engine import Engine
 from .errors import BadInput, ImagineError
 from .responses import ImagePreview, ImageResponse, Reasoning
@@ -37,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, help="file to save (default: imagine-SEED.EXT)"
     )
     parser.add_argument("--list-models", action="store_true", help="list the models and exit")
+    parser.add_argument(
+        "--check", action="store_true", help="probe every configured backend and print a table"
+    )
+    parser.add_argument(
+        "--generate", action="store_true", help="with --check: also draw a tiny image on each"
+    )
     return parser
 
 
@@ -77,16 +84,25 @@ async def draw(args: argparse.Namespace, status: StatusLine, out: TextIO) -> int
     async with Engine(settings) as engine:
         await engine.discover_models()
         result: ImageResponse | None = None
-        async for item in engine.generate(
-            args.model, prompt=args.prompt, width=args.width, height=args.height, seed=args.seed
-        ):
-            if isinstance(item, Reasoning):
-                status.show(item.status)
-            elif isinstance(item, ImagePreview):
-                status.show("Preview ready")
-            elif isinstance(item, ImageResponse):
-                result = item
-        status.done()
+        try:
+            async for item in engine.generate(
+                args.model,
+                prompt=args.prompt,
+                width=args.width,
+                height=args.height,
+                seed=args.seed,
+            ):
+                if isinstance(item, Reasoning):
+                    status.show(item.status)
+                elif isinstance(item, ImagePreview):
+                    status.show("Preview ready")
+                elif isinstance(item, ImageResponse):
+                    result = item
+        finally:
+            status.done()
+            for backend, breaker in engine.backend_health():
+                if breaker.state != "closed":
+                    status.stream.write(f"health: {backend.name} is {breaker.describe()}\n")
         if result is None:
             raise ImagineError("The backend finished without an image.")
         files = [await engine.download(result, i) for i in range(len(result.images))]
@@ -99,6 +115,11 @@ async def draw(args: argparse.Namespace, status: StatusLine, out: TextIO) -> int
     for path in paths:
         out.write(f"Saved {path} ({result.model}, {size}, seed {result.seed})\n")
     return 0
+
+
+async def _check(settings: Settings, *, generate: bool) -> int:
+    async with Engine(settings) as engine:
+        return await check(engine, sys.stdout, generate=generate)
 
 
 async def _models(settings: Settings) -> list[str]:
@@ -121,8 +142,14 @@ def main(argv: list[str] | None = None) -> int:
         for name in models:
             print(name)
         return 0
+    if args.check:
+        try:
+            return asyncio.run(_check(Settings.from_env(), generate=args.generate))
+        except BadInput as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     if args.prompt is None:
-        parser.error("a prompt is required (or --list-models)")
+        parser.error("a prompt is required (or --list-models, --check)")
     status = StatusLine(sys.stderr)
     try:
         return asyncio.run(draw(args, status, sys.stdout))

@@ -1,0 +1,148 @@
+"""``python -m imagine --check``: is every configured backend up, and does it still fit?
+
+For each backend: its page or API is reachable, its API description still matches the
+payload we send (Gradio ``/infer`` Spaces), and, with ``--generate``, a tiny image really
+comes back. Prints a table; the exit status is non-zero when a configured backend is down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import TextIO
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from .backends import Backend
+from .engine import Engine
+from .errors import ImagineError
+from .gradio import Limits, describe_endpoint, translated_errors
+from .http import raise_for_status
+from .providers.infer import GradioInferProvider
+from .providers.openai import list_models
+from .responses import ImageResponse
+
+
+@dataclass
+class Probe:
+    backend: Backend
+    reachable: bool = False
+    api: str = "-"
+    generated: str = "-"
+    error: str = ""
+    latency_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.reachable and not self.error
+
+
+def _root(url: str) -> str:
+    parts = urlsplit(url)
+    path = parts.path
+    for suffix in ("/run/predict", "/api/predict"):
+        path = path.removesuffix(suffix)
+    return f"{parts.scheme}://{parts.netloc}{path}".rstrip("/")
+
+
+async def _get_ok(session: aiohttp.ClientSession, url: str, backend: str, **kwargs) -> None:
+    limits = Limits(total=30, connect=10, idle=30)
+    with translated_errors(backend, limits):
+        async with session.get(url, timeout=limits.client_timeout(), **kwargs) as response:
+            await raise_for_status(response, backend=backend)
+            await response.read()
+
+
+async def probe(engine: Engine, backend: Backend, *, generate: bool = False) -> Probe:
+    result = Probe(backend)
+    session = engine.session
+    started = time.monotonic()
+    try:
+        if backend.kind == "openai":
+            models = await list_models(session, backend.url, backend.settings.openai_api_key)
+            result.reachable = True
+            missing = [m for m in backend.models if m not in models]
+            result.api = f"missing {', '.join(missing)}" if missing else "ok"
+        else:
+            if backend.space:
+                page = f"{engine.settings.hf_endpoint.rstrip('/')}/spaces/{backend.space}"
+                await _get_ok(session, page, "the hub")
+            provider = backend.provider
+            if issubclass(provider, GradioInferProvider):
+                endpoint = await describe_endpoint(
+                    session, _root(backend.url), provider.api_name, backend=backend.label,
+                    limits=Limits(total=30, connect=10, idle=30),
+                )  # fmt: skip
+                result.reachable = True
+                if endpoint.parameters == provider.parameters:
+                    result.api = "ok"
+                else:
+                    result.api = "changed"
+                    result.error = (
+                        f"inputs are now ({', '.join(endpoint.parameters)}), "
+                        f"expected ({', '.join(provider.parameters)})"
+                    )
+            else:
+                await _get_ok(session, f"{_root(backend.url)}/config", backend.label)
+                result.reachable = True
+                result.api = "n/a"
+        if generate and not result.error:
+            result.generated = await _tiny_image(engine, backend)
+    except ImagineError as exc:
+        result.error = str(exc)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    result.latency_ms = (time.monotonic() - started) * 1000
+    return result
+
+
+async def _tiny_image(engine: Engine, backend: Backend) -> str:
+    model = backend.models[0]
+    job = {"prompt": "a small red circle", "width": 64, "height": 64, "seed": 1, "proxy": None}
+    image: ImageResponse | None = None
+    attempt = engine._attempt(backend, model, job)
+    async with contextlib.aclosing(attempt) as items:
+        async for item in items:
+            if isinstance(item, ImageResponse):
+                image = item
+    if image is None:
+        raise ImagineError("finished without an image")
+    fetched = await engine.download(image)
+    return f"ok ({len(fetched.data) // 1024} KiB {fetched.mime})"
+
+
+def print_table(probes: list[Probe], engine: Engine, out: TextIO) -> None:
+    rows = [("backend", "models", "reachable", "api", "image", "health", "latency", "last error")]
+    for p in probes:
+        breaker = engine.breaker(p.backend.name)
+        rows.append(
+            (
+                p.backend.name,
+                ",".join(p.backend.models),
+                "yes" if p.reachable else "NO",
+                p.api,
+                p.generated,
+                breaker.describe() if p.ok else "down",
+                f"{p.latency_ms:.0f} ms",
+                (p.error or "")[:80],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        out.write("\n")
+
+
+async def check(engine: Engine, out: TextIO, *, generate: bool = False) -> int:
+    """Probe every configured backend; 0 when all are up, 1 otherwise."""
+    await engine.discover_models()
+    probes = []
+    for backend in engine.table.backends.values():
+        result = await probe(engine, backend, generate=generate)
+        if not result.ok:
+            engine.breaker(backend.name).failure(result.error or "unreachable")
+        probes.append(result)
+    print_table(probes, engine, out)
+    return 0 if all(p.ok for p in probes) else 1
