@@ -12,7 +12,8 @@ from __future__ import annotations
 import base64
 import binascii
 import posixpath
-from dataclasses import dataclass
+import tempfile
+from typing import IO
 from urllib.parse import unquote
 
 import aiohttp
@@ -25,11 +26,48 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 CHUNK = 256 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+SPOOL_BYTES = 512 * 1024
+"""Images up to this size stay in memory; larger ones are spooled to a temporary file, so a
+burst of 3 MB results does not make the process hold them all."""
+
+
 class FetchedImage:
-    data: bytes
-    mime: str
-    filename: str
+    """A downloaded image: its bytes (in a spooled file), MIME type and file name."""
+
+    __slots__ = ("_file", "filename", "mime", "size")
+
+    def __init__(self, file: IO[bytes], size: int, mime: str, filename: str) -> None:
+        self._file = file
+        self.size = size
+        self.mime = mime
+        self.filename = filename
+
+    @classmethod
+    def from_bytes(cls, data: bytes, mime: str, filename: str) -> FetchedImage:
+        file = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (it is the result)
+        file.write(data)
+        return cls(file, len(data), mime, filename)
+
+    @property
+    def data(self) -> bytes:
+        """All the bytes (for small consumers: tests, the CLI, re-encoding)."""
+        self._file.seek(0)
+        return self._file.read()
+
+    def open(self) -> IO[bytes]:
+        """The file, rewound, for streaming it out (an upload reads it in chunks)."""
+        self._file.seek(0)
+        return self._file
+
+    def head(self, size: int = 64) -> bytes:
+        self._file.seek(0)
+        return self._file.read(size)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __repr__(self) -> str:
+        return f"FetchedImage({self.filename!r}, {self.mime}, {self.size} bytes)"
 
 
 def sniff_image(data: bytes) -> tuple[str, str] | None:
@@ -107,11 +145,17 @@ async def fetch_image(
                 length = response.content_length
                 if length is not None and length > max_bytes:
                     raise FetchError(_too_large(max_bytes))
-                data = bytearray()
-                async for chunk in response.content.iter_chunked(CHUNK):
-                    data += chunk
-                    if len(data) > max_bytes:
-                        raise FetchError(_too_large(max_bytes))
+                spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+                size = 0
+                try:
+                    async for chunk in response.content.iter_chunked(CHUNK):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise FetchError(_too_large(max_bytes))
+                        spool.write(chunk)
+                except BaseException:
+                    spool.close()
+                    raise
             break
         else:
             raise FetchError("Downloading the image failed: too many redirects.")
@@ -119,11 +163,13 @@ async def fetch_image(
         raise FetchError(f"Downloading the image took longer than {time_limit:g}s.") from None
     except aiohttp.ClientError as exc:
         raise FetchError(f"Could not download the image ({type(exc).__name__}).") from None
-    kind = sniff_image(bytes(data[:16]))
+    spool.seek(0)
+    kind = sniff_image(spool.read(16))
     if kind is None:
+        spool.close()
         raise FetchError("The backend's file is not an image (PNG, JPEG, WebP or GIF expected).")
     mime, extension = kind
-    return FetchedImage(bytes(data), mime, f"{filename or _stem(current)}.{extension}")
+    return FetchedImage(spool, size, mime, f"{filename or _stem(current)}.{extension}")
 
 
 def _from_data_url(url: str, *, max_bytes: int, filename: str | None) -> FetchedImage:
@@ -141,7 +187,7 @@ def _from_data_url(url: str, *, max_bytes: int, filename: str | None) -> Fetched
     if kind is None:
         raise FetchError("The backend's file is not an image (PNG, JPEG, WebP or GIF expected).")
     mime, extension = kind
-    return FetchedImage(data, mime, f"{filename or 'image'}.{extension}")
+    return FetchedImage.from_bytes(data, mime, f"{filename or 'image'}.{extension}")
 
 
 def _too_large(max_bytes: int) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import replace
 
 from PIL import Image
 
@@ -33,8 +32,10 @@ def _open(data: bytes) -> Image.Image:
         raise FetchError("The backend's image could not be read.") from None
 
 
-def image_size(data: bytes) -> tuple[int, int]:
+def image_size(data: bytes | FetchedImage) -> tuple[int, int]:
     """Width and height from the header alone (cheap: nothing is decoded)."""
+    if isinstance(data, FetchedImage):
+        data = data.head(64 * 1024)  # PNG/JPEG/WebP/GIF headers sit well within this
     return _open(data).size
 
 
@@ -42,7 +43,7 @@ def fit_image(image: FetchedImage, limit: int) -> tuple[FetchedImage, bool]:
     """The image, re-encoded (WebP, then JPEG, lower quality, then smaller) if it is over
     ``limit`` bytes; ``(image, reencoded)``. ``FetchError`` when nothing fits.
     """
-    if len(image.data) <= limit:
+    if image.size <= limit:
         return image, False
     source = _open(image.data)
     try:
@@ -63,8 +64,7 @@ def fit_image(image: FetchedImage, limit: int) -> tuple[FetchedImage, bool]:
                 out = frame if fmt == "WEBP" or frame.mode == "RGB" else frame.convert("RGB")
                 out.save(buffer, fmt, quality=quality)
                 if buffer.tell() <= limit:
-                    return replace(
-                        image, data=buffer.getvalue(), mime=mime, filename=f"{stem}.{ext}"
-                    ), True
+                    fitted = FetchedImage.from_bytes(buffer.getvalue(), mime, f"{stem}.{ext}")
+                    return fitted, True
         scale /= 2
     raise FetchError(f"The image could not be made smaller than {limit / 1024 / 1024:g} MiB.")

@@ -135,6 +135,16 @@ class JobRunner:
         _, pending = await asyncio.wait(tasks, timeout=timeout)
         return not pending
 
+    async def stop(self, grace: float = 2.0) -> None:
+        """At close: let endings in flight finish for ``grace`` seconds, then cancel the rest
+        (they are told after the restart, by the recovery of interrupted jobs)."""
+        if await self.wait_idle(grace):
+            return
+        tasks = [a.task for a in self.active.values() if a.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _run(self, active: ActiveJob, reply: Reply, fallback: str | None) -> None:
         job = active.job
         editor = self.editor_factory(reply.status)
@@ -173,8 +183,16 @@ class JobRunner:
 
     # -- endings -------------------------------------------------------------------------
 
+    # The user is told first; the job log follows. A crash in between leaves a job that looks
+    # active; the restart's recovery then sees its reply already ended and leaves it alone.
+
     def _ending_delivered(self, delivery: Delivery, reply: Reply) -> Callable[[], Awaitable[None]]:
         async def end() -> None:
+            try:
+                await self._safely(reply.deliver(delivery), delivery.job)
+            finally:
+                if delivery.image is not None:
+                    delivery.image.close()
             await self.store.update_job(
                 delivery.job.id,
                 state="done",
@@ -183,7 +201,6 @@ class JobRunner:
                 result_model=delivery.model,
                 result_backend=delivery.backend,
             )
-            await self._safely(reply.deliver(delivery), delivery.job)
 
         return end
 
@@ -196,10 +213,10 @@ class JobRunner:
         failure = Failure(job, self.redact(str(error)), retry_at=retry_at)
 
         async def end() -> None:
+            await self._safely(reply.fail(failure), job)
             await self.store.update_job(
                 job.id, state="failed", finished_at=time.time(), error=failure.message[:1000]
             )
-            await self._safely(reply.fail(failure), job)
 
         return end
 
@@ -211,13 +228,13 @@ class JobRunner:
                 failure = Failure(
                     job, "The bot restarted before this image was finished.", interrupted=True
                 )
+                await self._safely(reply.fail(failure), job)
                 await self.store.update_job(
                     job.id, state="interrupted", finished_at=time.time(), error=failure.message
                 )
-                await self._safely(reply.fail(failure), job)
                 return
-            await self.store.update_job(job.id, state="cancelled", finished_at=time.time())
             await self._safely(reply.cancelled(job, reason), job)
+            await self.store.update_job(job.id, state="cancelled", finished_at=time.time())
 
         return end
 
@@ -239,7 +256,7 @@ class JobRunner:
         fallback: str | None,
     ) -> Delivery:
         await self.scheduler.wait_turn(ticket)
-        await self.store.update_job(job.id, state="running", started_at=time.time())
+        self.store.later(self.store.update_job(job.id, state="running", started_at=time.time()))
         editor.update("Starting")
         started = time.monotonic()
         models = [job.model]
@@ -306,12 +323,17 @@ class JobRunner:
         """``(size, image to upload, re-encoded)``; no image when even re-encoding cannot
         bring it under the upload limit (a link is sent instead)."""
         image = await self.engine.download(result, filename=f"imagine-{job.id}")
-        size = image_size(image.data)  # the header only; refuses decompression bombs
-        if len(image.data) <= upload_limit:
-            return size, image, False
         try:
-            fitted, _ = await asyncio.to_thread(fit_image, image, upload_limit)
-        except FetchError as exc:
-            log.info("job %s: %s; sending a link instead", job.id, exc)
-            return size, None, False
+            size = image_size(image)  # the header only; refuses decompression bombs
+            if image.size <= upload_limit:
+                return size, image, False
+            try:
+                fitted, _ = await asyncio.to_thread(fit_image, image, upload_limit)
+            except FetchError as exc:
+                log.info("job %s: %s; sending a link instead", job.id, exc)
+                return size, None, False
+        except BaseException:
+            image.close()
+            raise
+        image.close()
         return size, fitted, True

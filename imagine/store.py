@@ -4,12 +4,19 @@ All SQL lives here, written with SQLAlchemy Core so the same code runs on SQLite
 default, through aiosqlite) and PostgreSQL (``postgresql://`` through asyncpg). The schema is
 created and migrated by the bot itself: ``meta.schema_version`` records which of ``MIGRATIONS``
 have run. Per-server settings are cached in memory, so reading them costs no I/O on the
-interaction hot path.
+interaction hot path: all of them are loaded at start-up, so a server without a row simply
+has the defaults.
+
+SQLite runs in WAL mode on one connection: writes queue in-process instead of contending for
+the file lock (whose busy-wait made tails of a second under load). Job-log updates that nobody
+waits for (``later``) run in the background; ``close`` lets them finish.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,6 +25,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+log = logging.getLogger(__name__)
 
 metadata = sa.MetaData()
 
@@ -150,19 +159,43 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._guilds: dict[int, GuildSettings] = {}
+        self._all_guilds_loaded = False
+        self._pending: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(cls, url: str) -> Store:
         path = _sqlite_path(url)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(async_url(url))
+        options: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            options = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
+        engine = create_async_engine(async_url(url), **options)
+        if url.startswith("sqlite"):
+            sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         store = cls(engine)
         await store.migrate()
+        await store.load_guilds()
         return store
 
     async def close(self) -> None:
+        await self.flush()
         await self.engine.dispose()
+
+    def later(self, write: Any) -> None:
+        """Run a write in the background (nobody waits for it); ``flush`` awaits them all."""
+        task = asyncio.get_running_loop().create_task(write)
+        self._pending.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a background write failed", exc_info=task.exception())
+
+    async def flush(self) -> None:
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
     # -- schema --------------------------------------------------------------------------
 
@@ -201,11 +234,23 @@ class Store:
 
     # -- guild settings ------------------------------------------------------------------
 
+    async def load_guilds(self) -> int:
+        """Cache every server's settings (one small table), so reads cost no I/O."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(guild_settings))).all()
+        for row in rows:
+            mapping = row._mapping
+            self._guilds[mapping["guild_id"]] = self._guild_from_row(mapping["guild_id"], mapping)
+        self._all_guilds_loaded = True
+        return len(rows)
+
     async def guild(self, guild_id: int) -> GuildSettings:
-        """A server's settings (cached after the first read)."""
+        """A server's settings, from memory (a server without a row has the defaults)."""
         cached = self._guilds.get(guild_id)
         if cached is not None:
             return cached
+        if self._all_guilds_loaded:
+            return self._guilds.setdefault(guild_id, GuildSettings(guild_id))
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -294,3 +339,11 @@ class Store:
 
 
 _JOB_FIELDS = tuple(c.name for c in jobs.columns if c.name != "id")
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()

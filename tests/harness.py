@@ -92,6 +92,15 @@ class Harness:
         await self.discord.wait_until(ended, within)
         return interaction.original
 
+    async def job_state(self, job_id: int, expected: str, within: float = 5) -> str:
+        """The job's state in the log once it is ``expected`` (the log follows the reply)."""
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            job = await self.bot.store.job(job_id)
+            if job.state == expected or asyncio.get_running_loop().time() > deadline:
+                return job.state
+            await asyncio.sleep(0.02)
+
     async def ephemeral(self, interaction: FakeInteraction) -> str:
         """The text of an ephemeral refusal (callback type 4 with flag 64)."""
         callback = await interaction.wait_callback(3)

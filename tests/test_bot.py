@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -182,7 +183,7 @@ async def test_buttons_cancel_reroll_delete_and_who_may_press_them(tmp_path):
         cancelled = await h.final(interaction)
         assert cancelled.content.startswith("Cancelled by alice")
         job_id = int(cancel.rsplit(":", 1)[1])
-        assert (await h.bot.store.job(job_id)).state == "cancelled"
+        assert await h.job_state(job_id, "cancelled") == "cancelled"
 
         h.space.generation_delay = 0
         done = await h.final(await h.slash({"prompt": "a quick sketch", "seed": 5}))
@@ -262,8 +263,8 @@ async def test_non_admin_is_refused_and_nothing_is_stored(tmp_path):
             guild_id=h.guild.id, permissions=0,
         )  # fmt: skip
         assert "Manage Server" in await h.ephemeral(interaction)
-        h.bot.store._guilds.clear()
-        assert (await h.bot.store.guild(h.guild.id)).cooldown_seconds == 0
+        with sqlite3.connect(h.database) as db:
+            assert db.execute("SELECT COUNT(*) FROM guild_settings").fetchone() == (0,)
         config = next(c for c in h.discord.commands if c["name"] == "imagine-config")
         assert str(config["default_member_permissions"]) == str(MANAGE_GUILD)
 

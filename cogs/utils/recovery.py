@@ -1,5 +1,8 @@
 """After a crash or restart: jobs the last run left queued or running are marked interrupted
 and their replies told so (with Retry), while Discord still honours their tokens.
+
+A job whose reply already shows its ending (the process died between telling the user and
+writing the job log) is only brought up to date in the log; its reply is left as it is.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from imagine.runner import Failure
-from imagine.store import ACTIVE_STATES
+from imagine.store import ACTIVE_STATES, JobRecord
 
 from .render import NO_PINGS, failure_embed, job_view
 
@@ -24,38 +27,78 @@ INTERRUPTED = "The bot restarted before this image was finished."
 TOKEN_MARGIN = 10.0
 
 
+class _Reply:
+    """The reply of a job from a previous run, reached through its token or its channel."""
+
+    def __init__(self, bot: ImagineBot, job: JobRecord) -> None:
+        self.webhook = None
+        self.message = None
+        if (
+            job.interaction_token
+            and job.application_id
+            and job.message_id
+            and (job.token_expires_at or 0) > time.time() + TOKEN_MARGIN
+        ):
+            self.webhook = discord.Webhook.partial(
+                job.application_id, job.interaction_token, client=bot
+            )
+        elif job.channel_id and job.message_id:
+            channel = bot.get_partial_messageable(job.channel_id)
+            self.message = channel.get_partial_message(job.message_id)
+        self.message_id = job.message_id
+
+    @property
+    def reachable(self) -> bool:
+        return self.webhook is not None or self.message is not None
+
+    async def fetch(self) -> discord.Message:
+        if self.webhook is not None:
+            return await self.webhook.fetch_message(self.message_id)
+        return await self.message.fetch()
+
+    async def edit(self, **fields) -> None:
+        if self.webhook is not None:
+            await self.webhook.edit_message(self.message_id, **fields)
+        else:
+            await self.message.edit(**fields)
+
+
+def ended_state(message: discord.Message) -> str | None:
+    """The state a reply shows, if it already shows an ending."""
+    if message.attachments:
+        return "done"
+    if message.embeds:
+        return "interrupted" if message.embeds[0].title == "Interrupted" else "failed"
+    if message.content.startswith("Cancelled"):
+        return "cancelled"
+    return None
+
+
 async def recover_interrupted_jobs(bot: ImagineBot) -> int:
     """Mark and tell every job a previous run left active; returns how many were told."""
     told = 0
     for job in await bot.store.jobs_in_states(ACTIVE_STATES):
+        reply = _Reply(bot, job)
+        try:
+            shown = ended_state(await reply.fetch()) if reply.reachable else None
+        except discord.HTTPException:
+            shown = None
+        if shown is not None:
+            await bot.store.update_job(job.id, state=shown, finished_at=time.time())
+            continue
         await bot.store.update_job(
             job.id, state="interrupted", finished_at=time.time(), error=INTERRUPTED
         )
+        if not reply.reachable:
+            continue
         failure = Failure(job, INTERRUPTED, interrupted=True)
-        fields = {
-            "content": None,
-            "embed": failure_embed(failure),
-            "view": job_view(job.id, "retry"),
-            "allowed_mentions": NO_PINGS,
-        }
         try:
-            if (
-                job.interaction_token
-                and job.application_id
-                and job.message_id
-                and (job.token_expires_at or 0) > time.time() + TOKEN_MARGIN
-            ):
-                webhook = discord.Webhook.partial(
-                    job.application_id, job.interaction_token, client=bot
-                )
-                await webhook.edit_message(job.message_id, **fields)
-            elif job.channel_id and job.message_id:
-                message = bot.get_partial_messageable(job.channel_id).get_partial_message(
-                    job.message_id
-                )
-                await message.edit(**fields)
-            else:
-                continue
+            await reply.edit(
+                content=None,
+                embed=failure_embed(failure),
+                view=job_view(job.id, "retry"),
+                allowed_mentions=NO_PINGS,
+            )
             told += 1
         except discord.HTTPException as exc:
             log.info("could not tell interrupted job %s (%s)", job.id, exc)

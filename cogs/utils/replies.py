@@ -8,7 +8,6 @@ by DM), never lost.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 
@@ -30,7 +29,7 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 def image_files(delivery: Delivery) -> list[discord.File]:
     if delivery.image is None:
         return []
-    return [discord.File(io.BytesIO(delivery.image.data), filename=delivery.image.filename)]
+    return [discord.File(delivery.image.open(), filename=delivery.image.filename)]
 
 
 def as_new_message(fields: dict) -> dict:
