@@ -12,7 +12,7 @@ from imagine.backends import BackendTable
 from imagine.engine import Engine
 from imagine.errors import BackendError, BadInput, UnknownModel
 from imagine.health import Breaker
-from imagine.responses import ImageResponse
+from imagine.responses import ImageResponse, Reasoning
 from imagine.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -169,3 +169,148 @@ async def test_openai_errors_are_clear_and_the_key_never_logged(caplog, refuse, 
     assert caught.value.transient is transient
     assert api.api_key not in caplog.text
     assert api.api_key not in str(caught.value)
+
+
+# -- the official Spaces and failover, against the fake Spaces ----------------------------
+
+
+@pytest.fixture
+def all_backends(space) -> Settings:
+    """The whole built-in table, every Space on the fake."""
+    return Settings.from_env({**space.env(), "JOB_WATCHDOG_SECONDS": "1"})
+
+
+@pytest.mark.parametrize(
+    ("provider", "name", "size", "data"),
+    [
+        ("FluxSchnell", "flux-schnell", (520, 100), ["a fox", 5, False, 512, 256, 4]),
+        ("FluxDevOfficial", "flux-dev-official", (512, 256),
+         ["a fox", 5, False, 512, 256, 3.5, 28]),
+        ("StableDiffusion35Large", "sd35", (2000, 300),
+         ["a fox", "", 5, False, 1440, 512, 4.5, 40]),
+    ],
+)  # fmt: skip
+async def test_official_space_payloads_and_results(space, all_backends, provider, name, size, data):
+    """Sizes follow each Space's sliders: multiples of 32 within its range."""
+    from imagine.providers import infer
+
+    cls = getattr(infer, provider)
+    width, height = size
+    generator = cls.create_async_generator(
+        cls.default_model, prompt="a fox", width=width, height=height, seed=5,
+        settings=all_backends,
+    )  # fmt: skip
+    items = [item async for item in generator]
+    (join,) = space.joins(name)
+    fn_index, trigger_id, _ = {"flux-schnell": (2, 5, 6), "flux-dev-official": (3, 7, 7),
+                               "sd35": (1, 9, 8)}[name]  # fmt: skip
+    assert (join.json["fn_index"], join.json["trigger_id"]) == (fn_index, trigger_id)
+    assert join.json["data"] == data
+    image = next(i for i in items if isinstance(i, ImageResponse))
+    assert image.seed == 5
+    assert image.images[0].startswith(f"{space.url}/{name}/gradio_api/file=")
+    described = [r.path for r in space.requests if r.space == name and r.method == "GET"]
+    assert f"/{name}/gradio_api/info" in described and f"/{name}/config" in described
+
+
+async def test_api_description_is_read_once(space, all_backends):
+    async with Engine(all_backends) as engine:
+        for _ in range(3):
+            await draw(engine, "sd-3.5-large")
+    infos = [r for r in space.requests if r.path == "/sd35/gradio_api/info"]
+    assert len(infos) == 1 and len(space.joins("sd35")) == 3
+
+
+async def test_a_space_that_changed_its_inputs_is_a_clear_error(space, all_backends):
+    space.api_parameters["sd35"] = ("prompt", "seed", "width", "height")
+    async with Engine(all_backends) as engine:
+        with pytest.raises(BackendError, match=r"changed its inputs: it now takes \(prompt, seed"):
+            await draw(engine, "sd-3.5-large")
+    assert space.joins("sd35") == []  # nothing sent that would not fit
+
+
+@pytest.mark.parametrize("kind", ["503", "timeout", "quota", "changed"])
+async def test_second_backend_draws_and_the_breaker_opens(space, all_backends, kind):
+    from tests.fakes.space import GoSilent, QuotaExceeded, ServerError
+
+    if kind == "503":
+        space.set_fault("flux-dev", ServerError(503))
+    elif kind == "timeout":
+        space.set_fault("flux-dev", GoSilent(after_events=2))
+    elif kind == "quota":
+        space.set_fault("flux-dev", QuotaExceeded("0:09:48"))
+    async with Engine(all_backends) as engine:
+        if kind == "changed":  # the first backend is an official Space whose API changed
+            engine.table.routes["flux-dev"] = ["flux-dev-official", "g4f-flux-dev"]
+            space.api_parameters["flux-dev-official"] = ("prompt",)
+        first, second = engine.table.backends_for("flux-dev")
+        items, image = await draw(engine, "flux-dev")
+        assert image.backend == second.label
+        notice = next(i.status for i in items if isinstance(i, Reasoning) and "trying" in i.status)
+        assert f"{first.label} is unavailable" in notice and second.label in notice
+        assert engine.breaker(first.name).state == "open"
+        if kind == "quota":
+            assert engine.breaker(first.name).remaining() > 580
+        # The next job does not touch the broken backend.
+        before = len(space.joins(first.name if first.name != "g4f-flux-dev" else "flux-dev"))
+        _, again = await draw(engine, "flux-dev")
+        assert again.backend == second.label
+        after = len(space.joins(first.name if first.name != "g4f-flux-dev" else "flux-dev"))
+        assert after == before
+
+
+async def test_the_breaker_recovers_after_its_window(space, all_backends):
+    from tests.fakes.space import ServerError
+
+    space.set_fault("g4f-flux", ServerError(503), times=1)
+    async with Engine(all_backends) as engine:
+        _, image = await draw(engine, "flux")
+        assert image.backend == "FLUX.1-schnell (official Space)"
+        breaker = engine.breaker("g4f-flux")
+        assert breaker.state == "open"
+        breaker.open_until = breaker.clock()  # the window has passed
+        assert breaker.state == "half-open"
+        _, image = await draw(engine, "flux")
+        assert image.backend == "G4F flux"  # tried again, and it is healthy
+        assert breaker.state == "closed"
+
+
+async def test_all_backends_down_is_one_clear_error(space, all_backends):
+    from tests.fakes.space import HtmlError
+
+    space.set_fault("g4f-flux", HtmlError(503))
+    space.set_fault("flux-schnell", HtmlError(502))
+    async with Engine(all_backends) as engine:
+        engine.retry_backoff = 0.01
+        with pytest.raises(BackendError) as caught:
+            await draw(engine, "flux")
+    text = str(caught.value)
+    assert "G4F flux: Response 503: HTML content" in text
+    assert "FLUX.1-schnell (official Space): Response 502: HTML content" in text
+    assert caught.value.transient
+
+
+async def test_check_reports_up_down_and_changed(space, all_backends):
+    from imagine.check import check
+    from tests.fakes.space import HtmlError
+
+    out = io.StringIO()
+    async with Engine(all_backends) as engine:
+        assert await check(engine, out, generate=True) == 0
+    table = out.getvalue()
+    assert table.splitlines()[0].split()[:4] == ["backend", "models", "reachable", "api"]
+    for name in ("g4f-flux", "g4f-flux-dev", "g4f-janus", "flux-schnell", "sd-3.5-large"):
+        line = next(line for line in table.splitlines() if line.startswith(name + " "))
+        assert " yes " in line and "ok (" in line, line
+
+    space.api_parameters["sd35"] = ("prompt",)
+    space.set_fault("flux-dev", HtmlError(503))
+    out = io.StringIO()
+    async with Engine(all_backends) as engine:
+        assert await check(engine, out) == 1
+    lines = {line.split()[0]: line for line in out.getvalue().splitlines()[1:]}
+    assert (
+        " changed " in lines["sd-3.5-large"] and "inputs are now (prompt)" in lines["sd-3.5-large"]
+    )
+    assert " NO " in lines["g4f-flux-dev"] and "Response 503" in lines["g4f-flux-dev"]
+    assert " yes " in lines["g4f-flux"]

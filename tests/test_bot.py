@@ -334,3 +334,21 @@ async def test_bot_without_a_token_exits_2(tmp_path):
     assert process.returncode == 2
     lines = err.decode().strip().splitlines()
     assert len(lines) == 1 and "DISCORD_TOKEN" in lines[0] and ".env.example" in lines[0]
+
+
+async def test_failover_is_shown_in_the_embed_and_in_config_show(tmp_path):
+    from tests.fakes.space import ServerError
+
+    async with running_bot(tmp_path, all_backends=True) as h:
+        h.space.set_fault("g4f-flux", ServerError(503))
+        message = await h.final(await h.slash({"prompt": "a fox", "model": "flux"}))
+        assert message.attachments
+        assert "drawn by FLUX.1-schnell (official Space)" in message.embeds[0]["footer"]["text"]
+        shown = await h.discord.send_slash(
+            "imagine-config", {}, subcommand="show", user=h.admin, guild_id=h.guild.id,
+            permissions=MANAGE_GUILD,
+        )  # fmt: skip
+        embed = (await shown.wait_callback(3))["data"]["embeds"][0]
+        backends = next(f["value"] for f in embed["fields"] if f["name"] == "Backends")
+        assert "`g4f-flux` (flux): resting" in backends
+        assert "`flux-schnell` (flux): healthy" in backends

@@ -40,7 +40,7 @@ from typing import Any, Literal
 from aiohttp import web
 from PIL import Image, ImageDraw
 
-SPACE_NAMES = ("g4f-flux", "flux-dev", "janus")
+SPACE_NAMES = ("g4f-flux", "flux-dev", "janus", "flux-schnell", "flux-dev-official", "sd35")
 FAULT_TARGETS = (*SPACE_NAMES, "hub")
 MAX_SEED = 2**31 - 1
 JANUS_SIZE = 384
@@ -53,7 +53,49 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 # Gradio endpoints per queue Space: (fn_index, trigger_id, number of inputs).
-QUEUE_FNS = {"flux-dev": (2, 4, 7), "janus": (3, 20, 4)}
+QUEUE_FNS = {
+    "flux-dev": (2, 4, 7),
+    "janus": (3, 20, 4),
+    "flux-schnell": (2, 5, 6),
+    "flux-dev-official": (3, 7, 7),
+    "sd35": (1, 9, 8),
+}
+
+
+@dataclass(frozen=True)
+class InferSpace:
+    """An official Space reached by ``api_name`` /infer: its inputs and where things are."""
+
+    space_id: str
+    env_url: str
+    env_id: str
+    parameters: tuple[str, ...]
+    seed_at: int
+    size_at: int  # index of width; height follows
+    side_range: tuple[int, int]
+
+
+INFER_SPACES = {
+    "flux-schnell": InferSpace(
+        "black-forest-labs/FLUX.1-schnell", "FLUX_SCHNELL_SPACE_URL", "FLUX_SCHNELL_SPACE_ID",
+        ("prompt", "seed", "randomize_seed", "width", "height", "num_inference_steps"),
+        1, 3, (256, 2048),
+    ),
+    "flux-dev-official": InferSpace(
+        "black-forest-labs/FLUX.1-dev", "FLUX_DEV_OFFICIAL_SPACE_URL", "FLUX_DEV_OFFICIAL_SPACE_ID",
+        ("prompt", "seed", "randomize_seed", "width", "height", "guidance_scale",
+         "num_inference_steps"),
+        1, 3, (256, 2048),
+    ),
+    "sd35": InferSpace(
+        "stabilityai/stable-diffusion-3.5-large", "SD35_SPACE_URL", "SD35_SPACE_ID",
+        ("prompt", "negative_prompt", "seed", "randomize_seed", "width", "height",
+         "guidance_scale", "num_inference_steps"),
+        2, 4, (512, 1440),
+    ),
+}  # fmt: skip
+"""The official Spaces; each also serves ``/config`` and ``/gradio_api/info`` (the API
+description the engine checks at first use)."""
 KNOB_NAMES = frozenset(
     {
         "generation_delay",
@@ -570,6 +612,8 @@ class FakeSpace:
         self.noise = noise
         self.per_space: dict[str, dict[str, Any]] = {name: {} for name in SPACE_NAMES}
         self.file_fault: FileFault | None = None
+        #: Override an official Space's advertised /infer inputs (a Space that changed).
+        self.api_parameters: dict[str, tuple[str, ...]] = {}
         # Records.
         self.requests: list[RecordedRequest] = []
         self.served: list[ServedFile] = []
@@ -640,13 +684,17 @@ class FakeSpace:
         return f"{self.url}/janus"
 
     def env(self) -> dict[str, str]:
-        """The environment that points the engine at this fake."""
-        return {
+        """The environment that points the engine at this fake (every Space it knows)."""
+        env = {
             "HF_ENDPOINT": self.hub_url,
             "G4F_FLUX_URL": self.flux_predict_url,
             "FLUX_DEV_SPACE_URL": self.flux_dev_url,
             "JANUS_SPACE_URL": self.janus_url,
         }
+        for name, infer in INFER_SPACES.items():
+            env[infer.env_url] = f"{self.url}/{name}"
+            env[infer.env_id] = infer.space_id
+        return env
 
     # ------------------------------------------------------------- knobs, faults
 
@@ -736,6 +784,70 @@ class FakeSpace:
             app.router.add_post(f"/{name}/gradio_api/queue/join", self._join_route(name))
             app.router.add_get(f"/{name}/gradio_api/queue/data", self._data_route(name))
             app.router.add_get(f"/{name}/gradio_api/file={{path:.+}}", self._file_route(name))
+        for name in (*QUEUE_FNS, "g4f-flux"):
+            app.router.add_get(f"/{name}/config", self._config_route(name))
+        for name in INFER_SPACES:
+            app.router.add_get(f"/{name}/gradio_api/info", self._info_route(name))
+
+    def _config_route(self, space_name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """``/config``: gradio's app config; its ``dependencies`` give fn_index and triggers."""
+
+        async def handler(request: web.Request) -> web.Response:
+            fault = self._take_fault(space_name)
+            if fault is not None:
+                response = await self._request_fault_response(fault)
+                if response is not None:
+                    return response
+            dependencies: list[dict[str, Any]] = [
+                {"id": 0, "targets": [[1, "load"]], "api_name": "load", "backend_fn": True}
+            ]
+            if space_name in QUEUE_FNS:
+                fn_index, trigger_id, _ = QUEUE_FNS[space_name]
+                api_name = "infer" if space_name in INFER_SPACES else "generate"
+                dependencies.append(
+                    {
+                        "id": fn_index,
+                        "targets": [[trigger_id, "click"], [trigger_id + 1, "submit"]],
+                        "api_name": api_name,
+                        "backend_fn": True,
+                        "queue": True,
+                    }
+                )
+            return web.json_response(
+                {"version": "5.35.0", "mode": "blocks", "dependencies": dependencies}
+            )
+
+        return handler
+
+    def _info_route(self, space_name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """``/gradio_api/info``: the API description (``api_parameters`` changes it)."""
+
+        async def handler(request: web.Request) -> web.Response:
+            names = self.api_parameters.get(space_name) or INFER_SPACES[space_name].parameters
+            parameters = [
+                {
+                    "label": name.replace("_", " ").title(),
+                    "parameter_name": name,
+                    "parameter_has_default": name != "prompt",
+                    "parameter_default": None,
+                    "type": {"type": "string" if name.endswith("prompt") else "number"},
+                    "python_type": {"type": "str" if name.endswith("prompt") else "float"},
+                    "component": "Textbox" if name.endswith("prompt") else "Slider",
+                }
+                for name in names
+            ]
+            returns = [
+                {"label": "Result", "component": "Image", "python_type": {"type": "filepath"}},
+                {"label": "Seed", "component": "Slider", "python_type": {"type": "float"}},
+            ]
+            return web.json_response(
+                {
+                    "named_endpoints": {"/infer": {"parameters": parameters, "returns": returns}},
+                    "unnamed_endpoints": {},
+                }
+            )
+
+        return handler
 
     # ----------------------------------------------------------------- helpers
 
@@ -1178,11 +1290,16 @@ class FakeSpace:
                 for i in range(self.janus_images)
             ]
             return [gallery], seed, (JANUS_SIZE, JANUS_SIZE)
-        _, seed, randomize, width, height = job.data[:5]
+        infer = INFER_SPACES.get(job.space)
+        if infer is not None:
+            seed, randomize = job.data[infer.seed_at], job.data[infer.seed_at + 1]
+            width, height = job.data[infer.size_at], job.data[infer.size_at + 1]
+        else:
+            _, seed, randomize, width, height = job.data[:5]
         if randomize:
             seed = random.randint(0, MAX_SEED)
         size = (width // 16 * 16, height // 16 * 16)  # FLUX works on 16-pixel multiples
-        file_data = self._publish("flux-dev", self._image(*size, seed), result=True)
+        file_data = self._publish(job.space, self._image(*size, seed), result=True)
         return [file_data, seed], seed, size
 
     def _previews(self, job: _Job, seed: int, width: int, height: int) -> list[dict[str, Any]]:
@@ -1276,12 +1393,14 @@ def _validate_inputs(space_name: str, data: list[Any]) -> str | None:
         )
     if not isinstance(data[0], str):
         return f"Invalid value for Prompt: {data[0]!r} is not a string."
-    if not _is_int(data[1]):
-        return f"Invalid value for Seed: {data[1]!r} is not a valid integer."
+    infer = INFER_SPACES.get(space_name)
+    seed_at, size_at = (infer.seed_at, infer.size_at) if infer else (1, 3)
+    if not _is_int(data[seed_at]):
+        return f"Invalid value for Seed: {data[seed_at]!r} is not a valid integer."
     if space_name == "janus":
         return None
-    low, high = FLUX_DEV_RANGE
-    for label, value in (("Width", data[3]), ("Height", data[4])):
+    low, high = infer.side_range if infer else FLUX_DEV_RANGE
+    for label, value in (("Width", data[size_at]), ("Height", data[size_at + 1])):
         if not _is_int(value):
             return f"Invalid value for {label}: {value!r} is not a valid integer."
         if value < low:
