@@ -26,6 +26,7 @@ from cogs.utils.launch import Launcher
 from cogs.utils.recovery import recover_interrupted_jobs
 from cogs.utils.render import NO_PINGS, JobButton
 from imagine import logsafe
+from imagine.backends import BackendTable
 from imagine.engine import Engine
 from imagine.errors import BadInput
 from imagine.http import new_session
@@ -89,7 +90,7 @@ class ImagineBot(commands.Bot):
         self.scheduler = Scheduler(
             settings.max_concurrent_jobs, max_queued_per_user=settings.max_jobs_per_user
         )
-        redactor = logsafe.RedactingFilter(settings.secrets())
+        redactor = logsafe.RedactingFilter(self.engine.table.secrets())
         self.runner = JobRunner(self.engine, self.store, self.scheduler, redact=redactor.redact)
         self.launcher = Launcher(self)
         self.add_dynamic_items(JobButton)
@@ -187,7 +188,7 @@ def setup_logging(settings: Settings, handler: logging.Handler | None = None) ->
     # The database layers log SQL parameters at INFO and DEBUG (interaction tokens among them).
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
-    logsafe.install(settings.secrets())
+    logsafe.install(BackendTable.build(settings).secrets())
 
 
 async def run(settings: Settings, *, force_sync: bool) -> int:
@@ -223,16 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     load_dotenv()
     try:
         settings = Settings.from_env()
+        if not settings.discord_token:
+            print(
+                "DISCORD_TOKEN is not set: copy .env.example to .env and put your bot token there.",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        setup_logging(settings)  # reads IMAGINE_BACKENDS too (its keys are secrets)
     except BadInput as exc:
         print(f"Invalid setting: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    if not settings.discord_token:
-        print(
-            "DISCORD_TOKEN is not set: copy .env.example to .env and put your bot token there.",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
-    setup_logging(settings)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(run(settings, force_sync=args.sync))
 

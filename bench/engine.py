@@ -7,6 +7,11 @@ only: the fake runs in another), with one shared ClientSession (how the bot runs
 new ClientSession per job (the habit of the reference implementation), and their ratio.
 "Generate" is the provider run from request to ImageResponse; "+ download" also fetches the
 image through imagine.fetch (host check, size cap, type sniffing).
+
+Fallback overhead: the model's first backend is down (its host refuses connections) and its
+circuit breaker is reset before each job, so every job fails over; the figure is the time from
+the engine's learning of the failure (its "unavailable; trying …" status) to the next
+backend's first status.
 """
 
 from __future__ import annotations
@@ -14,13 +19,49 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench._fakes import fake_process
 from imagine.engine import Engine
 from imagine.providers import G4F
-from imagine.responses import ImageResponse
+from imagine.responses import ImageResponse, Reasoning
 from imagine.settings import Settings
+
+DOWN = "http://127.0.0.1:1/run/predict"
+"""Nothing listens on port 1: connections are refused at once (a Space that is down)."""
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(p / 100 * len(ordered)) - 1))]
+
+
+async def fallback_overheads(settings: Settings, concurrency: int, jobs: int) -> list[float]:
+    """Milliseconds from a failover notice to the next backend's first status, per job."""
+    samples: list[float] = []
+    async with Engine(replace(settings, g4f_flux_url=DOWN)) as engine:
+        assert [b.name for b in engine.table.backends_for("flux")][:2] == [
+            "g4f-flux",
+            "flux-schnell",
+        ]
+        queue = iter(range(jobs))
+
+        async def worker() -> None:
+            for i in queue:
+                engine.health.pop("g4f-flux", None)  # every job meets the broken backend
+                noticed = None
+                async for item in engine.generate("flux", prompt=f"fallback {i}", width=256,
+                                                  height=256):  # fmt: skip
+                    now = time.perf_counter()
+                    if isinstance(item, Reasoning) and "is unavailable" in item.status:
+                        noticed = now
+                    elif noticed is not None:
+                        samples.append((now - noticed) * 1000)
+                        noticed = None
+
+        await engine.generate("flux", prompt="warm-up", width=256, height=256).__anext__()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return samples
 
 
 @dataclass
@@ -101,6 +142,7 @@ async def main() -> None:
                             engine, args.model, concurrency, jobs, shared=shared, download=download
                         )
                     )
+        fallback = [(c, await fallback_overheads(settings, c, 200)) for c in (1, 10)]
     print(f"model {args.model}, fake Space in its own process, no generation delay\n")
     print("| concurrency | session | jobs | jobs/s | engine CPU ms/job |")
     print("|---:|---|---:|---:|---:|")
@@ -122,6 +164,14 @@ async def main() -> None:
         print(
             f"concurrency {concurrency}: a session per job costs {cpu:.2f}x the CPU per job "
             f"and gives {speed:.2f}x the jobs/s of a shared session"
+        )
+    print("\nfallback overhead (first backend down, the next one's first status):\n")
+    print("| concurrency | jobs | p50 ms | p99 ms |")
+    print("|---:|---:|---:|---:|")
+    for concurrency, samples in fallback:
+        print(
+            f"| {concurrency} | {len(samples)} | {percentile(samples, 50):.2f} "
+            f"| {percentile(samples, 99):.2f} |"
         )
 
 

@@ -123,6 +123,13 @@ class BackendTable:
         known = ", ".join(sorted(self.models(aliases=True)))
         raise UnknownModel(f"Unknown model {name!r}. Available models: {known}.")
 
+    def secrets(self) -> list[str]:
+        """Every secret the backends hold (keys named by ``api_key_env`` included)."""
+        found: set[str] = set()
+        for backend in self.backends.values():
+            found.update(backend.settings.secrets())
+        return sorted(found)
+
     def backends_for(self, model: str) -> list[Backend]:
         return [self.backends[name] for name in self.routes[self.resolve(model)]]
 

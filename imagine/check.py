@@ -102,7 +102,7 @@ async def _tiny_image(engine: Engine, backend: Backend) -> str:
     model = backend.models[0]
     job = {"prompt": "a small red circle", "width": 64, "height": 64, "seed": 1, "proxy": None}
     image: ImageResponse | None = None
-    attempt = engine._attempt(backend, model, job)
+    attempt = engine.attempt(backend, model, job)
     async with contextlib.aclosing(attempt) as items:
         async for item in items:
             if isinstance(item, ImageResponse):

@@ -172,9 +172,9 @@ class Engine:
                         f"{failed.label} is unavailable ({short(error)}); trying {backend.label}"
                     )
             try:
-                async with contextlib.aclosing(self._attempt(backend, model, job)) as items:
+                async with contextlib.aclosing(self._start(backend, model, job)) as items:
                     async for item in items:
-                        yield item
+                        yield tagged(item, model, backend)
                 breaker.success()
                 return
             except QuotaExceeded as exc:
@@ -209,9 +209,9 @@ class Engine:
                     queue.append(again)
         raise combined(model, errors, backends, self)
 
-    async def _attempt(self, backend: Backend, model: str, job: dict[str, Any]):
-        provider = backend.provider
-        stream = provider.start(
+    def _start(self, backend: Backend, model: str, job: dict[str, Any]) -> AsyncIterator[Response]:
+        """One backend's own stream for this job (no wrapper: routing adds no layer per item)."""
+        return backend.provider.start(
             backend_model(backend, model),
             None,
             session=self.session,
@@ -220,12 +220,14 @@ class Engine:
             endpoints=self.endpoints,
             **job,
         )
-        async with contextlib.aclosing(stream) as items:
+
+    async def attempt(
+        self, backend: Backend, model: str, job: dict[str, Any]
+    ) -> AsyncIterator[Response]:
+        """One backend, bypassing routing and health (``--check --generate`` uses it)."""
+        async with contextlib.aclosing(self._start(backend, model, job)) as items:
             async for item in items:
-                if isinstance(item, ImageResponse):
-                    item.model = model
-                    item.backend = backend.label
-                yield item
+                yield tagged(item, model, backend)
 
     async def download(
         self, image: ImageResponse, index: int = 0, *, filename: str | None = None
@@ -239,6 +241,14 @@ class Engine:
             time_limit=min(self.settings.job_timeout_seconds, 120.0),
             filename=filename,
         )
+
+
+def tagged(item: Response, model: str, backend: Backend) -> Response:
+    """A result names the model asked for and the backend that drew it."""
+    if isinstance(item, ImageResponse):
+        item.model = model
+        item.backend = backend.label
+    return item
 
 
 def backend_model(backend: Backend, model: str) -> str:

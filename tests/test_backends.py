@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -314,3 +315,18 @@ async def test_check_reports_up_down_and_changed(space, all_backends):
     )
     assert " NO " in lines["g4f-flux-dev"] and "Response 503" in lines["g4f-flux-dev"]
     assert " yes " in lines["g4f-flux"]
+
+
+def test_the_readme_backends_example_loads(tmp_path, monkeypatch):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "backends.toml"
+    config.write_text(example)
+    monkeypatch.setenv("STUDIO_KEY", "sk-studio")
+    table = BackendTable.build(Settings(imagine_backends=str(config)))
+    assert [b.name for b in table.backends_for("flux-dev")] == [
+        "my-flux-dev", "g4f-flux-dev", "flux-dev-official",
+    ]  # fmt: skip
+    studio = table.backends_for("studio-xl")[0]
+    assert (studio.url, studio.settings.openai_api_key) == ("http://127.0.0.1:8080/v1", "sk-studio")
+    assert "sd-3.5-large" not in table.models()

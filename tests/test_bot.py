@@ -352,3 +352,18 @@ async def test_failover_is_shown_in_the_embed_and_in_config_show(tmp_path):
         backends = next(f["value"] for f in embed["fields"] if f["name"] == "Backends")
         assert "`g4f-flux` (flux): resting" in backends
         assert "`flux-schnell` (flux): healthy" in backends
+
+
+async def test_bot_with_a_broken_backends_file_exits_2(tmp_path):
+    broken = tmp_path / "backends.toml"
+    broken.write_text("[models]\nflux = ['ghost']\n")
+    env = {**os.environ, "DISCORD_TOKEN": "x" * 30, "IMAGINE_BACKENDS": str(broken)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "bot.py"), cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert err.decode().strip() == (
+        "Invalid setting: IMAGINE_BACKENDS: models.flux names unknown backends: ['ghost']"
+    )
