@@ -80,20 +80,29 @@ class Imagine(commands.Cog):
         height: app_commands.Range[int, 1, MAX_SIDE] | None = None,
         seed: app_commands.Range[int, 0, 2**32 - 1] | None = None,
     ) -> None:
-        try:
-            if prompt is None:
+        if prompt is None:
+            try:
                 prompt = await self.conversation_prompt(interaction)
-            launcher = self.bot.launcher
+            except Refusal as refusal:
+                await refuse(interaction, str(refusal))
+                return
+        await self.start(
+            interaction, "slash", prompt, model=model, width=width, height=height, seed=seed
+        )
+
+    async def start(
+        self, interaction: discord.Interaction, source: str, prompt: str, **options
+    ) -> None:
+        """Check, admit and launch a job in this interaction's reply (or refuse, ephemerally)."""
+        launcher = self.bot.launcher
+        try:
             plan = await launcher.plan(
                 user=interaction.user,
                 guild_id=interaction.guild_id,
                 channel_id=interaction.channel_id,
-                source="slash",
+                source=source,
                 prompt=prompt,
-                model=model,
-                width=width,
-                height=height,
-                seed=seed,
+                **options,
             )
             ticket = await launcher.admit(plan)
         except Refusal as refusal:
@@ -142,20 +151,7 @@ class Imagine(commands.Cog):
         if not prompt:
             await refuse(interaction, "That message has no text to draw.")
             return
-        launcher = self.bot.launcher
-        try:
-            plan = await launcher.plan(
-                user=interaction.user,
-                guild_id=interaction.guild_id,
-                channel_id=interaction.channel_id,
-                source="menu",
-                prompt=prompt,
-            )
-            ticket = await launcher.admit(plan)
-        except Refusal as refusal:
-            await refuse(interaction, str(refusal))
-            return
-        await launcher.launch(interaction, plan, ticket)
+        await self.start(interaction, "menu", prompt)
 
     # -- buttons ------------------------------------------------------------------------
 
@@ -191,24 +187,15 @@ class Imagine(commands.Cog):
 
     async def again(self, interaction: discord.Interaction, job, *, same_seed: bool) -> None:
         """Reroll (new seed) or Retry (same request): a new job, in a new reply."""
-        launcher = self.bot.launcher
-        try:
-            plan = await launcher.plan(
-                user=interaction.user,
-                guild_id=interaction.guild_id,
-                channel_id=interaction.channel_id,
-                source="retry" if same_seed else "reroll",
-                prompt=job.prompt,
-                model=job.model,
-                width=job.width,
-                height=job.height,
-                seed=job.seed if same_seed else None,
-            )
-            ticket = await launcher.admit(plan)
-        except Refusal as refusal:
-            await refuse(interaction, str(refusal))
-            return
-        await launcher.launch(interaction, plan, ticket)
+        await self.start(
+            interaction,
+            "retry" if same_seed else "reroll",
+            job.prompt,
+            model=job.model,
+            width=job.width,
+            height=job.height,
+            seed=job.seed if same_seed else None,
+        )
 
 
 async def setup(bot: ImagineBot) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInput, UnknownModel
-from .providers.base import ImageProvider
+from .providers.base import GradioQueueProvider, ImageProvider
 from .providers.flux_dev import FluxDev
 from .providers.g4f import G4F
 from .providers.infer import FluxDevOfficial, FluxSchnell, StableDiffusion35Large
@@ -45,17 +45,18 @@ class Kind:
     space_setting: str | None
 
 
+def _space_kind(provider: type[GradioQueueProvider]) -> Kind:
+    return Kind(provider, provider.models[:1], provider.url_setting, provider.space_setting)
+
+
 KINDS: dict[str, Kind] = {
+    # G4F's flux path is a direct POST, not a queue: its settings are its own.
     "g4f-flux": Kind(G4F, ("flux",), "g4f_flux_url", "g4f_flux_space_id"),
-    "g4f-flux-dev": Kind(FluxDev, ("flux-dev",), "flux_dev_space_url", "flux_dev_space_id"),
-    "g4f-janus": Kind(JanusPro7B, ("janus-pro-7b-image",), "janus_space_url", "janus_space_id"),
-    "flux-schnell": Kind(FluxSchnell, ("flux",), "flux_schnell_space_url", "flux_schnell_space_id"),
-    "flux-dev-official": Kind(
-        FluxDevOfficial, ("flux-dev",), "flux_dev_official_space_url", "flux_dev_official_space_id"
-    ),
-    "sd-3.5-large": Kind(
-        StableDiffusion35Large, ("sd-3.5-large",), "sd35_space_url", "sd35_space_id"
-    ),
+    "g4f-flux-dev": _space_kind(FluxDev),
+    "g4f-janus": _space_kind(JanusPro7B),
+    "flux-schnell": _space_kind(FluxSchnell),
+    "flux-dev-official": _space_kind(FluxDevOfficial),
+    "sd-3.5-large": _space_kind(StableDiffusion35Large),
     "openai": Kind(OpenAIImages, (), "openai_base_url", None),
 }
 

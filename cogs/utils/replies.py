@@ -43,8 +43,38 @@ def as_new_message(fields: dict) -> dict:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-class MessageReply:
-    """A job shown in a message the bot sends itself (DMs, and the late-delivery path)."""
+class JobReply:
+    """The three endings of a job, as message fields; subclasses say where they go (``_end``)."""
+
+    job: JobRecord
+    requester: str | None
+
+    async def _end(self, **fields) -> None:
+        raise NotImplementedError
+
+    async def deliver(self, delivery: Delivery) -> None:
+        await self._end(
+            content=None,
+            embed=result_embed(delivery, self.requester),
+            attachments=image_files(delivery),
+            view=job_view(self.job.id, "reroll", "delete"),
+        )
+
+    async def fail(self, failure: Failure) -> None:
+        await self._end(
+            content=None, embed=failure_embed(failure), view=job_view(self.job.id, "retry")
+        )
+
+    async def cancelled(self, job: JobRecord, by: str | None) -> None:
+        await self._end(
+            content=f"Cancelled{f' by {by}' if by else ''}.",
+            embed=None,
+            view=job_view(job.id, "retry"),
+        )
+
+
+class MessageReply(JobReply):
+    """A job shown in a message the bot sends itself (DMs)."""
 
     def __init__(
         self,
@@ -73,7 +103,7 @@ class MessageReply:
         )
         return self.message
 
-    async def _show(self, **fields) -> None:
+    async def _end(self, **fields) -> None:
         if self.message is None:
             self.message = await self.channel.send(
                 reference=self.reference,
@@ -85,28 +115,10 @@ class MessageReply:
             await self.message.edit(allowed_mentions=NO_PINGS, **fields)
 
     async def status(self, text: str) -> None:
-        await self._show(content=status_content(self.job.prompt, self.job.model, text))
-
-    async def deliver(self, delivery: Delivery) -> None:
-        await self._show(
-            content=None,
-            embed=result_embed(delivery, self.requester),
-            attachments=image_files(delivery),
-            view=job_view(self.job.id, "reroll", "delete"),
-        )
-
-    async def fail(self, failure: Failure) -> None:
-        await self._show(
-            content=None, embed=failure_embed(failure), view=job_view(self.job.id, "retry")
-        )
-
-    async def cancelled(self, job: JobRecord, by: str | None) -> None:
-        await self._show(
-            content=f"Cancelled{f' by {by}' if by else ''}.", view=job_view(job.id, "retry")
-        )
+        await self._end(content=status_content(self.job.prompt, self.job.model, text))
 
 
-class InteractionReply:
+class InteractionReply(JobReply):
     """A job shown in the response to a slash command, menu or button press."""
 
     def __init__(
@@ -181,23 +193,3 @@ class InteractionReply:
             except discord.HTTPException as exc:
                 log.info("job %s: cannot post in the channel (%s); sending a DM", self.job.id, exc)
         await user.send(allowed_mentions=NO_PINGS, **as_new_message(fields))
-
-    async def deliver(self, delivery: Delivery) -> None:
-        await self._end(
-            content=None,
-            embed=result_embed(delivery, self.requester),
-            attachments=image_files(delivery),
-            view=job_view(self.job.id, "reroll", "delete"),
-        )
-
-    async def fail(self, failure: Failure) -> None:
-        await self._end(
-            content=None, embed=failure_embed(failure), view=job_view(self.job.id, "retry")
-        )
-
-    async def cancelled(self, job: JobRecord, by: str | None) -> None:
-        await self._end(
-            content=f"Cancelled{f' by {by}' if by else ''}.",
-            embed=None,
-            view=job_view(job.id, "retry"),
-        )

@@ -263,14 +263,18 @@ class GradioQueueProvider(ImageProvider):
 
     fn_index: ClassVar[int]
     trigger_id: ClassVar[int | None]
+    url_setting: ClassVar[str]
+    """The ``Settings`` field holding the Space's URL (a backend may point it elsewhere)."""
+    space_setting: ClassVar[str]
+    """The ``Settings`` field holding the hub id whose page hands out its ZeroGPU tokens."""
 
     @classmethod
     def space_url(cls, settings: Settings) -> str:
-        raise NotImplementedError
+        return getattr(settings, cls.url_setting)
 
     @classmethod
     def space_id(cls, settings: Settings) -> str:
-        raise NotImplementedError
+        return getattr(settings, cls.space_setting)
 
     @classmethod
     async def endpoint(cls, context: Context, base_url: str) -> tuple[int, int | None]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..gradio import file_url
-from ..settings import Settings
 from .base import INT32_MAX, GradioQueueProvider, ImageRequest, integer_or_none
 
 
@@ -15,18 +14,12 @@ class FluxDev(GradioQueueProvider):
     models = ("flux-dev",)
     side_range = (256, 2048)  # the Space's own sliders
     max_seed = INT32_MAX  # the Space's MAX_SEED (numpy int32)
+    url_setting = "flux_dev_space_url"
+    space_setting = "flux_dev_space_id"
     fn_index: ClassVar[int] = 2
     trigger_id: ClassVar[int | None] = 4
     guidance_scale: ClassVar[float] = 3.5
     num_inference_steps: ClassVar[int] = 28
-
-    @classmethod
-    def space_url(cls, settings: Settings) -> str:
-        return settings.flux_dev_space_url
-
-    @classmethod
-    def space_id(cls, settings: Settings) -> str:
-        return settings.flux_dev_space_id
 
     @classmethod
     def payload(

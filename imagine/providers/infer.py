@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 
 from ..errors import BackendError
 from ..gradio import describe_endpoint, file_url
-from ..settings import Settings
 from .base import INT32_MAX, Context, GradioQueueProvider, ImageRequest, integer_or_none
 
 
@@ -20,18 +19,8 @@ class GradioInferProvider(GradioQueueProvider):
 
     api_name: ClassVar[str] = "infer"
     parameters: ClassVar[tuple[str, ...]] = ()
-    url_setting: ClassVar[str]
-    space_setting: ClassVar[str]
     side_step = 32
     max_seed = INT32_MAX
-
-    @classmethod
-    def space_url(cls, settings: Settings) -> str:
-        return getattr(settings, cls.url_setting)
-
-    @classmethod
-    def space_id(cls, settings: Settings) -> str:
-        return getattr(settings, cls.space_setting)
 
     @classmethod
     async def endpoint(cls, context: Context, base_url: str) -> tuple[int, int | None]:

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..gradio import file_url
-from ..settings import Settings
 from .base import GradioQueueProvider, ImageRequest
 
 JANUS_SIDE = 384
@@ -19,18 +18,12 @@ class JanusPro7B(GradioQueueProvider):
     label = "Janus-Pro-7B"
     default_model = "janus-pro-7b-image"
     models: ClassVar[tuple[str, ...]] = ("janus-pro-7b-image",)
+    url_setting = "janus_space_url"
+    space_setting = "janus_space_id"
     fn_index: ClassVar[int] = 3
     trigger_id: ClassVar[int | None] = 20
     guidance: ClassVar[float] = 5
     temperature: ClassVar[float] = 1
-
-    @classmethod
-    def space_url(cls, settings: Settings) -> str:
-        return settings.janus_space_url
-
-    @classmethod
-    def space_id(cls, settings: Settings) -> str:
-        return settings.janus_space_id
 
     @classmethod
     def payload(
