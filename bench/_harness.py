@@ -1,7 +1,8 @@
 """The real bot in this process, the fakes in theirs: the pieces ``bench.bot`` drives them with.
 
 ``DiscordControl`` speaks the fake Discord's control API (see ``tests/fakes/discord_server.py``),
-``space_completions`` reads the fake Space's completion records, ``running_bot`` starts the real
+``space_completions`` reads the fake Space's completion records (``space_records`` those and
+the failures its ``failure_rate`` injected), ``running_bot`` starts the real
 ``ImagineBot`` in this event loop the way ``tests/harness.py`` does, and ``reset_peak_rss`` /
 ``peak_rss_mb`` measure this process's peak resident set size one run at a time.
 """
@@ -62,11 +63,26 @@ class DiscordControl:
     async def stats(self) -> dict[str, Any]:
         return await self._call("GET", "/stats")
 
+    async def drop_gateway(self, code: int | None = None) -> dict[str, Any]:
+        """Drop the bot's gateway connection: ``None`` aborts TCP, else close with ``code``."""
+        return await self._call("POST", "/drop_gateway", {"code": code})
+
+    async def replies(self, ids: Iterable[str]) -> list[dict[str, Any]]:
+        """What each interaction's reply shows now: embeds (titles), buttons, attachments."""
+        return (await self._call("POST", "/replies", {"ids": list(ids)}))["replies"]
+
 
 async def space_completions(http: aiohttp.ClientSession, space_url: str) -> list[dict[str, Any]]:
     async with http.get(f"{space_url}/_control/completions") as response:
         response.raise_for_status()
         return (await response.json())["completions"]
+
+
+async def space_records(http: aiohttp.ClientSession, space_url: str) -> dict[str, Any]:
+    """``{"now", "completions": [...], "failures": [...]}`` from the fake Space."""
+    async with http.get(f"{space_url}/_control/completions") as response:
+        response.raise_for_status()
+        return await response.json()
 
 
 @asynccontextmanager

@@ -46,6 +46,13 @@ server (outside ``/api/v10``, so the bot never sees it; no auth, no rate limits)
   it first waits up to S seconds until every one was answered (``callback``) or shows a final
   response (``final``: an attachment or embed, an immediate message, or a too-late answer).
 * ``GET  /_control/stats``: requests per route and status, 429s, internal errors.
+* ``POST /_control/drop_gateway`` ``{"code": null}`` (abort the TCP connections) or
+  ``{"code": 4000}`` (close with that code): :meth:`FakeDiscord.drop_gateway`; answers
+  ``{"dropped", "resumes", "identifies", "gateway_connects"}`` as they were before the drop.
+* ``POST /_control/replies`` ``{"ids": [...]}`` -> ``{"replies": [...]}``: per interaction the
+  message its callback made (or the pressed message) as it is now: ``content``, ``flags``,
+  ``deleted``, ``attachments`` (count), ``embeds`` (``title``, ``description``), ``buttons``
+  (``label``, ``custom_id``, ``disabled``), and the same for each followup.
 
 Every timestamp is ``time.monotonic()`` of the fake's process. On Linux that is
 CLOCK_MONOTONIC, one clock for the whole machine, so it compares with the same clock read in
@@ -1474,6 +1481,8 @@ class FakeDiscord:
             ("GET", "/interactions", self._control_interactions),
             ("POST", "/interactions", self._control_interactions),
             ("GET", "/stats", self._control_stats),
+            ("POST", "/drop_gateway", self._control_drop_gateway),
+            ("POST", "/replies", self._control_replies),
         ):
             self._control_routes.add(app.router.add_route(method, CONTROL_PREFIX + path, control))
         app.router.add_get("/gateway", self._gateway)
@@ -3001,6 +3010,79 @@ class FakeDiscord:
                 "gateway_connects": self.gateway_connects,
             }
         )
+
+    async def _control_drop_gateway(self, request: web.Request) -> web.Response:
+        """Drop every live gateway connection; ``code`` null aborts TCP, else a close code."""
+        body = await self._control_body(request)
+        code = body.get("code") if isinstance(body, dict) else None
+        if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
+            raise ValueError(f"code must be null or an integer close code, not {code!r}")
+        before = {
+            "dropped": sum(1 for c in self._connections if not c.closed),
+            "resumes": self.resumes,
+            "identifies": self.identifies,
+            "gateway_connects": self.gateway_connects,
+        }
+        await self.drop_gateway(code)
+        return json_response(before)
+
+    async def _control_replies(self, request: web.Request) -> web.Response:
+        """What each interaction's reply shows now (its embeds' titles, its buttons...)."""
+        body = await self._control_body(request)
+        ids = body.get("ids") if isinstance(body, dict) else None
+        if ids is None:
+            chosen = list(self.interactions.values())
+        else:
+            try:
+                chosen = [self.interactions[int(i)] for i in ids]
+            except KeyError as exc:
+                raise ValueError(f"unknown interaction {exc.args[0]}") from None
+        return json_response(
+            {
+                "replies": [
+                    {
+                        "id": str(i.id),
+                        "callback_type": i.callback["type"] if i.callback else None,
+                        "original": _reply_view(i.original),
+                        "followups": [_reply_view(m) for m in i.followups],
+                    }
+                    for i in chosen
+                ]
+            }
+        )
+
+
+def _reply_view(record: MessageRecord | None) -> dict[str, Any] | None:
+    """A message as the control API's ``replies`` shows it."""
+    if record is None:
+        return None
+    buttons: list[dict[str, Any]] = []
+
+    def collect(items: Iterable[dict[str, Any]]) -> None:
+        for item in items:
+            if item.get("type") == 2:
+                buttons.append(
+                    {
+                        "label": item.get("label"),
+                        "custom_id": item.get("custom_id"),
+                        "disabled": bool(item.get("disabled")),
+                    }
+                )
+            collect(item.get("components", []))
+
+    collect(record.components)
+    return {
+        "id": str(record.id),
+        "content": record.content,
+        "flags": record.flags,
+        "deleted": record.deleted,
+        "edits": record.edit_count,
+        "attachments": len(record.attachments),
+        "embeds": [
+            {"title": e.get("title"), "description": e.get("description")} for e in record.embeds
+        ],
+        "buttons": buttons,
+    }
 
 
 def _opt_int(value: Any) -> int | None:

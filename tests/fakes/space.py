@@ -5,13 +5,19 @@ gradio's wire protocols (``/run/predict`` and ``queue/join`` + SSE ``queue/data`
 need those protocols byte-for-byte, offline, fast, and with faults on demand.
 
 Use it as ``async with FakeSpace() as space: ...`` or, for a benchmark in its own process,
-``python -m tests.fakes.space --port 0 [--delay S] [--noise]``.
+``python -m tests.fakes.space --port 0 [--delay S] [--noise] [--failure-rate R]``.
 
 Every finished generation is recorded in ``space.completions`` with the moment its result left
 the server (``/run/predict``'s response, or the ``process_completed`` message on the stream),
 and ``GET /_control/completions`` hands them to another process. Times are ``time.monotonic()``:
 CLOCK_MONOTONIC on Linux, one clock for the whole machine, so another process (the fake
 Discord) can subtract its own ``time.monotonic()`` readings from them.
+
+``failure_rate`` (a knob, ``--failure-rate`` on the command line) fails that share of
+generation requests (``queue/join`` and ``/run/predict``) with one of ``RANDOM_FAILURES``,
+chosen by a RNG seeded from ``failure_seed``, the Space, the prompt and the attempt number, so
+a rerun fails the same jobs whatever order they arrive in. Each injected failure is recorded in
+``space.failures`` (and under ``"failures"`` in ``GET /_control/completions``).
 """
 
 from __future__ import annotations
@@ -104,6 +110,7 @@ KNOB_NAMES = frozenset(
         "previews",
         "log_lines",
         "enforce_tokens",
+        "failure_rate",
     }
 )
 
@@ -140,6 +147,26 @@ class Completion:
             "prompt": self.prompt,
             "seed": self.seed,
             "session_hash": self.session_hash,
+            "at": self.at,
+        }
+
+
+@dataclass(frozen=True)
+class InjectedFailure:
+    """A generation request that ``failure_rate`` made fail, and how."""
+
+    space: str
+    kind: str  # fault_kind(): "ServerError(503)", "CompletedError" or "StreamBreak"
+    prompt: str
+    attempt: int  # 0 for the first request with this prompt to this Space, 1 for a retry...
+    at: float  # time.monotonic() when the request arrived
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "space": self.space,
+            "kind": self.kind,
+            "prompt": self.prompt,
+            "attempt": self.attempt,
             "at": self.at,
         }
 
@@ -270,6 +297,22 @@ def quota_message(retry: str = "0:09:48", *, retry_first: bool = False) -> str:
 def QuotaExceeded(retry: str = "0:09:48", *, retry_first: bool = False) -> CompletedError:
     """A CompletedError with ZeroGPU's quota wording (and its HTML link)."""
     return CompletedError(quota_message(retry, retry_first=retry_first), "ZeroGPU quota exceeded")
+
+
+RANDOM_FAILURES: tuple[Fault, ...] = (
+    ServerError(503),
+    CompletedError("CUDA out of memory"),
+    StreamBreak(),
+)
+"""What ``failure_rate`` injects, one picked at random per failing request: a transient error
+on join/predict, an error inside the job (a 500 on ``/run/predict``), a cut stream."""
+
+
+def fault_kind(fault: Fault) -> str:
+    """A short name for a fault, e.g. ``ServerError(503)``, ``CompletedError``."""
+    if isinstance(fault, JsonError) and fault.error == http.HTTPStatus(fault.status).phrase:
+        return f"ServerError({fault.status})"
+    return type(fault).__name__
 
 
 @dataclass(frozen=True)
@@ -597,7 +640,11 @@ class FakeSpace:
         token_ttl: float = 600.0,
         enforce_tokens: bool = False,
         noise: bool = False,
+        failure_rate: float = 0.0,
+        failure_seed: int = 0,
     ) -> None:
+        if not 0.0 <= failure_rate <= 1.0:
+            raise ValueError("failure_rate must be within 0..1")
         self.host = host
         self.port = port
         # Knobs (plain attributes; per-Space overrides live in ``per_space``).
@@ -610,6 +657,9 @@ class FakeSpace:
         self.token_ttl = token_ttl
         self.enforce_tokens = enforce_tokens
         self.noise = noise
+        #: Share of generation requests failed with one of RANDOM_FAILURES (see the docstring).
+        self.failure_rate = failure_rate
+        self.failure_seed = failure_seed
         self.per_space: dict[str, dict[str, Any]] = {name: {} for name in SPACE_NAMES}
         self.file_fault: FileFault | None = None
         #: Override an official Space's advertised /infer inputs (a Space that changed).
@@ -624,9 +674,12 @@ class FakeSpace:
         self.issued_tokens: dict[str, IssuedToken] = {}
         #: Successful generations, in the order their results were sent.
         self.completions: list[Completion] = []
+        #: Requests ``failure_rate`` made fail, in arrival order.
+        self.failures: list[InjectedFailure] = []
         # Internals.
         self._finishing: dict[str, Completion] = {}  # event_id -> not yet written
         self._faults: dict[str, _FaultSlot] = {}
+        self._attempts: Counter[tuple[str, str]] = Counter()  # (space, prompt) -> requests
         self._sessions: dict[str, _Session] = {}
         self._streams: set[_Stream] = set()
         self._files: dict[tuple[str, str], _StoredFile] = {}
@@ -737,6 +790,23 @@ class FakeSpace:
             if slot.remaining <= 0:
                 del self._faults[space_name]
         return slot.fault
+
+    def _random_failure(self, space_name: str, data: list[Any]) -> Fault | None:
+        """``failure_rate``'s draw for one generation request (recorded when it fails)."""
+        rate = float(self.knob(space_name, "failure_rate"))
+        if rate <= 0:
+            return None
+        prompt = str(data[0]) if data else ""
+        attempt = self._attempts[(space_name, prompt)]
+        self._attempts[(space_name, prompt)] += 1
+        rng = random.Random(f"{self.failure_seed}:{space_name}:{prompt}:{attempt}")
+        if rng.random() >= rate:
+            return None
+        fault = rng.choice(RANDOM_FAILURES)
+        self.failures.append(
+            InjectedFailure(space_name, fault_kind(fault), prompt, attempt, time.monotonic())
+        )
+        return fault
 
     # ---------------------------------------------------------------- recording
 
@@ -942,6 +1012,7 @@ class FakeSpace:
             {
                 "now": time.monotonic(),
                 "completions": [c.to_json() for c in self.completions],
+                "failures": [f.to_json() for f in self.failures],
             }
         )
 
@@ -1016,6 +1087,11 @@ class FakeSpace:
         token_error = self._token_error("g4f-flux", request)
         if token_error:
             return web.json_response({"error": token_error}, status=401)
+        if fault is None:
+            fault = self._random_failure("g4f-flux", body["data"])
+            response = await self._request_fault_response(fault) if fault else None
+            if response is not None:
+                return response
         session_hash = str(body.get("session_hash", ""))
         return await self._predict_outcome(request, body["data"], fault, session_hash)
 
@@ -1078,6 +1154,11 @@ class FakeSpace:
         problem = self._validate_join(space_name, body)
         if problem:
             return web.json_response({"detail": problem}, status=422)
+        if fault is None:
+            fault = self._random_failure(space_name, body["data"])
+            response = await self._request_fault_response(fault) if fault else None
+            if response is not None:
+                return response
         job = _Job(
             space=space_name,
             event_id=uuid.uuid4().hex,
@@ -1414,7 +1495,13 @@ def _validate_inputs(space_name: str, data: list[Any]) -> str | None:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    space = FakeSpace(port=args.port, generation_delay=args.delay, noise=args.noise)
+    space = FakeSpace(
+        port=args.port,
+        generation_delay=args.delay,
+        noise=args.noise,
+        failure_rate=args.failure_rate,
+        failure_seed=args.failure_seed,
+    )
     await space.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -1433,6 +1520,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--delay", type=float, default=0.0, help="generation_delay in seconds")
     parser.add_argument("--noise", action="store_true", help="incompressible, photo-sized images")
+    parser.add_argument(
+        "--failure-rate",
+        type=float,
+        default=0.0,
+        help="share of generation requests failed at random (see RANDOM_FAILURES)",
+    )
+    parser.add_argument("--failure-seed", type=int, default=0, help="seed of those failures")
     asyncio.run(_serve(parser.parse_args(argv)))
     return 0
 
