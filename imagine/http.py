@@ -56,16 +56,22 @@ def _message_from_json(data: Any) -> str | None:
     return None
 
 
+def json_error_message(content_type: str, body: str) -> str | None:
+    """The message of a JSON error body (``error``/``message``/``detail``), if it is one."""
+    if content_type.startswith("application/json") or body.lstrip().startswith(("{", "[")):
+        try:
+            return _message_from_json(json.loads(body))
+        except ValueError:
+            return None
+    return None
+
+
 def error_message(status: int, content_type: str, body: str) -> str:
     """The human part of an error answer (no status prefix)."""
     stripped = body.lstrip()
-    if content_type.startswith("application/json") or stripped.startswith(("{", "[")):
-        try:
-            message = _message_from_json(json.loads(body))
-        except ValueError:
-            message = None
-        if message is not None:
-            return message
+    message = json_error_message(content_type, body)
+    if message is not None:
+        return message
     if content_type.startswith("text/html") or stripped[:15].lower().startswith(
         ("<!doctype html", "<html")
     ):
@@ -74,7 +80,9 @@ def error_message(status: int, content_type: str, body: str) -> str:
     return text[:MAX_ERROR_TEXT] if text else "empty answer"
 
 
-def backend_error(status: int, message: str, *, backend: str | None = None) -> BackendError:
+def backend_error(
+    status: int, message: str, *, backend: str | None = None, transient: bool | None = None
+) -> BackendError:
     """Build the right error for a backend's complaint, quota refusals included."""
     if is_quota_refusal(message):
         return QuotaExceeded(
@@ -87,7 +95,7 @@ def backend_error(status: int, message: str, *, backend: str | None = None) -> B
     return BackendError(
         f"Response {status}: {text}" if status else text,
         status=status or None,
-        transient=status in TRANSIENT_STATUSES,
+        transient=status in TRANSIENT_STATUSES if transient is None else transient,
         backend=backend,
     )
 
@@ -100,8 +108,14 @@ async def raise_for_status(response: aiohttp.ClientResponse, *, backend: str | N
         body = await response.text(errors="replace")
     except (aiohttp.ClientError, UnicodeDecodeError):
         body = ""
-    message = error_message(response.status, response.content_type or "", body)
-    raise backend_error(response.status, message, backend=backend)
+    content_type = response.content_type or ""
+    message = error_message(response.status, content_type, body)
+    # A Gradio app answers 500 {"error": ...} when its function raised: the Space is up and
+    # said why (as a failed queue job does), so a retry would only repeat it.
+    raised = response.status == 500 and json_error_message(content_type, body) is not None
+    raise backend_error(
+        response.status, message, backend=backend, transient=False if raised else None
+    )
 
 
 def new_session(*, limit: int = 0) -> aiohttp.ClientSession:

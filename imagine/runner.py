@@ -59,6 +59,8 @@ class Failure:
     message: str
     retry_at: float | None = None  # epoch seconds, when a quota says when
     interrupted: bool = False
+    transient: bool = False  # likely to pass: worth a Retry in a moment
+    backend: str | None = None
 
 
 class Reply(Protocol):
@@ -210,7 +212,13 @@ class JobRunner:
         retry_at = None
         if isinstance(error, QuotaExceeded) and error.retry_after is not None:
             retry_at = time.time() + error.retry_after
-        failure = Failure(job, self.redact(str(error)), retry_at=retry_at)
+        failure = Failure(
+            job,
+            self.redact(str(error)),
+            retry_at=retry_at,
+            transient=getattr(error, "transient", False),
+            backend=getattr(error, "backend", None),
+        )
 
         async def end() -> None:
             await self._safely(reply.fail(failure), job)

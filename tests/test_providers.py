@@ -210,6 +210,9 @@ async def test_api_key_given_skips_the_hub(space, engine):
         ),
         (HtmlError(503), "Response 503: HTML content", True),
         (TextError(502, "upstream went away"), "Response 502: upstream went away", True),
+        # A Gradio function that raised: the Space said why; retrying would repeat it.
+        (JsonError(500, "CUDA out of memory"), "Response 500: CUDA out of memory", False),
+        (TextError(500, "Internal Server Error"), "Response 500: Internal Server Error", True),
     ],
 )
 async def test_error_texts(space, engine, name, model, fault, text, transient):

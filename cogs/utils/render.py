@@ -116,8 +116,12 @@ def result_embed(delivery: Delivery, requester: str | None) -> discord.Embed:
 def failure_embed(failure: Failure) -> discord.Embed:
     title = "Interrupted" if failure.interrupted else "Couldn't make this image"
     text = failure.message
+    if failure.backend and failure.backend not in text:
+        text = f"{failure.backend} failed: {text}"
     if failure.retry_at is not None:
         text += f"\nYou can try again <t:{int(failure.retry_at)}:R>."
+    elif failure.transient:
+        text += "\nThis kind of hiccup usually passes: press **Retry** in a minute."
     embed = discord.Embed(title=title, description=clip(text, 4096), color=COLOR_FAIL)
     embed.add_field(name="Prompt", value=clip(failure.job.prompt, 1024), inline=False)
     embed.add_field(name="Model", value=failure.job.model)
