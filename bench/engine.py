@@ -1,12 +1,16 @@
 """Engine throughput and CPU cost per job against the fake Spaces (in their own process).
 
-    .venv/bin/python -m bench.engine [--jobs 2000] [--model flux-dev]
+    .venv/bin/python -m bench.engine [--jobs 2000] [--model flux-dev] [--g4f-python PATH]
 
 For 1 and 100 concurrent jobs: jobs/s, the engine's CPU milliseconds per job (this process
 only: the fake runs in another), with one shared ClientSession (how the bot runs) and with a
 new ClientSession per job (the habit of the reference implementation), and their ratio.
 "Generate" is the provider run from request to ImageResponse; "+ download" also fetches the
 image through imagine.fetch (host check, size cap, type sniffing).
+
+With ``--g4f-python`` (the interpreter of a separate virtualenv with ``pip install g4f``),
+gpt4free's own FLUX.1-dev provider runs against the same fake Space in its own process, for a
+same-run comparison (``bench/reference_g4f.py``; gpt4free is not a dependency of this project).
 
 Fallback overhead: the model's first backend is down (its host refuses connections) and its
 circuit breaker is reset before each job, so every job fails over; the figure is the time from
@@ -18,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from bench._fakes import fake_process
 from imagine.engine import Engine
@@ -126,11 +132,27 @@ async def measure(
     return Row(label, concurrency, jobs, wall, cpu)
 
 
-async def main() -> None:
+async def gpt4free_reference(python: str, space_url: str, jobs: int) -> list[dict]:
+    """Run bench/reference_g4f.py with another interpreter; its JSON lines."""
+    script = Path(__file__).with_name("reference_g4f.py")
+    process = await asyncio.create_subprocess_exec(
+        python, str(script), space_url, str(jobs), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    if process.returncode:
+        raise RuntimeError(f"the gpt4free reference failed (exit {process.returncode})")
+    return [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+
+
+async def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000, help="jobs per 100-concurrent run")
     parser.add_argument("--model", default="flux-dev")
-    args = parser.parse_args()
+    parser.add_argument("--g4f-python", help="a Python with gpt4free installed (comparison)")
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run on uvloop, as the bot does (default: asyncio)"
+    )
+    args = parser.parse_args(argv)
     async with fake_process("tests.fakes.space", "--port", "0", "--delay", "0") as fake:
         settings = Settings.from_env(fake["env"])
         rows: list[Row] = []
@@ -143,7 +165,13 @@ async def main() -> None:
                         )
                     )
         fallback = [(c, await fallback_overheads(settings, c, 200)) for c in (1, 10)]
-    print(f"model {args.model}, fake Space in its own process, no generation delay\n")
+        reference = []
+        if args.g4f_python:
+            reference = await gpt4free_reference(
+                args.g4f_python, fake["env"]["FLUX_DEV_SPACE_URL"], args.jobs
+            )
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    print(f"model {args.model}, fake Space in its own process, no generation delay, {loop} loop\n")
     print("| concurrency | session | jobs | jobs/s | engine CPU ms/job |")
     print("|---:|---|---:|---:|---:|")
     for row in rows:
@@ -165,6 +193,20 @@ async def main() -> None:
             f"concurrency {concurrency}: a session per job costs {cpu:.2f}x the CPU per job "
             f"and gives {speed:.2f}x the jobs/s of a shared session"
         )
+    if reference:
+        print("\ngpt4free's FLUX.1-dev provider, same fake Space, same run (a session per job):\n")
+        print("| concurrency | jobs | jobs/s | CPU ms/job | ours (shared session) / gpt4free |")
+        print("|---:|---:|---:|---:|---:|")
+        for ref in reference:
+            ours = next(
+                r for r in rows
+                if r.concurrency == ref["concurrency"] and r.label == "shared session"
+            )  # fmt: skip
+            print(
+                f"| {ref['concurrency']} | {ref['jobs']} | {ref['jobs_per_second']:.0f} "
+                f"| {ref['cpu_ms_per_job']:.2f} "
+                f"| {ours.cpu_ms_per_job / ref['cpu_ms_per_job']:.2f}x CPU |"
+            )
     print("\nfallback overhead (first backend down, the next one's first status):\n")
     print("| concurrency | jobs | p50 ms | p99 ms |")
     print("|---:|---:|---:|---:|")
@@ -176,4 +218,10 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    import sys
+
+    from bot import loop_factory
+
+    factory = loop_factory() if "--uvloop" in sys.argv else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
