@@ -46,7 +46,7 @@ disable = ["sd-3.5-large", "g4f-janus"]
 
 [backends.my-flux-dev]
 kind = "flux-dev-official"
-url = "https://me-flux-1-dev.hf.space"
+url = "https://me-flux-1-dev.example.invalid"
 space = "me/FLUX.1-dev"
 
 [backends.studio]
@@ -61,7 +61,7 @@ flux-dev = ["my-flux-dev", "g4f-flux-dev"]
     table = BackendTable.build(Settings(imagine_backends=str(config)))
     mine = table.backends_for("flux-dev")[0]
     assert (mine.name, mine.url, mine.space) == (
-        "my-flux-dev", "https://me-flux-1-dev.hf.space", "me/FLUX.1-dev",
+        "my-flux-dev", "https://me-flux-1-dev.example.invalid", "me/FLUX.1-dev",
     )  # fmt: skip
     assert [b.name for b in table.backends_for("flux-dev")] == ["my-flux-dev", "g4f-flux-dev"]
     assert [b.name for b in table.backends_for("studio-flux")] == ["studio"]

@@ -288,7 +288,8 @@ def ServerError(status: int = 503) -> JsonError:
 def quota_message(retry: str = "0:09:48", *, retry_first: bool = False) -> str:
     """ZeroGPU's quota error; the retry time sits after the `` <a `` link unless retry_first."""
     head = "You have exceeded your GPU quota (60s requested vs. 41s left)."
-    link = '<a href="https://huggingface.co/settings/billing">Subscribe to PRO</a>'
+    # Text of the message only (as ZeroGPU words it); nothing ever fetches this link.
+    link = '<a href="https://huggingface.co/settings/billing">Subscribe to PRO</a>'  # text only
     if retry_first:
         return f"{head} Try again in {retry}. {link} to get 5x more usage quota"
     return f"{head} {link} to get 5x more usage quota, or retry in {retry}"
@@ -440,7 +441,7 @@ _PAGE_TEMPLATE = """<!doctype html>
 <meta name="description" content="Discover amazing ML apps made by the community" />
 <meta property="og:title" content="{title} - a Hugging Face Space by {owner}" />
 <meta property="og:type" content="website" />
-<meta property="og:url" content="https://huggingface.co/spaces/{owner}/{name}" />
+<meta property="og:url" content="/spaces/{owner}/{name}" />
 <link rel="stylesheet" href="/front/build/kube-0a1b2c3/style.css" />
 <link rel="preconnect" href="https://fonts.gstatic.com" />
 <title>{title} - a Hugging Face Space by {owner}</title>
