@@ -264,7 +264,7 @@ class JobRunner:
         fallback: str | None,
     ) -> Delivery:
         await self.scheduler.wait_turn(ticket)
-        self.store.later(self.store.update_job(job.id, state="running", started_at=time.time()))
+        self.store.update_job(job.id, state="running", started_at=time.time())  # not awaited
         editor.update("Starting")
         started = time.monotonic()
         models = [job.model]

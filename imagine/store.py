@@ -7,9 +7,11 @@ have run. Per-server settings are cached in memory, so reading them costs no I/O
 interaction hot path: all of them are loaded at start-up, so a server without a row simply
 has the defaults.
 
-SQLite runs in WAL mode on one connection: writes queue in-process instead of contending for
-the file lock (whose busy-wait made tails of a second under load). Job-log updates that nobody
-waits for (``later``) run in the background; ``close`` lets them finish.
+SQLite runs in WAL mode on one connection. Writes go through one writer task that commits
+whatever has queued up in a single transaction: a transaction costs ~0.5 ms of CPU through
+the async driver, a statement inside one ~0.05 ms, and under a burst of jobs the writes batch
+themselves. Callers await a write when they need it done (``create_job`` needs the id); a
+job-log update nobody waits for is simply not awaited. ``close`` lets queued writes finish.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +163,8 @@ class Store:
         self.engine = engine
         self._guilds: dict[int, GuildSettings] = {}
         self._all_guilds_loaded = False
-        self._pending: set[asyncio.Task[None]] = set()
+        self._writes: deque[tuple[Write, asyncio.Future[Any]]] = deque()
+        self._writer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -182,20 +186,41 @@ class Store:
         await self.flush()
         await self.engine.dispose()
 
-    def later(self, write: Any) -> None:
-        """Run a write in the background (nobody waits for it); ``flush`` awaits them all."""
-        task = asyncio.get_running_loop().create_task(write)
-        self._pending.add(task)
-        task.add_done_callback(self._finished)
+    def _write(self, write: Write) -> asyncio.Future[Any]:
+        """Queue a write; the future resolves once it is committed (errors are logged too)."""
+        future = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_log_failure)
+        self._writes.append((write, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_all())
+        return future
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._pending.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("a background write failed", exc_info=task.exception())
+    async def _write_all(self) -> None:
+        while self._writes:
+            batch = [self._writes.popleft() for _ in range(min(len(self._writes), MAX_BATCH))]
+            try:
+                async with self.engine.begin() as conn:
+                    results = [await write(conn) for write, _ in batch]
+            except Exception:
+                results = None  # one bad write must not sink the others: one by one
+            for index, (write, future) in enumerate(batch):
+                if results is None:
+                    try:
+                        async with self.engine.begin() as conn:
+                            result = await write(conn)
+                    except Exception as exc:
+                        if not future.done():
+                            future.set_exception(exc)
+                        continue
+                else:
+                    result = results[index]
+                if not future.done():
+                    future.set_result(result)
 
     async def flush(self) -> None:
-        while self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        """Wait until every queued write is committed."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
 
     # -- schema --------------------------------------------------------------------------
 
@@ -309,14 +334,20 @@ class Store:
     async def create_job(self, **values: Any) -> JobRecord:
         values.setdefault("state", "queued")
         values.setdefault("created_at", time.time())
-        async with self.engine.begin() as conn:
-            result = await conn.execute(jobs.insert().values(**values))
-            job_id = result.inserted_primary_key[0]
+
+        async def insert(conn: AsyncConnection) -> int:
+            return (await conn.execute(_INSERT_JOB, values)).inserted_primary_key[0]
+
+        job_id = await self._write(insert)
         return JobRecord(id=job_id, **{k: values.get(k) for k in _JOB_FIELDS if k in values})
 
-    async def update_job(self, job_id: int, **values: Any) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
+    def update_job(self, job_id: int, **values: Any) -> asyncio.Future[None]:
+        """Queue a change to a job's row; await the result to know it is committed."""
+
+        async def update(conn: AsyncConnection) -> None:
+            await conn.execute(_UPDATE_JOB, {**values, "job_id_": job_id})
+
+        return self._write(update)
 
     async def job(self, job_id: int) -> JobRecord | None:
         async with self.engine.connect() as conn:
@@ -339,6 +370,17 @@ class Store:
 
 
 _JOB_FIELDS = tuple(c.name for c in jobs.columns if c.name != "id")
+_INSERT_JOB = jobs.insert()
+_UPDATE_JOB = jobs.update().where(jobs.c.id == sa.bindparam("job_id_"))
+"""Built once: the columns to set come from each call's parameters."""
+MAX_BATCH = 256
+
+Write = Callable[[AsyncConnection], Awaitable[Any]]
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("a database write failed", exc_info=future.exception())
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
