@@ -28,6 +28,7 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from bench._fakes import fake_process
 from imagine.engine import Engine
 from imagine.errors import ImagineError
 from imagine.responses import ImageResponse
@@ -242,21 +243,7 @@ async def test_failure_rate_is_a_per_space_knob_and_a_cli_flag(tmp_path):
     with pytest.raises(ValueError, match="failure_rate"):
         FakeSpace(failure_rate=1.5)
 
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.fakes.space",
-        "--port",
-        "0",
-        "--failure-rate",
-        "1",
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        ready = json.loads(await asyncio.wait_for(process.stdout.readline(), 15))
+    async with fake_process("tests.fakes.space", "--port", "0", "--failure-rate", "1") as ready:
         body = {
             "data": ["from the CLI", 7, 256, 256, True, 1],
             "fn_index": 3,
@@ -271,9 +258,6 @@ async def test_failure_rate_is_a_per_space_knob_and_a_cli_flag(tmp_path):
                 failed_with = None  # a StreamBreak cuts the connection
             async with http.get(f"{ready['url']}/_control/completions") as response:
                 records = await response.json()
-    finally:
-        process.kill()
-        await process.wait()
     assert records["completions"] == []
     (failure,) = records["failures"]
     assert failure["space"] == "g4f-flux" and failure["prompt"] == "from the CLI"
