@@ -75,6 +75,8 @@ class Settings:
     connect_timeout_seconds: float = 15.0
     shutdown_grace_seconds: float = 30.0
     history_limit: int = 10
+    max_queued_jobs: int = 500
+    job_retention_days: float = 30.0
     fallback_model: str | None = None
     max_image_bytes: int = 25 * 1024 * 1024
     openai_base_url: str | None = None
@@ -125,6 +127,8 @@ class Settings:
             ),
             shutdown_grace_seconds=_number(env, "SHUTDOWN_GRACE_SECONDS", d.shutdown_grace_seconds),
             history_limit=_integer(env, "HISTORY_LIMIT", d.history_limit, minimum=0),
+            max_queued_jobs=_integer(env, "MAX_QUEUED_JOBS", d.max_queued_jobs, minimum=1),
+            job_retention_days=_number(env, "JOB_RETENTION_DAYS", d.job_retention_days),
             fallback_model=_text(env, "FALLBACK_MODEL"),
             max_image_bytes=_integer(env, "MAX_IMAGE_BYTES", d.max_image_bytes, minimum=1024),
             openai_base_url=_text(env, "OPENAI_BASE_URL"),
