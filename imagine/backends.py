@@ -25,7 +25,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from yarl import URL
+
 from .errors import BadInput, UnknownModel
+from .logsafe import HIDDEN_ADDRESS
 from .providers.base import GradioQueueProvider, ImageProvider
 from .providers.flux_dev import FluxDev
 from .providers.g4f import G4F
@@ -131,6 +134,24 @@ class BackendTable:
             found.update(backend.settings.secrets())
         return sorted(found)
 
+    def addresses(self) -> dict[str, str]:
+        """Each backend's URL and host, mapped to the label people know the backend by (a host
+        that several backends share maps to no one name, so it is only hidden)."""
+        found: dict[str, str] = {}
+        hosts: dict[str, set[str]] = {}
+        for backend in self.backends.values():
+            url = backend.url.rstrip("/")
+            if not url:
+                continue
+            found.setdefault(url, backend.label)
+            parsed = URL(url)
+            for part in (parsed.authority, parsed.host):
+                if part:
+                    hosts.setdefault(part, set()).add(backend.label)
+        for part, labels in hosts.items():
+            found[part] = labels.pop() if len(labels) == 1 else HIDDEN_ADDRESS
+        return found
+
     def backends_for(self, model: str) -> list[Backend]:
         return [self.backends[name] for name in self.routes[self.resolve(model)]]
 
@@ -203,8 +224,13 @@ def _backend_from(name: str, spec: Any, settings: Settings) -> Backend:
     changes: dict[str, Any] = {kind.url_setting: url}
     if kind.space_setting and isinstance(spec.get("space"), str):
         changes[kind.space_setting] = spec["space"]
-    if kind_name == "openai" and isinstance(spec.get("api_key_env"), str):
-        changes["openai_api_key"] = os.environ.get(spec["api_key_env"])  # keys stay out of files
+    if kind_name == "openai":
+        # A backend gets only its own key (named by api_key_env; keys stay out of files), never
+        # OPENAI_API_KEY: its URL may be a third party's.
+        key_env = spec.get("api_key_env")
+        if key_env is not None and not isinstance(key_env, str):
+            raise BadInput(f"IMAGINE_BACKENDS: backends.{name}.api_key_env must be a name")
+        changes["openai_api_key"] = os.environ.get(key_env) if key_env else None
     models = spec.get("models", list(kind.models))
     if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
         raise BadInput(f"IMAGINE_BACKENDS: backends.{name}.models must list model names")

@@ -19,13 +19,14 @@ from typing import Any
 import aiohttp
 
 from .backends import Backend, BackendTable
-from .errors import BackendError, BadInput, ImagineError, QuotaExceeded
+from .errors import BackendError, BackendTimeout, BadInput, ImagineError, QuotaExceeded, reword
 from .fetch import FetchedImage, fetch_image
 from .health import Breaker
 from .http import new_session
+from .logsafe import Redactor
 from .providers.base import ImageRequest
 from .providers.openai import list_models as list_openai_models
-from .responses import ImageResponse, Reasoning, Response
+from .responses import ImageResponse, Notice, Response
 from .settings import Settings
 from .zerogpu import ZeroGPUTokens
 
@@ -54,6 +55,7 @@ class Engine:
         self._owns_session = session is None
         self.tokens = ZeroGPUTokens(self.settings.hf_endpoint, hf_token=self.settings.hf_token)
         self.table = table or BackendTable.build(self.settings)
+        self.redact = self._redactor()
         self.health: dict[str, Breaker] = {}
         self.endpoints: dict[Any, Any] = {}
         self.retry_backoff = RETRY_BACKOFF
@@ -89,7 +91,11 @@ class Engine:
             log.warning("could not list the OpenAI-compatible API's models: %s", exc)
             return []
         self.table = BackendTable.build(settings, openai_models=models)
+        self.redact = self._redactor()
         return models
+
+    def _redactor(self) -> Redactor:
+        return Redactor(self.table.secrets(), addresses=self.table.addresses(), hide_urls=True)
 
     # -- models and health ------------------------------------------------------------
 
@@ -139,75 +145,95 @@ class Engine:
         height: Any = 1024,
         seed: Any = None,
         proxy: str | None = None,
+        avoid: set[str] | None = None,
         **options: Any,
     ) -> AsyncIterator[Response]:
         """Statuses, maybe previews, then one ``ImageResponse`` (see the providers).
 
         The request is checked at once: ``BadInput`` is raised by this call, not later.
+        ``avoid`` names backends this job must not use (they stalled earlier in it); the engine
+        adds every backend that stalls now, so a caller trying another model passes it on.
         """
         request = self.prepare(
             model, messages, prompt=prompt, width=width, height=height, seed=seed
         )
         job = dict(prompt=request.prompt, width=width, height=height, seed=seed, proxy=proxy)
-        return self._route(request.model, {**job, **options})
+        return self._route(request.model, {**job, **options}, set() if avoid is None else avoid)
 
-    async def _route(self, model: str, job: dict[str, Any]) -> AsyncIterator[Response]:
+    async def _route(
+        self, model: str, job: dict[str, Any], avoid: set[str]
+    ) -> AsyncIterator[Response]:
+        """Try the model's backends in order; see the module notes. A breaker is asked only
+        right before its backend would be tried, so a backend this job never reaches does not
+        take the one trial a recovering backend allows."""
         errors: list[tuple[Backend, ImagineError]] = []
-        backends = self.table.backends_for(model)
-        queue = [b for b in backends if self.breaker(b.name).allows()]
-        if not queue:
-            # Every backend is resting. With nowhere else to go, the one back soonest gets a
-            # try anyway, unless a quota refusal said when it will work again.
-            unquota = [b for b in backends if not self.breaker(b.name).quota]
-            if unquota:
-                queue = [min(unquota, key=lambda b: self.breaker(b.name).remaining())]
-        retried = False
-        while queue:
-            backend = queue.pop(0)
-            breaker = self.breaker(backend.name)
-            if errors:
-                failed, error = errors[-1]
-                if failed is not backend:
-                    yield Reasoning(
-                        f"{failed.label} is unavailable ({short(error)}); trying {backend.label}"
+        backends = [b for b in self.table.backends_for(model) if b.name not in avoid]
+        queue = list(backends)
+        tried = retried = False
+        while True:
+            backend = self._next_allowed(queue)
+            if backend is None and not tried:
+                backend = self._resting_soonest(backends)
+            if backend is None and not retried:
+                backend = retry_candidate(errors)
+                if backend is not None:
+                    retried = True
+                    yield Notice(
+                        f"{backend.label} stumbled ({short(error_of(backend, errors))}); "
+                        f"retrying in {self.retry_backoff:g}s"
                     )
+                    await asyncio.sleep(self.retry_backoff)
+            if backend is None:
+                break
+            if errors and errors[-1][0] is not backend:
+                yield Notice(failover_notice(*errors[-1], backend))
+            tried = True
+            breaker = self.breaker(backend.name)
             try:
                 async with contextlib.aclosing(self._start(backend, model, job)) as items:
                     async for item in items:
                         yield tagged(item, model, backend)
                 breaker.success()
                 return
-            except QuotaExceeded as exc:
-                breaker.failure(short(exc), retry_after=exc.retry_after, quota=True)
-                errors.append((backend, exc))
-            except BadInput as exc:  # this backend cannot take this request (e.g. its seed range)
-                breaker.release_probe()
-                errors.append((backend, exc))
-            except BackendError as exc:
-                if not (exc.transient or exc.unavailable):
+            except ImagineError as exc:
+                error = self.public(exc)
+                if isinstance(error, BackendError):
+                    error.backend = backend.label  # the backend by the name people know
+                if isinstance(error, BackendTimeout):
+                    avoid.add(backend.name)  # it already cost a watchdog period: not again
+                if isinstance(error, QuotaExceeded):
+                    breaker.failure(short(error), retry_after=error.retry_after, quota=True)
+                elif isinstance(error, BackendError) and (error.transient or error.unavailable):
+                    breaker.failure(short(error))
+                else:
                     breaker.release_probe()
-                    raise
-                breaker.failure(short(exc))
-                errors.append((backend, exc))
+                    if not isinstance(error, BadInput):  # a backend that cannot take this
+                        raise  # request (its seed range, say); others would not change it
+                errors.append((backend, error))
             except BaseException:
                 breaker.release_probe()
                 raise
-            if not queue and not retried:
-                # The last hope failed: retry the first transient failure once, after a pause.
-                again = next(
-                    (b for b, e in errors if isinstance(e, BackendError) and e.transient
-                     and not isinstance(e, QuotaExceeded)),
-                    None,
-                )  # fmt: skip
-                if again is not None:
-                    retried = True
-                    yield Reasoning(
-                        f"{again.label} stumbled ({short(errors[-1][1])}); "
-                        f"retrying in {self.retry_backoff:g}s"
-                    )
-                    await asyncio.sleep(self.retry_backoff)
-                    queue.append(again)
         raise combined(model, errors, backends, self)
+
+    def _next_allowed(self, queue: list[Backend]) -> Backend | None:
+        """The next backend in line whose breaker lets a job through now."""
+        while queue:
+            backend = queue.pop(0)
+            if self.breaker(backend.name).allows():
+                return backend
+        return None
+
+    def _resting_soonest(self, backends: list[Backend]) -> Backend | None:
+        """Every backend is resting: with nowhere else to go, the one back soonest gets a try
+        anyway, unless a quota refusal said when it will work again."""
+        unquota = [b for b in backends if not self.breaker(b.name).quota]
+        return min(unquota, key=lambda b: self.breaker(b.name).remaining(), default=None)
+
+    def public(self, error: ImagineError) -> ImagineError:
+        """The error as people may see it: no secret, and backends by name, not address."""
+        text = str(error)
+        clean = self.redact(text)
+        return error if clean == text else reword(error, clean)
 
     def _start(self, backend: Backend, model: str, job: dict[str, Any]) -> AsyncIterator[Response]:
         """One backend's own stream for this job (no wrapper: routing adds no layer per item)."""
@@ -225,22 +251,28 @@ class Engine:
         self, backend: Backend, model: str, job: dict[str, Any]
     ) -> AsyncIterator[Response]:
         """One backend, bypassing routing and health (``--check --generate`` uses it)."""
-        async with contextlib.aclosing(self._start(backend, model, job)) as items:
-            async for item in items:
-                yield tagged(item, model, backend)
+        try:
+            async with contextlib.aclosing(self._start(backend, model, job)) as items:
+                async for item in items:
+                    yield tagged(item, model, backend)
+        except ImagineError as exc:
+            raise self.public(exc) from None
 
     async def download(
         self, image: ImageResponse, index: int = 0, *, filename: str | None = None
     ) -> FetchedImage:
         """The bytes of one result image, fetched under ``imagine.fetch``'s rules."""
-        return await fetch_image(
-            self.session,
-            image.images[index],
-            origin=image.origin,
-            max_bytes=self.settings.max_image_bytes,
-            time_limit=min(self.settings.job_timeout_seconds, 120.0),
-            filename=filename,
-        )
+        try:
+            return await fetch_image(
+                self.session,
+                image.images[index],
+                origin=image.origin,
+                max_bytes=self.settings.max_image_bytes,
+                time_limit=min(self.settings.job_timeout_seconds, 120.0),
+                filename=filename,
+            )
+        except ImagineError as exc:
+            raise self.public(exc) from None
 
 
 def tagged(item: Response, model: str, backend: Backend) -> Response:
@@ -259,6 +291,29 @@ def backend_model(backend: Backend, model: str) -> str:
     return model
 
 
+def retry_candidate(errors: list[tuple[Backend, ImagineError]]) -> Backend | None:
+    """The first backend whose failure may pass in a moment. Not one that stalled (it already
+    cost a watchdog period) and not a quota refusal (it said when it will work again)."""
+    for backend, error in errors:
+        if (
+            isinstance(error, BackendError)
+            and error.transient
+            and not isinstance(error, BackendTimeout | QuotaExceeded)
+        ):
+            return backend
+    return None
+
+
+def error_of(backend: Backend, errors: list[tuple[Backend, ImagineError]]) -> ImagineError:
+    """The latest error of ``backend`` in this job."""
+    return next(e for b, e in reversed(errors) if b is backend)
+
+
+def failover_notice(failed: Backend, error: ImagineError, to: Backend) -> str:
+    what = "is not answering" if isinstance(error, BackendTimeout) else "is unavailable"
+    return f"{failed.label} {what} ({short(error)}); trying {to.label}"
+
+
 def short(error: BaseException, limit: int = 160) -> str:
     text = str(error)
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -268,6 +323,8 @@ def combined(
     model: str, errors: list[tuple[Backend, ImagineError]], backends: list[Backend], engine: Engine
 ) -> ImagineError:
     """The error to raise once no backend could draw ``model``."""
+    if not backends:  # each one already stalled earlier in this job
+        return BackendTimeout(f"No backend for {model} is answering right now")
     if not errors:  # every backend refused for quota a moment ago
         soonest = min(engine.breaker(b.name).remaining() for b in backends)
         return QuotaExceeded(

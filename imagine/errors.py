@@ -46,7 +46,11 @@ class BackendError(ImagineError):
 
 
 class BackendTimeout(BackendError):
-    """The backend did not answer (or went silent) within the time we allow."""
+    """The backend did not answer (or went silent) within the time we allow.
+
+    It already cost the job a whole watchdog period (or its whole time limit), so the engine
+    never tries that backend again for the same job.
+    """
 
     def __init__(self, message: str, *, backend: str | None = None) -> None:
         super().__init__(message, transient=True, backend=backend)
@@ -65,6 +69,21 @@ class QuotaExceeded(BackendError):
     ) -> None:
         super().__init__(message, status=status, transient=False, backend=backend)
         self.retry_after = retry_after
+
+
+def naming(error: ImagineError | None) -> str:
+    """The error's text, naming the backend it is about when the text does not already."""
+    text = str(error)
+    backend = getattr(error, "backend", None)
+    return f"{backend}: {text}" if backend and backend not in text else text
+
+
+def reword(error: ImagineError, text: str) -> ImagineError:
+    """The same error with another text (redacted, say): type and flags are kept."""
+    error.args = (text,)
+    if isinstance(error, BackendError):
+        error.message = text
+    return error
 
 
 class FetchError(ImagineError):

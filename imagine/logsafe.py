@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 REDACTED = "[redacted]"
 TOKEN_PATHS = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9_.\-]{20,}")
@@ -21,18 +21,50 @@ TOKEN_FIELDS = re.compile(r"""(['"](?:\w+_)?token['"]\s*:\s*['"])[^'"]{8,}""", r
 tokens, at DEBUG; Spaces' JWTs travel the same way)."""
 
 
-class RedactingFilter(logging.Filter):
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+URL = re.compile(r"\b(?:https?|wss?)://[^\s'\"<>()\[\]]+", re.IGNORECASE)
+HIDDEN_ADDRESS = "[address hidden]"
 
-    def redact(self, text: str) -> str:
+
+class Redactor:
+    """Secret values and token-shaped strings become ``[redacted]``.
+
+    For text that people see (statuses, embeds, the health list), ``addresses`` maps known
+    addresses (a backend's URL, its host) to the name people know it by, and any other URL is
+    hidden: a backend's error may echo an internal address, and a private backend's host is
+    nobody's business on Discord.
+    """
+
+    def __init__(
+        self,
+        secrets: Iterable[str] = (),
+        *,
+        addresses: Mapping[str, str] | None = None,
+        hide_urls: bool = False,
+    ) -> None:
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+        known = addresses or {}
+        self.addresses = sorted(((a, n) for a, n in known.items() if a), key=lambda p: -len(p[0]))
+        self.hide_urls = hide_urls
+
+    def __call__(self, text: str) -> str:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         text = TOKEN_PATHS.sub(rf"\g<1>{REDACTED}", text)
         text = TOKEN_FIELDS.sub(rf"\g<1>{REDACTED}", text)
-        return BEARER.sub(rf"\g<1>{REDACTED}", text)
+        text = BEARER.sub(rf"\g<1>{REDACTED}", text)
+        for address, name in self.addresses:
+            if address in text:
+                text = text.replace(address, name)
+        if self.hide_urls:
+            text = URL.sub(HIDDEN_ADDRESS, text)
+        return text
+
+
+class RedactingFilter(logging.Filter):
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.redact = Redactor(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -20,6 +20,12 @@ class Reasoning:
 
 
 @dataclass(slots=True)
+class Notice(Reasoning):
+    """A status about the job's route (a failover, a retry): it stays worth showing under the
+    progress statuses that follow it, which would otherwise replace it within milliseconds."""
+
+
+@dataclass(slots=True)
 class ImagePreview:
     """An intermediate image some Spaces stream while they work."""
 
