@@ -22,7 +22,7 @@ import yarl
 from discord.ext import commands
 from dotenv import load_dotenv
 
-from cogs.utils.launch import Launcher
+from cogs.utils.launch import Launcher, usable_fallback
 from cogs.utils.recovery import recover_interrupted_jobs
 from cogs.utils.render import NO_PINGS, JobButton
 from imagine import logsafe
@@ -88,11 +88,18 @@ class ImagineBot(commands.Bot):
         await self.engine.discover_models()
         self.store = await Store.open(settings.database_url)
         self.scheduler = Scheduler(
-            settings.max_concurrent_jobs, max_queued_per_user=settings.max_jobs_per_user
+            settings.max_concurrent_jobs,
+            max_queued_per_user=settings.max_jobs_per_user,
+            max_total=settings.max_queued_jobs,
         )
-        redactor = logsafe.RedactingFilter(self.engine.table.secrets())
-        self.runner = JobRunner(self.engine, self.store, self.scheduler, redact=redactor.redact)
-        self.launcher = Launcher(self)
+        self.runner = JobRunner(self.engine, self.store, self.scheduler, redact=self.engine.redact)
+        self.launcher = Launcher(
+            engine=self.engine,
+            store=self.store,
+            scheduler=self.scheduler,
+            runner=self.runner,
+            fallback_model=usable_fallback(self.engine, settings.fallback_model),
+        )
         self.add_dynamic_items(JobButton)
         self.tree.on_error = self.on_app_command_error
         for extension in EXTENSIONS:
@@ -165,7 +172,7 @@ class ImagineBot(commands.Bot):
         started = time.monotonic()
         if not await self.runner.wait_idle(grace):
             for job_id in list(self.runner.active):
-                self.runner.cancel(job_id, "shutdown")
+                self.runner.interrupt(job_id)
             await self.runner.wait_idle(max(5.0, grace - (time.monotonic() - started)))
         await self.close()
 

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
+from imagine.limits import RateLimiter
 from imagine.messages import format_image_prompt
 
 from .utils.history import read_conversation
-from .utils.launch import Refusal
+from .utils.launch import Refusal, Throttled
 from .utils.render import NO_PINGS
 
 if TYPE_CHECKING:
@@ -27,12 +28,17 @@ log = logging.getLogger(__name__)
 
 GATHER_SECONDS = 1.0
 """How long to wait for more lines before a DM prompt is drawn."""
+REFUSAL_NOTICES = (1, 60.0)
+"""A refused DM is answered once a minute at most: a flood of DMs must not become a flood of
+bot messages (nor of Discord API calls)."""
 
 
 class DirectMessages(commands.Cog):
     def __init__(self, bot: ImagineBot) -> None:
         self.bot = bot
         self.pending: dict[int, asyncio.Task[None]] = {}
+        self.gather_seconds = GATHER_SECONDS
+        self.notices = RateLimiter(*REFUSAL_NOTICES)
 
     async def cog_unload(self) -> None:
         for task in self.pending.values():
@@ -51,14 +57,17 @@ class DirectMessages(commands.Cog):
         self.pending[user_id] = asyncio.create_task(self.after_pause(message))
 
     async def after_pause(self, message: discord.Message) -> None:
-        await asyncio.sleep(GATHER_SECONDS)
+        await asyncio.sleep(self.gather_seconds)
         # Out of ``pending`` now: a line arriving from here on starts a prompt of its own.
         self.pending.pop(message.author.id, None)
         await self.start(message)
 
     async def start(self, message: discord.Message) -> None:
         channel = message.channel
+        launcher = self.bot.launcher
         try:
+            # The limits first: a refused prompt costs no history read.
+            await launcher.precheck(message.author.id, None)
             messages = await read_conversation(
                 channel,
                 user_id=message.author.id,
@@ -66,7 +75,6 @@ class DirectMessages(commands.Cog):
                 limit=self.bot.settings.history_limit,
             )
             prompt = format_image_prompt(messages).strip() or message.content.strip()
-            launcher = self.bot.launcher
             plan = await launcher.plan(
                 user=message.author,
                 guild_id=None,
@@ -77,7 +85,8 @@ class DirectMessages(commands.Cog):
             ticket = await launcher.admit(plan)
             await launcher.launch_in_channel(channel, plan, ticket, reference=message)
         except Refusal as refusal:
-            await channel.send(str(refusal), allowed_mentions=NO_PINGS)
+            if not isinstance(refusal, Throttled) or self.notices.hit(message.author.id) == 0:
+                await channel.send(str(refusal), allowed_mentions=NO_PINGS)
         except discord.HTTPException:
             log.exception("could not answer a DM prompt")
 

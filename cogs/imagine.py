@@ -14,6 +14,7 @@ from discord.ext import commands
 
 from imagine.messages import format_image_prompt
 from imagine.settings import MAX_SIDE
+from imagine.store import FINAL_STATES
 
 from .utils.history import read_conversation
 from .utils.launch import Refusal, allowed_models
@@ -46,16 +47,21 @@ def may_manage(interaction: discord.Interaction, owner_id: int) -> bool:
     return interaction.guild_id is not None and interaction.permissions.manage_messages
 
 
-@app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
-@app_commands.allowed_installs(guilds=True, users=True)
+EVERYWHERE = app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True)
+ANY_INSTALL = app_commands.AppInstallationType(guild=True, user=True)
+"""Servers, the bot's DM and private channels; installed to a server or to a user. Set on each
+command: discord.py applies class-level ``allowed_contexts`` only to a ``GroupCog``."""
+
+
 class Imagine(commands.Cog):
     def __init__(self, bot: ImagineBot) -> None:
         self.bot = bot
-        self.menu = app_commands.ContextMenu(name="Imagine this", callback=self.imagine_this)
-        self.menu.allowed_contexts = app_commands.AppCommandContext(
-            guild=True, dm_channel=True, private_channel=True
+        self.menu = app_commands.ContextMenu(
+            name="Imagine this",
+            callback=self.imagine_this,
+            allowed_contexts=EVERYWHERE,
+            allowed_installs=ANY_INSTALL,
         )
-        self.menu.allowed_installs = app_commands.AppInstallationType(guild=True, user=True)
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.menu)
@@ -64,6 +70,8 @@ class Imagine(commands.Cog):
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
 
     @app_commands.command(name="imagine", description="Draw an image from a prompt or the chat")
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+    @app_commands.allowed_installs(guilds=True, users=True)
     @app_commands.describe(
         prompt="What to draw (leave out to draw from your recent messages here)",
         model="Which model draws it",
@@ -82,6 +90,8 @@ class Imagine(commands.Cog):
     ) -> None:
         if prompt is None:
             try:
+                # The limits first: reading the conversation is I/O on the asker's behalf.
+                await self.bot.launcher.precheck(interaction.user.id, interaction.guild_id)
                 prompt = await self.conversation_prompt(interaction)
             except Refusal as refusal:
                 await refuse(interaction, str(refusal))
@@ -118,7 +128,7 @@ class Imagine(commands.Cog):
         current = current.casefold()
         return [
             app_commands.Choice(name=name, value=name)
-            for name in allowed_models(self.bot, settings)
+            for name in allowed_models(self.bot.engine, settings)
             if current in name
         ][:25]
 
@@ -171,8 +181,14 @@ class Imagine(commands.Cog):
         if not may_manage(interaction, job.user_id):
             await refuse(interaction, "Only the person who asked (or a moderator) can cancel this.")
             return
-        if self.bot.runner.cancel(job.id, interaction.user.display_name):
+        if self.bot.runner.cancel(job.id, by=interaction.user.display_name):
             await interaction.response.defer()  # the job's own ending edits the message
+            return
+        # Not in progress here. It may have ended a moment ago (its reply now shows the result
+        # or the failure, with their own buttons): look before touching the message.
+        current = await self.bot.store.job(job.id)
+        if current is not None and current.state in FINAL_STATES:
+            await refuse(interaction, "This image is already finished; there is nothing to cancel.")
             return
         await interaction.response.edit_message(
             content="This image is no longer being made.", view=None, allowed_mentions=NO_PINGS

@@ -29,6 +29,17 @@ class QueueFull(Exception):
         self.limit = limit
 
 
+class SchedulerBusy(Exception):
+    """The bot already holds as many jobs as it may take (waiting and running, all users)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"I am very busy right now ({limit} images in progress); please try again in a few "
+            "minutes."
+        )
+        self.limit = limit
+
+
 class SchedulerClosed(Exception):
     """The bot is shutting down and takes no new jobs."""
 
@@ -51,11 +62,15 @@ class Ticket:
 
 
 class Scheduler:
-    def __init__(self, max_concurrent: int, *, max_queued_per_user: int = 3) -> None:
+    def __init__(
+        self, max_concurrent: int, *, max_queued_per_user: int = 3, max_total: int | None = None
+    ) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
         self.max_concurrent = max_concurrent
         self.max_queued_per_user = max_queued_per_user
+        self.max_total = max_total
+        """Jobs held at once (waiting and running); past it new jobs are refused."""
         # Users in line, in turn order; each with their waiting jobs, oldest first.
         self._waiting: OrderedDict[Hashable, deque[Ticket]] = OrderedDict()
         # Users with a job running: their other jobs wait here until it ends.
@@ -75,6 +90,10 @@ class Scheduler:
         queued = self._parked.get(user) or self._waiting.get(user) or ()
         return len(queued) + (user in self._running)
 
+    @property
+    def full(self) -> bool:
+        return self.max_total is not None and self.running + self.waiting >= self.max_total
+
     def close(self) -> None:
         """Take no new jobs; those already waiting keep their place."""
         self._closed = True
@@ -82,11 +101,15 @@ class Scheduler:
     def submit(
         self, user: Hashable, job_id: int, on_position: PositionCallback | None = None
     ) -> Ticket:
-        """Queue a job; ``QueueFull`` when the user is at their limit. Does not wait."""
+        """Queue a job; ``QueueFull`` when the user is at their limit, ``SchedulerBusy`` when
+        the bot is at its own. Does not wait."""
         if self._closed:
             raise SchedulerClosed("The bot is shutting down and takes no new images right now.")
         if self.active_jobs(user) >= self.max_queued_per_user:
             raise QueueFull(self.max_queued_per_user)
+        if self.full:
+            assert self.max_total is not None
+            raise SchedulerBusy(self.max_total)
         ticket = Ticket(user, job_id, on_position)
         line = self._parked if user in self._running else self._waiting
         line.setdefault(user, deque()).append(ticket)

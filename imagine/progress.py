@@ -108,3 +108,26 @@ class StatusEditor:
             except Exception:  # a failed status edit must not end the job
                 self.failures += 1
                 log.debug("status edit failed", exc_info=True)
+
+
+class JobStatus:
+    """One job's status line: the latest route notice (a failover, a retry, a fallback) above
+    the latest progress. A notice stays until another replaces it: the progress that follows
+    a failover arrives within milliseconds and would otherwise hide it before any edit."""
+
+    def __init__(self, editor: StatusEditor) -> None:
+        self.editor = editor
+        self._notice: str | None = None
+        self._progress = ""
+
+    def notice(self, text: str) -> None:
+        self._notice = text
+        self._show()
+
+    def progress(self, text: str) -> None:
+        self._progress = text
+        self._show()
+
+    def _show(self) -> None:
+        lines = [line for line in (self._notice, self._progress) if line]
+        self.editor.update("\n".join(lines))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,12 +22,12 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from .engine import Engine
-from .errors import BackendError, FetchError, ImagineError, QuotaExceeded
+from .errors import BackendError, FetchError, ImagineError, QuotaExceeded, UnknownModel, naming
 from .fetch import FetchedImage
 from .images import fit_image, image_size
 from .jobs import Scheduler, Ticket
-from .progress import StatusEditor
-from .responses import ImageResponse, Reasoning
+from .progress import JobStatus, StatusEditor
+from .responses import ImageResponse, Notice, Reasoning
 from .store import JobRecord, Store
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,25 @@ class Reply(Protocol):
 
 
 def queue_status(position: int) -> str:
-    return f"Waiting in line: {position} ahead of you" if position > 1 else "Next in line"
+    """``position`` counts from 1 among the waiting jobs, in the order they will start."""
+    if position <= 1:
+        return "Next in line"
+    ahead = position - 1
+    return f"#{position} in line ({ahead} {'job' if ahead == 1 else 'jobs'} ahead of you)"
+
+
+class StopReason(enum.Enum):
+    """Why a job was stopped before its end: a type, so no text a member types (a display
+    name, say) can pass for the bot shutting down."""
+
+    CANCELLED = enum.auto()  # someone pressed Cancel
+    SHUTDOWN = enum.auto()  # the bot is stopping and the grace period ran out
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    reason: StopReason
+    by: str | None = None  # who cancelled, as shown to people
 
 
 @dataclass
@@ -87,7 +106,7 @@ class ActiveJob:
     ticket: Ticket
     task: asyncio.Task[None] | None = None
     work: asyncio.Task[Delivery] | None = None
-    cancel_reason: str | None = None
+    stop: Stop | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -119,12 +138,20 @@ class JobRunner:
         )
         return active.task
 
-    def cancel(self, job_id: int, reason: str) -> bool:
-        """Stop a job (waiting or running); False if it is not running here."""
+    def cancel(self, job_id: int, by: str | None = None) -> bool:
+        """Stop a job (waiting or running) for someone who pressed Cancel; False if it is not
+        in progress here (it may have just ended)."""
+        return self._stop(job_id, Stop(StopReason.CANCELLED, by))
+
+    def interrupt(self, job_id: int) -> bool:
+        """Stop a job because the bot is shutting down; its reply says so and offers Retry."""
+        return self._stop(job_id, Stop(StopReason.SHUTDOWN))
+
+    def _stop(self, job_id: int, stop: Stop) -> bool:
         active = self.active.get(job_id)
-        if active is None or active.cancel_reason is not None:
+        if active is None or active.stop is not None:
             return False
-        active.cancel_reason = reason
+        active.stop = stop
         if active.work is not None:
             active.work.cancel()
         return True
@@ -150,19 +177,20 @@ class JobRunner:
     async def _run(self, active: ActiveJob, reply: Reply, fallback: str | None) -> None:
         job = active.job
         editor = self.editor_factory(reply.status)
+        status = JobStatus(editor)
         ticket = active.ticket
-        ticket.on_position = lambda position: editor.update(queue_status(position))
+        ticket.on_position = lambda position: status.progress(queue_status(position))
         if ticket.state == "waiting":
-            editor.update(queue_status(ticket.position))
+            status.progress(queue_status(ticket.position))
         active.work = asyncio.get_running_loop().create_task(
-            self._work(job, ticket, editor, reply.upload_limit, fallback)
+            self._work(job, ticket, status, reply.upload_limit, fallback)
         )
         ending: Callable[[], Awaitable[None]]
         try:
             delivery = await active.work
         except asyncio.CancelledError:
-            if active.work.cancelled() and active.cancel_reason is not None:
-                ending = self._ending_cancelled(job, reply, active.cancel_reason)
+            if active.work.cancelled() and active.stop is not None:
+                ending = self._ending_stopped(job, reply, active.stop)
             else:
                 raise
         except ImagineError as exc:
@@ -202,6 +230,7 @@ class JobRunner:
                 result_seed=delivery.seed,
                 result_model=delivery.model,
                 result_backend=delivery.backend,
+                interaction_token=None,  # the reply is final: the token has no more use
             )
 
         return end
@@ -223,26 +252,36 @@ class JobRunner:
         async def end() -> None:
             await self._safely(reply.fail(failure), job)
             await self.store.update_job(
-                job.id, state="failed", finished_at=time.time(), error=failure.message[:1000]
+                job.id,
+                state="failed",
+                finished_at=time.time(),
+                error=failure.message[:1000],
+                interaction_token=None,
             )
 
         return end
 
-    def _ending_cancelled(
-        self, job: JobRecord, reply: Reply, reason: str
+    def _ending_stopped(
+        self, job: JobRecord, reply: Reply, stop: Stop
     ) -> Callable[[], Awaitable[None]]:
         async def end() -> None:
-            if reason == "shutdown":
+            if stop.reason is StopReason.SHUTDOWN:
                 failure = Failure(
                     job, "The bot restarted before this image was finished.", interrupted=True
                 )
                 await self._safely(reply.fail(failure), job)
                 await self.store.update_job(
-                    job.id, state="interrupted", finished_at=time.time(), error=failure.message
+                    job.id,
+                    state="interrupted",
+                    finished_at=time.time(),
+                    error=failure.message,
+                    interaction_token=None,
                 )
                 return
-            await self._safely(reply.cancelled(job, reason), job)
-            await self.store.update_job(job.id, state="cancelled", finished_at=time.time())
+            await self._safely(reply.cancelled(job, stop.by), job)
+            await self.store.update_job(
+                job.id, state="cancelled", finished_at=time.time(), interaction_token=None
+            )
 
         return end
 
@@ -259,46 +298,73 @@ class JobRunner:
         self,
         job: JobRecord,
         ticket: Ticket,
-        editor: StatusEditor,
+        status: JobStatus,
         upload_limit: int,
         fallback: str | None,
     ) -> Delivery:
         await self.scheduler.wait_turn(ticket)
         self.store.update_job(job.id, state="running", started_at=time.time())  # not awaited
-        editor.update("Starting")
+        status.progress("Starting")
         started = time.monotonic()
         models = [job.model]
-        if fallback and self.engine.resolve_model(fallback) != job.model:
-            models.append(self.engine.resolve_model(fallback))
+        backup = self._fallback_model(fallback, job)
+        if backup is not None:
+            models.append(backup)
+        avoid: set[str] = set()  # backends that stalled in this job: no model tries them again
         error: ImagineError | None = None
         for index, model in enumerate(models):
             if index:
-                editor.update(f"{models[0]} failed ({error}); trying {model}")
+                status.notice(f"{models[0]} failed ({naming(error)}); trying {model}")
             try:
-                delivery = await self._attempt(job, model, editor, upload_limit, started)
+                delivery = await self._attempt(job, model, status, upload_limit, started, avoid)
             except ImagineError as exc:  # the engine already retried and failed over
                 error = exc
                 continue
             if index:
-                return replace(delivery, fallback_from=models[0], fallback_reason=str(error))
+                return replace(delivery, fallback_from=models[0], fallback_reason=naming(error))
             return delivery
         assert error is not None
         raise error
 
+    def _fallback_model(self, fallback: str | None, job: JobRecord) -> str | None:
+        """The fallback model, if it is one we can draw and not the job's own. One that went
+        away (a backends file changed, an API stopped listing it) is ignored, not fatal."""
+        if not fallback:
+            return None
+        try:
+            model = self.engine.resolve_model(fallback)
+        except UnknownModel:
+            log.warning("job %s: fallback model %r is unknown; not using it", job.id, fallback)
+            return None
+        return None if model == job.model else model
+
     async def _attempt(
-        self, job: JobRecord, model: str, editor: StatusEditor, upload_limit: int, started: float
+        self,
+        job: JobRecord,
+        model: str,
+        status: JobStatus,
+        upload_limit: int,
+        started: float,
+        avoid: set[str],
     ) -> Delivery:
         result: ImageResponse | None = None
         download: asyncio.Task[tuple[tuple[int, int], FetchedImage | None, bool]] | None = None
         try:
             generation = self.engine.generate(
-                model, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed
+                model,
+                prompt=job.prompt,
+                width=job.width,
+                height=job.height,
+                seed=job.seed,
+                avoid=avoid,
             )
             async with contextlib.aclosing(generation) as items:
                 async for item in items:
-                    if isinstance(item, Reasoning):
+                    if isinstance(item, Notice):
+                        status.notice(item.status)
+                    elif isinstance(item, Reasoning):
                         if result is None:
-                            editor.update(item.status)
+                            status.progress(item.status)
                     elif isinstance(item, ImageResponse) and result is None:
                         result = item
                         # Download while the backend's stream winds down.

@@ -9,20 +9,18 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import discord
 
+from imagine.engine import Engine
 from imagine.errors import BadInput
-from imagine.jobs import QueueFull, SchedulerClosed, Ticket
+from imagine.jobs import QueueFull, Scheduler, SchedulerBusy, SchedulerClosed, Ticket
 from imagine.limits import Cooldowns, RateLimiter
+from imagine.runner import JobRunner
 from imagine.settings import MAX_SIDE
-from imagine.store import GuildSettings
+from imagine.store import GuildSettings, Store
 
 from .replies import InteractionReply, MessageReply
-
-if TYPE_CHECKING:
-    from bot import ImagineBot
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +32,20 @@ GUILD_BURST = (60, 60.0)
 """At most 60 accepted commands per server per minute."""
 
 
+BUSY_SERVER = "This server is making a lot of images right now; try again shortly."
+
+
 class Refusal(Exception):
     """A request we will not run; the message says why, for an ephemeral reply."""
+
+
+class Throttled(Refusal):
+    """Refused for a limit (a rate, a cooldown, a full queue): asking again at once is
+    refused again, so repeating the answer is pointless."""
+
+
+def slow_down(wait: float) -> str:
+    return f"Slow down: you can ask again <t:{int(time.time() + wait) + 1}:R>."
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +63,22 @@ class Plan:
     fallback: str | None
 
 
-def allowed_models(bot: ImagineBot, settings: GuildSettings | None) -> list[str]:
-    everything = bot.engine.models()
+def allowed_models(engine: Engine, settings: GuildSettings | None) -> list[str]:
+    everything = engine.models()
     if settings is None or settings.allowed_models is None:
         return everything
     return [m for m in everything if m in settings.allowed_models]
+
+
+def usable_fallback(engine: Engine, name: str | None) -> str | None:
+    """``name`` as a model we can draw now, or None (logged) if it is unknown."""
+    if not name:
+        return None
+    try:
+        return engine.resolve_model(name)
+    except BadInput:
+        log.warning("fallback model %r is not a model I know; ignoring it", name)
+        return None
 
 
 def find_blocked_word(prompt: str, words: tuple[str, ...]) -> str | None:
@@ -66,14 +87,61 @@ def find_blocked_word(prompt: str, words: tuple[str, ...]) -> str | None:
 
 
 class Launcher:
-    def __init__(self, bot: ImagineBot) -> None:
-        self.bot = bot
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        store: Store,
+        scheduler: Scheduler,
+        runner: JobRunner,
+        fallback_model: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.scheduler = scheduler
+        self.runner = runner
+        self.fallback_model = fallback_model
+        """The bot-wide fallback (``FALLBACK_MODEL``), checked at start."""
         self.cooldowns = Cooldowns()
         self.user_rate = RateLimiter(*USER_BURST)
         self.guild_rate = RateLimiter(*GUILD_BURST)
 
     async def guild_settings(self, guild_id: int | None) -> GuildSettings | None:
-        return await self.bot.store.guild(guild_id) if guild_id else None
+        return await self.store.guild(guild_id) if guild_id else None
+
+    async def precheck(self, user_id: int, guild_id: int | None) -> None:
+        """The limits, before any I/O on the request's behalf (reading the conversation, say):
+        ``Refusal`` if one is reached. Nothing is counted here; ``admit`` counts."""
+        wait = self.user_rate.wait(user_id)
+        if wait:
+            raise Throttled(slow_down(wait))
+        if guild_id is not None:
+            settings = await self.guild_settings(guild_id)
+            cooldown = settings.cooldown_seconds if settings else 0.0
+            left = self.cooldowns.remaining((guild_id, user_id), cooldown)
+            if left:
+                raise Throttled(
+                    f"This server has a {cooldown:g}s cooldown: you can ask again "
+                    f"<t:{int(time.time() + left) + 1}:R>."
+                )
+            if self.guild_rate.wait(guild_id):
+                raise Throttled(BUSY_SERVER)
+        limit = self.scheduler.max_queued_per_user
+        if self.scheduler.active_jobs(user_id) >= limit:
+            raise Throttled(str(QueueFull(limit)))
+        if self.scheduler.full:
+            assert self.scheduler.max_total is not None
+            raise Throttled(str(SchedulerBusy(self.scheduler.max_total)))
+
+    def fallback_for(self, settings: GuildSettings | None, model: str) -> str | None:
+        """The server's fallback, else the bot's: only a model we can draw, that the server
+        allows, and that is not the job's own."""
+        allowed = allowed_models(self.engine, settings)
+        for name in (settings and settings.fallback_model, self.fallback_model):
+            fallback = usable_fallback(self.engine, name)
+            if fallback is not None and fallback in allowed and fallback != model:
+                return fallback
+        return None
 
     async def plan(
         self,
@@ -93,14 +161,14 @@ class Launcher:
         if settings and settings.channels and channel_id not in settings.channels:
             places = ", ".join(f"<#{c}>" for c in settings.channels[:10])
             raise Refusal(f"/imagine is not enabled in this channel. Try {places}.")
-        engine = self.bot.engine
+        engine = self.engine
         try:
             name = engine.resolve_model(
                 model or (settings and settings.default_model) or DEFAULT_MODEL
             )
         except BadInput as exc:
             raise Refusal(str(exc)) from None
-        allowed = allowed_models(self.bot, settings)
+        allowed = allowed_models(engine, settings)
         if name not in allowed:
             raise Refusal(
                 f"The model {name} is not enabled on this server. "
@@ -122,7 +190,6 @@ class Launcher:
                 raise Refusal(
                     "This server does not allow that prompt (it contains a blocked word)."
                 )
-        fallback = (settings and settings.fallback_model) or self.bot.settings.fallback_model
         return Plan(
             user_id=user.id,
             requester=user.display_name,
@@ -134,35 +201,29 @@ class Launcher:
             width=width,
             height=height,
             seed=seed,
-            fallback=fallback,
+            fallback=self.fallback_for(settings, name),
         )
 
     async def admit(self, plan: Plan) -> Ticket:
         """Rate limits, the server's cooldown and the queue; ``Refusal`` when over."""
+        await self.precheck(plan.user_id, plan.guild_id)
         wait = self.user_rate.hit(plan.user_id)
         if wait:
-            raise Refusal(f"Slow down: you can ask again <t:{int(time.time() + wait) + 1}:R>.")
+            raise Throttled(slow_down(wait))
+        if plan.guild_id is not None and self.guild_rate.hit(plan.guild_id):
+            raise Throttled(BUSY_SERVER)
+        try:
+            ticket = self.scheduler.submit(plan.user_id, 0)
+        except (QueueFull, SchedulerBusy, SchedulerClosed) as exc:
+            raise Throttled(str(exc)) from None
         if plan.guild_id is not None:
             settings = await self.guild_settings(plan.guild_id)
             cooldown = settings.cooldown_seconds if settings else 0.0
-            left = self.cooldowns.remaining((plan.guild_id, plan.user_id), cooldown)
-            if left:
-                raise Refusal(
-                    f"This server has a {cooldown:g}s cooldown: you can ask again "
-                    f"<t:{int(time.time() + left) + 1}:R>."
-                )
-            if self.guild_rate.hit(plan.guild_id):
-                raise Refusal("This server is making a lot of images right now; try again shortly.")
-        try:
-            ticket = self.bot.scheduler.submit(plan.user_id, 0)
-        except (QueueFull, SchedulerClosed) as exc:
-            raise Refusal(str(exc)) from None
-        if plan.guild_id is not None:
-            self.cooldowns.start((plan.guild_id, plan.user_id))
+            self.cooldowns.start((plan.guild_id, plan.user_id), cooldown)
         return ticket
 
     async def _create_job(self, plan: Plan, **extra):
-        return await self.bot.store.create_job(
+        return await self.store.create_job(
             user_id=plan.user_id,
             guild_id=plan.guild_id,
             channel_id=plan.channel_id,
@@ -188,11 +249,11 @@ class Launcher:
                 message_id=message_id,
             )
         except BaseException:
-            self.bot.scheduler.release(ticket)
+            self.scheduler.release(ticket)
             raise
         ticket.job_id = job.id
         reply = InteractionReply(interaction, job, requester=plan.requester, message_id=message_id)
-        self.bot.runner.start(job, ticket, reply, fallback=plan.fallback)
+        self.runner.start(job, ticket, reply, fallback=plan.fallback)
 
     async def launch_in_channel(
         self,
@@ -208,13 +269,13 @@ class Launcher:
             job = await self._create_job(plan)
             reply = MessageReply(channel, job, requester=plan.requester, reference=reference)
             message = await reply.open()
-            await self.bot.store.update_job(job.id, message_id=message.id)
+            await self.store.update_job(job.id, message_id=message.id)
         except BaseException:
-            self.bot.scheduler.release(ticket)
+            self.scheduler.release(ticket)
             if job is not None:
-                await self.bot.store.update_job(
+                await self.store.update_job(
                     job.id, state="failed", finished_at=time.time(), error="could not reply"
                 )
             raise
         ticket.job_id = job.id
-        self.bot.runner.start(job, ticket, reply, fallback=plan.fallback)
+        self.runner.start(job, ticket, reply, fallback=plan.fallback)

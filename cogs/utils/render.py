@@ -6,6 +6,8 @@ nothing rendered can ping: the bot sends every message with ``allowed_mentions``
 
 from __future__ import annotations
 
+import re
+
 import discord
 
 from imagine.runner import Delivery, Failure
@@ -28,12 +30,32 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+MARKDOWN = re.compile(r"([\\`*_~|>#\-\[\]()<:.])")
+"""Every character Discord's markdown gives a meaning to (masked links and bare URLs,
+headings, lists, emphasis, spoilers, quotes, mention and emoji tags); a backslash makes each
+one literal. (``@everyone`` stays as it is: messages are sent with no mentions allowed.)"""
+
+
+def shown_prompt(prompt: str, limit: int) -> str:
+    """A prompt as text in a message the bot signs: every markdown character escaped, so a
+    masked link ``[Claim Nitro](https://…)`` stays words, never a link; clipped to ``limit``
+    without cutting an escape in two."""
+    escaped = MARKDOWN.sub(r"\\\1", prompt)
+    if len(escaped) <= limit:
+        return escaped
+    cut = escaped[: limit - 1]
+    trailing = len(cut) - len(cut.rstrip("\\"))
+    if trailing % 2:
+        cut = cut[:-1]  # a lone backslash would escape the ellipsis
+    return cut.rstrip() + "…"
+
+
 def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
 def status_content(prompt: str, model: str, status: str) -> str:
-    excerpt = discord.utils.escape_markdown(clip(one_line(prompt), 150))
+    excerpt = shown_prompt(one_line(prompt), 150)
     return clip(f"**{excerpt}**\n`{model}` · {status}", 2000)
 
 
@@ -80,9 +102,10 @@ def job_view(job_id: int, *actions: str) -> discord.ui.View:
 def result_embed(delivery: Delivery, requester: str | None) -> discord.Embed:
     job = delivery.job
     prompt = one_line(job.prompt)
-    embed = discord.Embed(title=clip(prompt, 256), color=COLOR_OK)
-    if len(prompt) > 256:
-        embed.description = clip(job.prompt, 4096)
+    title = shown_prompt(prompt, 256)
+    embed = discord.Embed(title=title, color=COLOR_OK)
+    if title.endswith("…"):
+        embed.description = shown_prompt(job.prompt, 4096)
     model = delivery.model
     if delivery.fallback_from:
         model += f" (fallback: {delivery.fallback_from} failed)"
@@ -123,6 +146,6 @@ def failure_embed(failure: Failure) -> discord.Embed:
     elif failure.transient:
         text += "\nThis kind of hiccup usually passes: press **Retry** in a minute."
     embed = discord.Embed(title=title, description=clip(text, 4096), color=COLOR_FAIL)
-    embed.add_field(name="Prompt", value=clip(failure.job.prompt, 1024), inline=False)
+    embed.add_field(name="Prompt", value=shown_prompt(failure.job.prompt, 1024), inline=False)
     embed.add_field(name="Model", value=failure.job.model)
     return embed

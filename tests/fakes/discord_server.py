@@ -2817,9 +2817,24 @@ class FakeDiscord:
         *,
         user: dict[str, Any],
         permissions: int | None = None,
+        stale: bool = False,
     ) -> FakeInteraction:
-        """A user clicks an enabled button of ``message`` (as it is now)."""
-        component = _find_component(message.components, custom_id)
+        """A user clicks an enabled button of ``message`` (as it is now).
+
+        ``stale``: the click left the user's client while it still showed an earlier version
+        of the message (a click racing an edit): the button may be gone by now.
+        """
+        shown = [message.to_json()]
+        if stale:
+            shown += list(reversed(message.versions))
+        seen, component = next(
+            (
+                (version, found)
+                for version in shown
+                if (found := _find_component(version.get("components") or [], custom_id))
+            ),
+            (None, None),
+        )
         if component is None or component.get("type") != 2:
             raise ValueError(f"message {message.id} has no button {custom_id!r}")
         if component.get("disabled"):
@@ -2829,6 +2844,7 @@ class FakeDiscord:
             {"custom_id": custom_id, "component_type": 2},
             user=user,
             permissions=permissions,
+            shown=seen,
         )
 
     async def choose_select(
@@ -2858,7 +2874,9 @@ class FakeDiscord:
         *,
         user: dict[str, Any],
         permissions: int | None,
+        shown: dict[str, Any] | None = None,
     ) -> FakeInteraction:
+        """``shown``: the message as the user's client showed it (default: as it is now)."""
         if message.deleted:
             raise ValueError("the message was deleted")
         channel, guild = self._context(
@@ -2873,7 +2891,7 @@ class FakeDiscord:
             permissions=permissions,
             attachment_size_limit=DEFAULT_ATTACHMENT_LIMIT,
             context=None,
-            extra={"message": message.to_json()},
+            extra={"message": shown or message.to_json()},
             source_message=message,
         )
 
