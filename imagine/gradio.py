@@ -206,11 +206,10 @@ def translated_errors(backend: str, limits: Limits):
         raise BackendTimeout(
             f"{backend} did not finish within {limits.total:g}s", backend=backend
         ) from None
-    except aiohttp.ClientConnectorError as exc:
+    except aiohttp.ClientConnectorError:
+        # No host or port: users on Discord see this text, and a backend may be private.
         raise BackendError(
-            f"Could not connect to {backend} ({exc.host}:{exc.port})",
-            transient=True,
-            backend=backend,
+            f"Could not connect to {backend}", transient=True, backend=backend
         ) from None
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError):
         raise BackendError(
