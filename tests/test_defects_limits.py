@@ -16,9 +16,11 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
+from imagine import images
 from imagine.errors import BackendError, FetchError
-from imagine.fetch import fetch_image
+from imagine.fetch import FetchedImage, fetch_image
 from imagine.gradio import Limits, predict
+from imagine.images import fit_image, image_size
 
 MiB = 1024 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -80,6 +82,84 @@ class Flood:
         except (ConnectionError, aiohttp.ClientConnectionResetError):
             pass
         return response
+
+
+# -- 15: a JPEG whose size marker comes late ------------------------------------------------
+
+
+def test_item15_jpeg_with_a_large_icc_profile_before_sof_is_read():
+    """The size marker after a 200 KB ICC profile is found by reading further."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 480), (10, 20, 30)).save(buffer, "JPEG", icc_profile=b"x" * 200_000)
+    data = buffer.getvalue()
+    assert data.index(b"\xff\xc0") > 64 * 1024  # SOF0 really comes after the first 64 KiB
+    image = FetchedImage.from_bytes(data, "image/jpeg", "late-sof.jpg")
+    assert image_size(image) == (640, 480)
+    assert image_size(data) == (640, 480)
+
+
+def test_item15_truncated_image_is_still_refused():
+    """Reading further does not make a broken file readable."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 480), (10, 20, 30)).save(buffer, "JPEG", icc_profile=b"x" * 200_000)
+    image = FetchedImage.from_bytes(buffer.getvalue()[:150_000], "image/jpeg", "cut.jpg")
+    with pytest.raises(FetchError, match="could not be read"):
+        image_size(image)
+
+
+# -- 16: a decompression-bomb cap near what was asked ---------------------------------------
+
+
+def gradient_jpeg(width: int, height: int) -> bytes:
+    ramp = Image.linear_gradient("L").resize((width, height))
+    picture = Image.merge("RGB", (ramp, ramp.transpose(Image.Transpose.ROTATE_90), ramp))
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def test_item16_pixel_cap_is_near_the_request():
+    assert images.pixel_cap(2048, 2048) == 4096 * 4096
+    assert images.pixel_cap(2048, 512) == 4096 * 4096
+    assert images.pixel_cap(512, 512) == 2048 * 2048  # the floor
+    assert images.pixel_cap(32, 32) >= 1024 * 1024  # a tiny request still takes a backend's 1024²
+    assert images.pixel_cap(32, 32) >= 384 * 384
+
+
+def test_item16_image_size_refuses_images_far_beyond_the_request():
+    """A 3000x3000 header is 9 Mpx: refused for a 512x512 job (cap 4 Mpx), fine otherwise."""
+    data = png_bytes(3000, 3000)
+    image = FetchedImage.from_bytes(data, "image/png", "big.png")
+    with pytest.raises(FetchError, match="decompression bomb"):
+        image_size(image, max_pixels=images.pixel_cap(512, 512))
+    with pytest.raises(FetchError, match="decompression bomb"):
+        image_size(data, max_pixels=images.pixel_cap(512, 512))
+    assert image_size(image) == (3000, 3000)
+    assert image_size(image, max_pixels=images.pixel_cap(2048, 2048)) == (3000, 3000)
+    assert image_size(png_bytes(1024, 1024), max_pixels=images.pixel_cap(32, 32)) == (1024, 1024)
+
+
+def test_item16_fit_image_refuses_images_beyond_the_cap():
+    data = gradient_jpeg(3000, 3000)
+    image = FetchedImage.from_bytes(data, "image/jpeg", "big.jpg")
+    with pytest.raises(FetchError, match="decompression bomb"):
+        fit_image(image, len(data) - 1, max_pixels=images.pixel_cap(512, 512))
+    fitted, reencoded = fit_image(image, len(data) - 1)
+    assert reencoded
+    assert image_size(fitted) == (3000, 3000)
+
+
+def test_item16_fit_image_decodes_a_large_jpeg_at_reduced_scale():
+    """A JPEG twice the asked size on each side is decoded at half scale (``draft``)."""
+    data = gradient_jpeg(2048, 2048)
+    image = FetchedImage.from_bytes(data, "image/jpeg", "big.jpg")
+    cap = images.pixel_cap(1024, 1024)
+    fitted, reencoded = fit_image(image, len(data) - 1, max_pixels=cap)
+    assert reencoded
+    assert image_size(fitted) == (1024, 1024)
+    # Without a request to go by, a picture that fits at full size keeps it.
+    fitted, _ = fit_image(image, len(data) - 1)
+    assert image_size(fitted) == (2048, 2048)
 
 
 # -- 17: downloads only from the backend's origin -------------------------------------------
