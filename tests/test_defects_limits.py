@@ -17,10 +17,17 @@ from aiohttp import web
 from PIL import Image
 
 from imagine import images
+from imagine.engine import Engine
 from imagine.errors import BackendError, FetchError
 from imagine.fetch import FetchedImage, fetch_image
-from imagine.gradio import Limits, predict
+from imagine.gradio import Limits, describe_endpoint, predict, run_queued
+from imagine.http import raise_for_status
 from imagine.images import fit_image, image_size
+from imagine.providers.openai import list_models
+from imagine.responses import ImageResponse
+from imagine.settings import Settings
+from imagine.sse import SSEDecoder, SSEError
+from imagine.zerogpu import ZeroGPUTokens
 
 MiB = 1024 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -82,6 +89,151 @@ class Flood:
         except (ConnectionError, aiohttp.ClientConnectionResetError):
             pass
         return response
+
+
+# -- 14: memory bounds against a misbehaving backend ----------------------------------------
+
+
+def test_item14_sse_event_data_is_capped():
+    """Many short ``data:`` lines without a blank line may not pile up into one huge event."""
+    decoder = SSEDecoder(max_line=1024, max_event=64 * 1024)
+    line = b"data: " + b"x" * 500 + b"\n"
+    with pytest.raises(SSEError, match="more than 64 KiB"):
+        for _ in range(1000):  # ~500 KB in all, each line far under max_line
+            decoder.feed(line)
+    # Events under the cap still come through, and the count starts afresh for each event.
+    decoder = SSEDecoder(max_line=1024, max_event=64 * 1024)
+    for _ in range(3):
+        (event,) = decoder.feed(line * 100 + b"\n")
+        assert len(event.data) == 100 * 500 + 99
+
+
+async def test_item14_endless_event_fails_the_job_with_a_clear_error():
+    """A Space streaming one endless event: the job fails early, not when memory runs out."""
+    flood = Flood(
+        b"data: " + b"x" * (64 * 1024 - 7) + b"\n", 48 * MiB, content_type="text/event-stream"
+    )
+
+    async def join(request: web.Request) -> web.Response:
+        return web.json_response({"event_id": "e1"})
+
+    routes = {
+        ("POST", "/gradio_api/queue/join"): join,
+        ("GET", "/gradio_api/queue/data"): flood.handle,
+    }
+    async with serve(routes) as base, aiohttp.ClientSession() as session:
+        with pytest.raises(BackendError, match=r"^Space X sent an event of more than 16 MiB"):
+            async for _ in run_queued(
+                session,
+                base,
+                fn_index=0,
+                trigger_id=None,
+                data=[],
+                headers={},
+                alt="a fox",
+                backend="Space X",
+                limits=Limits(total=30),
+            ):
+                pass
+    assert not flood.finished
+    assert flood.sent < 40 * MiB
+
+
+async def huge_json(name: str, base: str, session: aiohttp.ClientSession) -> None:
+    limits = Limits(total=30)
+    if name == "predict":
+        await predict(
+            session, f"{base}/run/predict", payload={}, headers={}, backend="B", limits=limits
+        )
+    elif name == "queue/join":
+        async for _ in run_queued(
+            session, base, fn_index=0, trigger_id=None, data=[], headers={}, alt="",
+            backend="B", limits=limits,
+        ):  # fmt: skip
+            pass
+    elif name == "info":
+        await describe_endpoint(session, base, "/infer", backend="B", limits=limits)
+    elif name == "models":
+        await list_models(session, base, None)
+    elif name == "space page":
+        await ZeroGPUTokens(base).get(session, "owner/space")
+    elif name == "jwt":
+        await ZeroGPUTokens(base, hf_token="hf_x")._from_account(session, "owner/space")
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "path", "limit"),
+    [
+        ("predict", "POST", "/run/predict", "8 MiB"),
+        ("queue/join", "POST", "/gradio_api/queue/join", "8 MiB"),
+        ("info", "GET", "/gradio_api/info", "8 MiB"),
+        ("models", "GET", "/models", "8 MiB"),
+        ("space page", "GET", "/spaces/owner/space", "8 MiB"),
+        ("jwt", "GET", "/api/spaces/owner/space/jwt", "8 MiB"),
+    ],
+)
+async def test_item14_huge_json_body_is_refused(name, method, path, limit):
+    """JSON answers (and the Space page) are read up to a cap, not to the end."""
+    flood = Flood(b" " * (64 * 1024), 48 * MiB, head=b'{"data": [1], "x": "')
+    async with serve({(method, path): flood.handle}) as base, aiohttp.ClientSession() as session:
+        with pytest.raises(BackendError, match=f"answered with more than {limit}"):
+            await huge_json(name, base, session)
+    assert not flood.finished
+    assert flood.sent < 40 * MiB
+
+
+async def test_item14_huge_error_body_is_read_as_a_prefix():
+    """An error answer is read only as far as its message needs, and still reported."""
+    flood = Flood(
+        b"overloaded " * 6000, 48 * MiB, status=503, content_type="text/plain", head=b"Busy: "
+    )
+    async with (
+        serve({("GET", "/x"): flood.handle}) as base,
+        aiohttp.ClientSession() as session,
+        session.get(f"{base}/x") as response,
+    ):
+        with pytest.raises(BackendError, match=r"^Response 503: Busy: overloaded") as caught:
+            await raise_for_status(response, backend="B")
+    assert caught.value.transient
+    assert not flood.finished
+    assert flood.sent < 40 * MiB
+
+
+async def test_item14_openai_answer_cap_follows_max_image_bytes():
+    """A b64_json answer may be as big as an allowed image in base64, and no bigger."""
+    sizes = iter([14 * MiB, 20 * MiB])
+
+    async def complete(request: web.Request) -> web.StreamResponse:
+        size = next(sizes)
+        response = web.StreamResponse()
+        response.content_type = "application/json"
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            await response.write(b'{"data": [{"b64_json": "')
+            for _ in range(size // (64 * 1024)):
+                await response.write(b"A" * (64 * 1024))
+            await response.write(b'"}]}')
+            await response.write_eof()
+        except (ConnectionError, aiohttp.ClientConnectionResetError):
+            pass
+        return response
+
+    async with serve({("POST", "/v1/images/generations"): complete}) as base:
+        settings = Settings.from_env(
+            {
+                "OPENAI_BASE_URL": f"{base}/v1",
+                "OPENAI_IMAGE_MODELS": "big",
+                "MAX_IMAGE_BYTES": str(12 * MiB),
+            }
+        )
+        async with Engine(settings) as engine:
+            items = [item async for item in engine.generate("big", prompt="a fox")]
+            (image,) = [i for i in items if isinstance(i, ImageResponse)]
+            assert len(image.images[0]) > 14 * MiB  # above the plain JSON cap: allowed
+            with pytest.raises(BackendError, match="answered with more than 17 MiB"):
+                async for _ in engine.generate("big", prompt="a fox"):
+                    pass
 
 
 # -- 15: a JPEG whose size marker comes late ------------------------------------------------
