@@ -19,7 +19,7 @@ from .backends import Backend
 from .engine import Engine
 from .errors import ImagineError
 from .gradio import Limits, describe_endpoint, translated_errors
-from .http import raise_for_status
+from .http import MAX_PAGE_BYTES, raise_for_status, read_capped
 from .providers.infer import GradioInferProvider
 from .providers.openai import list_models
 from .responses import ImageResponse
@@ -52,7 +52,7 @@ async def _get_ok(session: aiohttp.ClientSession, url: str, backend: str, **kwar
     with translated_errors(backend, limits):
         async with session.get(url, timeout=limits.client_timeout(), **kwargs) as response:
             await raise_for_status(response, backend=backend)
-            await response.read()
+            await read_capped(response, MAX_PAGE_BYTES, backend=backend)
 
 
 async def probe(engine: Engine, backend: Backend, *, generate: bool = False) -> Probe:

@@ -88,3 +88,11 @@ def reword(error: ImagineError, text: str) -> ImagineError:
 
 class FetchError(ImagineError):
     """The result image could not be downloaded safely."""
+
+
+def size_text(size: int) -> str:
+    """``16 MiB``, ``64 KiB``, ``300 bytes``: a size as error messages word it."""
+    for unit, scale in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size} bytes"

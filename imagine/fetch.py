@@ -1,10 +1,10 @@
 """Downloading a result image without trusting the URL it came with.
 
 Space file URLs expire, so the bot attaches the bytes instead of linking. The URL comes from
-a backend's answer, so it is treated as untrusted: http(s) only, only from the host of the
-endpoint that produced it (redirects elsewhere refused), a size cap, a time limit, and bytes
-that really are a PNG, JPEG, WebP or GIF image. Inline ``data:`` images (an API's
-``b64_json``) are decoded locally under the same size and type checks.
+a backend's answer, so it is treated as untrusted: http(s) only, only from the origin (scheme,
+host and port) of the endpoint that produced it (redirects elsewhere refused), a size cap, a
+time limit, and bytes that really are a PNG, JPEG, WebP or GIF image. Inline ``data:`` images
+(an API's ``b64_json``) are decoded locally under the same size and type checks.
 """
 
 from __future__ import annotations
@@ -83,16 +83,34 @@ def sniff_image(data: bytes) -> tuple[str, str] | None:
     return None
 
 
-def _checked(url: URL, allowed_host: str) -> URL:
+Origin = tuple[str, str, int | None]
+
+
+def _origin(url: URL) -> Origin:
+    """``(scheme, host, port)``, the port made explicit (``https://h`` is ``https://h:443``)."""
+    return url.scheme.lower(), (url.host or "").lower(), url.port
+
+
+def _checked(url: URL, allowed: Origin) -> URL:
+    """``url`` when it lives on the ``allowed`` origin; ``FetchError`` otherwise.
+
+    The whole origin counts, not the host alone: another port of the same host may be another
+    service, and a switch from https to http would let the bytes be read or changed on the way.
+    """
     if url.scheme not in ("http", "https"):
         raise FetchError(
             f"Refused to download the image: {url.scheme or 'no'} scheme, not http(s)."
         )
-    host = (url.host or "").lower()
-    if host != allowed_host:
+    scheme, host, port = _origin(url)
+    if host != allowed[1]:
         raise FetchError(
             f"Refused to download the image from {host or 'an unknown host'}: "
-            f"only {allowed_host}, the backend that made it, is trusted."
+            f"only {allowed[1]}, the backend that made it, is trusted."
+        )
+    if (scheme, port) != (allowed[0], allowed[2]):
+        raise FetchError(
+            f"Refused to download the image from {host}: it is served on another port or "
+            "scheme than the backend that made it."
         )
     return url
 
@@ -114,14 +132,18 @@ async def fetch_image(
     filename: str | None = None,
     proxy: str | None = None,
 ) -> FetchedImage:
-    """Download ``url``, which must live on the host of ``origin``; see the module notes.
+    """Download ``url``, which must live on the origin (scheme, host and port) of ``origin``,
+    as must every redirect; see the module notes.
 
     ``filename`` is a stem for the returned file name (the extension follows the bytes).
     """
     if url.startswith("data:"):
         return _from_data_url(url, max_bytes=max_bytes, filename=filename)
-    allowed_host = (URL(origin).host or "").lower()
-    if not allowed_host:
+    try:
+        allowed = _origin(URL(origin))
+    except (ValueError, TypeError):
+        allowed = ("", "", None)
+    if not allowed[1]:
         raise FetchError("Refused to download the image: the backend's address has no host.")
     try:
         current = URL(url)
@@ -130,7 +152,7 @@ async def fetch_image(
     client_timeout = aiohttp.ClientTimeout(total=time_limit)
     try:
         for _ in range(max_redirects + 1):
-            _checked(current, allowed_host)
+            _checked(current, allowed)
             async with session.get(
                 current, allow_redirects=False, timeout=client_timeout, proxy=proxy
             ) as response:

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from .errors import BackendError, BackendTimeout
-from .http import backend_error, raise_for_status
+from .http import MAX_JSON_BYTES, backend_error, raise_for_status, read_capped
 from .responses import ImagePreview, Reasoning
 from .sse import SSEDecoder, SSEError
 
@@ -206,11 +206,10 @@ def translated_errors(backend: str, limits: Limits):
         raise BackendTimeout(
             f"{backend} did not finish within {limits.total:g}s", backend=backend
         ) from None
-    except aiohttp.ClientConnectorError as exc:
+    except aiohttp.ClientConnectorError:
+        # No host or port: users on Discord see this text, and a backend may be private.
         raise BackendError(
-            f"Could not connect to {backend} ({exc.host}:{exc.port})",
-            transient=True,
-            backend=backend,
+            f"Could not connect to {backend}", transient=True, backend=backend
         ) from None
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError):
         raise BackendError(
@@ -263,7 +262,7 @@ async def run_queued(
             proxy=proxy,
         ) as response:
             await raise_for_status(response, backend=backend)
-            joined = _decode(await response.read(), backend)
+            joined = _decode(await read_capped(response, MAX_JSON_BYTES, backend=backend), backend)
         event_id = joined.get("event_id") if isinstance(joined, dict) else None
         if not event_id:
             raise BackendError(f"{backend} did not queue the job", transient=True, backend=backend)
@@ -303,7 +302,7 @@ def _job_messages(
     try:
         events = decoder.feed(chunk)
     except SSEError as exc:
-        raise BackendError(str(exc), backend=backend) from None
+        raise BackendError(f"{backend} sent {exc}", backend=backend) from None
     messages = []
     for event in events:
         message = _decode(event.data, backend)
@@ -337,7 +336,7 @@ async def predict(
             url, json=payload, headers=headers, timeout=limits.client_timeout(), proxy=proxy
         ) as response:
             await raise_for_status(response, backend=backend)
-            body = await response.read()
+            body = await read_capped(response, MAX_JSON_BYTES, backend=backend)
     answer = _decode(body, backend)
     if isinstance(answer, dict) and answer.get("error"):
         raise backend_error(0, str(answer["error"]), backend=backend)
@@ -375,10 +374,10 @@ async def describe_endpoint(
             f"{base_url}{prefix}/info", headers=headers, timeout=timeout
         ) as response:
             await raise_for_status(response, backend=backend)
-            info = _decode(await response.read(), backend)
+            info = _decode(await read_capped(response, MAX_JSON_BYTES, backend=backend), backend)
         async with session.get(f"{base_url}/config", headers=headers, timeout=timeout) as response:
             await raise_for_status(response, backend=backend)
-            config = _decode(await response.read(), backend)
+            config = _decode(await read_capped(response, MAX_JSON_BYTES, backend=backend), backend)
     named = info.get("named_endpoints") if isinstance(info, dict) else None
     entry = named.get(f"/{name}") if isinstance(named, dict) else None
     if not isinstance(entry, dict):

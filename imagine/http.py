@@ -16,10 +16,19 @@ from typing import Any
 
 import aiohttp
 
-from .errors import BackendError, QuotaExceeded
+from .errors import BackendError, QuotaExceeded, size_text
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_ERROR_TEXT = 300
+
+MAX_JSON_BYTES = 8 * 1024 * 1024
+"""A JSON answer (queue/join, /run/predict, an API description or config, a model list, a
+token): real ones are a few KiB to a few hundred KiB."""
+MAX_PAGE_BYTES = 8 * 1024 * 1024
+"""A Space page, read for its ZeroGPU token (a few hundred KiB in practice)."""
+MAX_ERROR_BYTES = 64 * 1024
+"""How much of an error answer is read: its message is at the start, and little is shown."""
+READ_CHUNK = 64 * 1024
 
 _RETRY_IN = re.compile(r"(?:retry|try again)\s+in\s+(\d+):(\d{1,2}):(\d{1,2})", re.IGNORECASE)
 _QUOTA = re.compile(r"exceeded your (?:free )?GPU quota|ZeroGPU quota", re.IGNORECASE)
@@ -100,13 +109,59 @@ def backend_error(
     )
 
 
+async def read_capped(
+    response: aiohttp.ClientResponse, limit: int, *, backend: str | None = None
+) -> bytes:
+    """The whole body, or a ``BackendError`` as soon as it passes ``limit`` bytes (counted
+    after decompression), so a misbehaving server cannot make us buffer without bound."""
+    declared = response.content_length
+    if declared is not None and declared > limit and not response.headers.get("Content-Encoding"):
+        raise _too_large(limit, backend)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit, backend)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int, backend: str | None) -> BackendError:
+    return BackendError(
+        f"{backend or 'The server'} answered with more than {size_text(limit)}", backend=backend
+    )
+
+
+async def read_prefix(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """At most the first ``limit`` bytes of the body; the rest is left unread (the connection
+    is then closed rather than reused, which is cheap next to reading it all)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await response.content.read(min(READ_CHUNK, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def decode_text(response: aiohttp.ClientResponse, body: bytes) -> str:
+    """``body`` as text, in the answer's charset when it names a known one (else UTF-8)."""
+    try:
+        return body.decode(response.charset or "utf-8", errors="replace")
+    except LookupError:
+        return body.decode("utf-8", errors="replace")
+
+
 async def raise_for_status(response: aiohttp.ClientResponse, *, backend: str | None = None) -> None:
     """Raise a ``BackendError`` with a readable text unless the answer is 2xx."""
     if response.ok:
         return
     try:
-        body = await response.text(errors="replace")
-    except (aiohttp.ClientError, UnicodeDecodeError):
+        body = decode_text(response, await read_prefix(response, MAX_ERROR_BYTES))
+    except aiohttp.ClientError:
         body = ""
     content_type = response.content_type or ""
     message = error_message(response.status, content_type, body)

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 import aiohttp
 
 from .errors import BackendError, BackendTimeout
-from .http import raise_for_status
+from .http import MAX_JSON_BYTES, MAX_PAGE_BYTES, decode_text, raise_for_status, read_capped
 
 log = logging.getLogger(__name__)
+
+HUB = "The Hugging Face hub"
 
 _TOKEN = re.compile(r"&quot;token&quot;:&quot;([^&]+?)&quot;")
 _UUID = re.compile(r"&quot;sessionUuid&quot;:&quot;([^&]+?)&quot;")
@@ -151,7 +153,7 @@ class ZeroGPUTokens:
         url = f"{self.hf_endpoint}/spaces/{space}"
         async with session.get(url, timeout=self._timeout) as response:
             await raise_for_status(response, backend="hub")
-            text = await response.text(errors="replace")
+            text = decode_text(response, await read_capped(response, MAX_PAGE_BYTES, backend=HUB))
         token = _TOKEN.search(text)
         uuid = _UUID.search(text)
         return ZeroGPUToken(token and token.group(1), uuid and uuid.group(1), 0.0)
@@ -168,6 +170,11 @@ class ZeroGPUTokens:
                     response.status,
                 )
                 return None
-            data = await response.json(content_type=None)
+            body = await read_capped(response, MAX_JSON_BYTES, backend=HUB)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            log.warning("The hub's %s GPU token answer is not JSON; using an anonymous one", space)
+            return None
         token = data.get("token") if isinstance(data, dict) else None
         return token if isinstance(token, str) and token else None

@@ -9,6 +9,7 @@ API. Results come as ``b64_json`` (asked for; kept as a ``data:`` URL, decoded b
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,9 +18,18 @@ import aiohttp
 
 from ..errors import BackendError
 from ..gradio import translated_errors
-from ..http import raise_for_status
+from ..http import MAX_JSON_BYTES, raise_for_status, read_capped
 from ..responses import ImageResponse, Reasoning, Response
 from .base import Context, ImageProvider, ImageRequest, ticking
+
+ANSWER_MARGIN = 1024 * 1024
+"""Room in an images answer for the JSON around the base64 (``revised_prompt``, ...)."""
+
+
+def answer_limit(max_image_bytes: int) -> int:
+    """The most an images answer may weigh: one ``b64_json`` image of up to
+    ``max_image_bytes`` (4/3 of that in base64) and its JSON; never less than other JSON."""
+    return max(MAX_JSON_BYTES, -(-max_image_bytes * 4 // 3) + ANSWER_MARGIN)
 
 
 class OpenAIImages(ImageProvider):
@@ -94,12 +104,12 @@ class OpenAIImages(ImageProvider):
                 proxy=context.proxy,
             ) as response:
                 await raise_for_status(response, backend=cls.label)
-                try:
-                    answer = await response.json(content_type=None)
-                except (ValueError, aiohttp.ContentTypeError):
-                    raise BackendError(
-                        f"{cls.label} sent malformed data", backend=cls.label
-                    ) from None
+                limit = answer_limit(context.settings.max_image_bytes)
+                body = await read_capped(response, limit, backend=cls.label)
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            raise BackendError(f"{cls.label} sent malformed data", backend=cls.label) from None
         if not isinstance(answer, dict):
             raise BackendError(f"{cls.label} sent malformed data", backend=cls.label)
         return answer
@@ -120,8 +130,9 @@ async def list_models(
         timeout=aiohttp.ClientTimeout(total=time_limit),
     ) as response:
         await raise_for_status(response, backend=OpenAIImages.label)
-        answer = await response.json(content_type=None)
-    entries = [e for e in (answer.get("data") or []) if isinstance(e, dict) and e.get("id")]
+        answer = json.loads(await read_capped(response, MAX_JSON_BYTES, backend=OpenAIImages.label))
+    data = answer.get("data") if isinstance(answer, dict) else None
+    entries = [e for e in (data or []) if isinstance(e, dict) and e.get("id")]
     if any(isinstance(e.get("image"), bool) for e in entries):
         entries = [e for e in entries if e.get("image") is True]
     return [str(e["id"]) for e in entries]
