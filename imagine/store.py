@@ -7,6 +7,10 @@ have run. Per-server settings are cached in memory, so reading them costs no I/O
 interaction hot path: all of them are loaded at start-up, so a server without a row simply
 has the defaults.
 
+Settings change through ``change_guild``: a function of the current settings, applied to the
+row read (and locked) inside the transaction, under a per-server lock in this process; so two
+admins, or two processes, changing one server at once both keep their change.
+
 SQLite runs in WAL mode on one connection. Writes go through one writer task that commits
 whatever has queued up in a single transaction: a transaction costs ~0.5 ms of CPU through
 the async driver, a statement inside one ~0.05 ms, and under a burst of jobs the writes batch
@@ -20,13 +24,16 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 log = logging.getLogger(__name__)
@@ -165,6 +172,9 @@ class Store:
         self._all_guilds_loaded = False
         self._writes: deque[tuple[Write, asyncio.Future[Any]]] = deque()
         self._writer: asyncio.Task[None] | None = None
+        self._guild_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -222,6 +232,29 @@ class Store:
         while self._writer is not None and not self._writer.done():
             await asyncio.shield(self._writer)
 
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def _insert(self, table: sa.Table) -> Any:
+        """The dialect's INSERT, which has ``on_conflict_do_…`` (both dialects spell it alike)."""
+        return (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert(table)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction for read-then-write work; the caller commits, anything else rolls back.
+
+        On SQLite it is ``BEGIN IMMEDIATE``: a default (deferred) transaction takes the write
+        lock only at its first write, and one that read first then fails at once with "database
+        is locked" when another process wrote in between, instead of waiting; IMMEDIATE waits
+        (busy_timeout) at the start and then owns the database. On PostgreSQL the caller locks
+        what it reads (``FOR UPDATE``, advisory locks).
+        """
+        async with self.engine.connect() as conn:
+            if self.is_sqlite:
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
+
     # -- schema --------------------------------------------------------------------------
 
     async def migrate(self) -> int:
@@ -252,10 +285,13 @@ class Store:
         return row[0] if row else None
 
     async def set_meta(self, key: str, value: str) -> None:
+        """An upsert: UPDATE-then-INSERT let two processes both INSERT a new key on PostgreSQL."""
+        insert = self._insert(meta).values(key=key, value=value)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[meta.c.key], set_={"value": insert.excluded.value}
+        )
         async with self.engine.begin() as conn:
-            updated = await conn.execute(meta.update().where(meta.c.key == key).values(value=value))
-            if updated.rowcount == 0:
-                await conn.execute(meta.insert().values(key=key, value=value))
+            await conn.execute(upsert)
 
     # -- guild settings ------------------------------------------------------------------
 
@@ -302,32 +338,57 @@ class Store:
             blocked_words=tuple(str(w) for w in _json_list(row["blocked_words"]) or ()),
         )
 
-    async def update_guild(self, guild_id: int, **changes: Any) -> GuildSettings:
-        """Change some of a server's settings; returns the new settings."""
-        current = await self.guild(guild_id)
-        new = replace(current, **changes)
-        values = {
-            "default_model": new.default_model,
-            "allowed_models": None
-            if new.allowed_models is None
-            else json.dumps(list(new.allowed_models)),
-            "cooldown_seconds": new.cooldown_seconds,
-            "channels": json.dumps([str(c) for c in new.channels]),
-            "max_size": new.max_size,
-            "fallback_model": new.fallback_model,
-            "blocked_words": json.dumps(list(new.blocked_words)),
-            "updated_at": time.time(),
-        }
-        async with self.engine.begin() as conn:
-            updated = await conn.execute(
-                guild_settings.update()
-                .where(guild_settings.c.guild_id == guild_id)
-                .values(**values)
-            )
-            if updated.rowcount == 0:
-                await conn.execute(guild_settings.insert().values(guild_id=guild_id, **values))
+    async def change_guild(
+        self, guild_id: int, change: Callable[[GuildSettings], GuildSettings]
+    ) -> GuildSettings:
+        """Apply ``change`` to a server's settings as they are now; returns the new settings.
+
+        ``change`` gets the settings read inside the transaction, with the row locked (``FOR
+        UPDATE`` on PostgreSQL, the database on SQLite) and under a per-server lock here, so a
+        check against the current value sees the fresh value and concurrent changes, from
+        this process or another, all apply instead of overwriting each other. To refuse, raise:
+        nothing is written and the exception propagates. ``change`` must not do I/O (the row
+        is locked while it runs); it may be called with settings newer than the cache's.
+        """
+        async with self._guild_lock(guild_id), self._transaction() as conn:
+            row = await self._locked_guild_row(conn, guild_id)
+            if row is None:
+                # A new server: make the row to lock. A concurrent first write by another
+                # process makes this INSERT wait for its commit, and then do nothing.
+                await conn.execute(
+                    self._insert(guild_settings)
+                    .values(guild_id=guild_id)
+                    .on_conflict_do_nothing(index_elements=[guild_settings.c.guild_id])
+                )
+                row = await self._locked_guild_row(conn, guild_id)
+            current = self._guild_from_row(guild_id, row)
+            new = change(current)
+            if new != current:
+                await conn.execute(
+                    guild_settings.update()
+                    .where(guild_settings.c.guild_id == guild_id)
+                    .values(**_guild_values(new))
+                )
+                await conn.commit()  # otherwise rolled back: no row made for nothing
         self._guilds[guild_id] = new
         return new
+
+    async def update_guild(self, guild_id: int, **changes: Any) -> GuildSettings:
+        """Set some of a server's settings to fixed values (atomic, like ``change_guild``)."""
+        return await self.change_guild(guild_id, lambda current: replace(current, **changes))
+
+    def _guild_lock(self, guild_id: int) -> asyncio.Lock:
+        """This process's lock for one server (kept only while someone holds or awaits it)."""
+        lock = self._guild_locks.get(guild_id)
+        if lock is None:
+            lock = self._guild_locks[guild_id] = asyncio.Lock()
+        return lock
+
+    @staticmethod
+    async def _locked_guild_row(conn: AsyncConnection, guild_id: int) -> Any:
+        query = sa.select(guild_settings).where(guild_settings.c.guild_id == guild_id)
+        row = (await conn.execute(query.with_for_update())).first()
+        return row._mapping if row else None
 
     # -- jobs ----------------------------------------------------------------------------
 
@@ -367,6 +428,22 @@ class Store:
             query = query.where(jobs.c[key] == value)
         async with self.engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
+
+
+def _guild_values(settings: GuildSettings) -> dict[str, Any]:
+    """A server's settings as its row's values."""
+    return {
+        "default_model": settings.default_model,
+        "allowed_models": None
+        if settings.allowed_models is None
+        else json.dumps(list(settings.allowed_models)),
+        "cooldown_seconds": settings.cooldown_seconds,
+        "channels": json.dumps([str(c) for c in settings.channels]),
+        "max_size": settings.max_size,
+        "fallback_model": settings.fallback_model,
+        "blocked_words": json.dumps(list(settings.blocked_words)),
+        "updated_at": time.time(),
+    }
 
 
 _JOB_FIELDS = tuple(c.name for c in jobs.columns if c.name != "id")
