@@ -3,9 +3,11 @@
 All SQL lives here, written with SQLAlchemy Core so the same code runs on SQLite (the
 default, through aiosqlite) and PostgreSQL (``postgresql://`` through asyncpg). The schema is
 created and migrated by the bot itself: ``meta.schema_version`` records which of ``MIGRATIONS``
-have run. Per-server settings are cached in memory, so reading them costs no I/O on the
-interaction hot path: all of them are loaded at start-up, so a server without a row simply
-has the defaults.
+have run. A new database is made from the newest tables below and stamped the newest version;
+an older one runs the migrations it lacks, one process at a time.
+
+Per-server settings are cached in memory, so reading them costs no I/O on the interaction hot
+path: all of them are loaded at start-up, so a server without a row simply has the defaults.
 
 Settings change through ``change_guild``: a function of the current settings, applied to the
 row read (and locked) inside the transaction, under a per-server lock in this process; so two
@@ -26,7 +28,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -81,6 +83,10 @@ jobs = sa.Table(
     sa.Column("finished_at", sa.Float),
     sa.Index("ix_jobs_state", "state"),
 )
+job_ended_at = sa.func.coalesce(jobs.c.finished_at, jobs.c.created_at)
+"""When a job ended (or began, if it never recorded an end): what the retention purge compares,
+spelled as its index is so that the database uses the index."""
+sa.Index("ix_jobs_state_ended_at", jobs.c.state, job_ended_at)
 
 meta = sa.Table(
     "meta",
@@ -89,10 +95,35 @@ meta = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
-MIGRATIONS: list[Sequence[str]] = [
-    (),  # version 1: the tables above, created by metadata.create_all
+Migration = Callable[[AsyncConnection], Awaitable[None]]
+
+
+async def _index_jobs_by_end(conn: AsyncConnection) -> None:
+    """Version 2: ``ix_jobs_state_ended_at``, so purging old jobs does not scan the whole log.
+
+    State first: the purge asks for final states and an end before a time, and with the state
+    alone indexed too, SQLite's planner (without statistics) would pick the state index.
+    """
+    await conn.execute(
+        sa.text(
+            "CREATE INDEX ix_jobs_state_ended_at"
+            " ON jobs (state, (coalesce(finished_at, created_at)))"
+        )
+    )
+
+
+MIGRATIONS: list[Migration | None] = [
+    None,  # version 1: the first tables; never run, a new database starts at the newest
+    _index_jobs_by_end,  # version 2
 ]
-"""DDL to run for each schema version after the first, in order (append, never edit)."""
+"""``MIGRATIONS[v]`` takes the schema from version v to v + 1, so ``len(MIGRATIONS)`` is the
+newest version. Append, never edit. Each one gets the connection of the transaction it runs in
+and writes its DDL out in full (never from the live tables above, which are the newest schema),
+and the tables above change in the same commit, so a new database (made from them) and an
+upgraded one end up alike."""
+
+MIGRATION_LOCK = int.from_bytes(b"imgnschm", "big")
+"""PostgreSQL advisory lock key held while migrating: one process migrates, the others wait."""
 
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
@@ -258,23 +289,40 @@ class Store:
     # -- schema --------------------------------------------------------------------------
 
     async def migrate(self) -> int:
-        """Create the schema or bring it up to date; returns the schema version."""
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-            row = (
-                await conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version"))
-            ).first()
-            version = int(row[0]) if row else 0
-            if version == 0:
-                await conn.execute(meta.insert().values(key="schema_version", value="1"))
-                version = 1
-            while version < len(MIGRATIONS):
-                for statement in MIGRATIONS[version]:
-                    await conn.execute(sa.text(statement))
-                version += 1
+        """Create the schema or bring it up to date; returns the schema version.
+
+        A new database gets the newest tables and the newest version, and no migration runs;
+        an older one runs the migrations it lacks, in order. All of it is one transaction
+        (DDL is transactional on both databases: a failed migration leaves the old version)
+        that one process at a time may hold: PostgreSQL takes an advisory lock, SQLite
+        ``BEGIN IMMEDIATE``; a process that waited finds the work done.
+        """
+        newest = len(MIGRATIONS)
+        async with self._transaction() as conn:
+            if not self.is_sqlite:
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+            version = await conn.run_sync(_schema_version)
+            if version is None:
+                await conn.run_sync(metadata.create_all)
+                await conn.execute(meta.insert().values(key="schema_version", value=str(newest)))
+                version = newest
+            elif version > newest:
+                raise RuntimeError(
+                    f"the database's schema is version {version}, newer than this code's "
+                    f"{newest}: run the newer bot, or restore a backup"
+                )
+            elif version < newest:
+                while version < newest:
+                    migration = MIGRATIONS[version]
+                    if migration is None:
+                        raise RuntimeError(f"no migration to schema version {version + 1}")
+                    log.info("migrating the database to schema version %d", version + 1)
+                    await migration(conn)
+                    version += 1
                 await conn.execute(
                     meta.update().where(meta.c.key == "schema_version").values(value=str(version))
                 )
+            await conn.commit()
         return version
 
     # -- meta ----------------------------------------------------------------------------
@@ -455,6 +503,14 @@ MAX_BATCH = 256
 Write = Callable[[AsyncConnection], Awaitable[Any]]
 
 
+def _schema_version(conn: sa.Connection) -> int | None:
+    """The version stamped in ``meta``; None for a database the bot never set up."""
+    if not sa.inspect(conn).has_table(meta.name):
+        return None
+    row = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).first()
+    return int(row[0]) if row else None
+
+
 def _log_failure(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("a database write failed", exc_info=future.exception())
@@ -462,7 +518,7 @@ def _log_failure(future: asyncio.Future[Any]) -> None:
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=10000")  # first: switching to WAL may have to wait
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()

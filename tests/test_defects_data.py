@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from imagine.store import GuildSettings, Store
+import imagine.store as store_module
+from imagine.store import MIGRATIONS, GuildSettings, Store, async_url
 from tests.harness import MANAGE_GUILD, running_bot
 
 # -- item 7: settings changes are atomic ---------------------------------------------------
@@ -171,3 +173,214 @@ async def test_item07_refused_change_changes_nothing(database_url):
         assert [tuple(r) for r in rows] == [(2, 5)]
     finally:
         await store.close()
+
+
+# -- item 18: migrations -------------------------------------------------------------------
+
+V1 = sa.MetaData()
+"""The schema as version 1 shipped it: frozen here, never imported from the live metadata."""
+sa.Table(
+    "guild_settings", V1,
+    sa.Column("guild_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("default_model", sa.String(100)),
+    sa.Column("allowed_models", sa.Text),
+    sa.Column("cooldown_seconds", sa.Float, nullable=False, server_default="0"),
+    sa.Column("channels", sa.Text),
+    sa.Column("max_size", sa.Integer),
+    sa.Column("fallback_model", sa.String(100)),
+    sa.Column("blocked_words", sa.Text),
+    sa.Column("updated_at", sa.Float),
+)  # fmt: skip
+sa.Table(
+    "jobs", V1,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("guild_id", sa.BigInteger),
+    sa.Column("channel_id", sa.BigInteger),
+    sa.Column("source", sa.String(20), nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("seed", sa.BigInteger),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("application_id", sa.BigInteger),
+    sa.Column("interaction_token", sa.Text),
+    sa.Column("token_expires_at", sa.Float),
+    sa.Column("message_id", sa.BigInteger),
+    sa.Column("result_seed", sa.BigInteger),
+    sa.Column("result_model", sa.String(100)),
+    sa.Column("result_backend", sa.String(200)),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Index("ix_jobs_state", "state"),
+)  # fmt: skip
+sa.Table(
+    "meta", V1,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)  # fmt: skip
+
+
+async def _make_version_1(url: str) -> None:
+    """A database as a version-1 bot left it, with a server's settings and a finished job."""
+    engine = create_async_engine(async_url(url))
+    if url.startswith("sqlite"):
+        from pathlib import Path
+
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    async with engine.begin() as conn:
+        await conn.run_sync(V1.create_all)
+        await conn.execute(V1.tables["meta"].insert().values(key="schema_version", value="1"))
+        await conn.execute(
+            V1.tables["guild_settings"].insert().values(
+                guild_id=42, default_model="flux-dev", cooldown_seconds=3, channels='["9"]',
+            )
+        )  # fmt: skip
+        await conn.execute(
+            V1.tables["jobs"].insert().values(
+                user_id=5, source="slash", prompt="a fern", model="flux", width=512,
+                height=512, state="done", created_at=1000.0, finished_at=1010.0,
+            )
+        )  # fmt: skip
+    await engine.dispose()
+
+
+async def _schema(store: Store) -> dict[str, Any]:
+    """Each table's columns (name, type, nullable) and index names, as the database has them."""
+
+    def inspect(conn) -> dict[str, Any]:
+        inspector = sa.inspect(conn)
+        if conn.dialect.name == "sqlite":  # its reflection skips expression indexes
+            listed = "SELECT tbl_name, name FROM sqlite_master WHERE type = 'index'"
+        else:
+            listed = "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = 'public'"
+        indexes: dict[str, list[str]] = {}
+        for table, name in conn.execute(sa.text(listed)):
+            indexes.setdefault(table, []).append(name)
+        return {
+            table: (
+                sorted(
+                    (c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)
+                ),
+                sorted(indexes.get(table, [])),
+            )
+            for table in sorted(inspector.get_table_names())
+        }
+
+    async with store.engine.connect() as conn:
+        return await conn.run_sync(inspect)
+
+
+@pytest.fixture
+def counted_migrations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    monkeypatch.setattr(store_module, "MIGRATIONS", list(MIGRATIONS))
+    calls: list[int] = []
+    _counting_in(store_module.MIGRATIONS, calls)
+    return calls
+
+
+def _counting_in(migrations: list, calls: list[int]) -> None:
+    for index, migration in enumerate(migrations):
+        if migration is None:
+            continue
+
+        async def counted(conn: AsyncConnection, _m=migration, _i=index) -> None:
+            calls.append(_i + 1)
+            await _m(conn)
+
+        migrations[index] = counted
+
+
+async def test_item18_there_is_a_real_migration():
+    assert len(MIGRATIONS) >= 2
+    assert all(callable(m) for m in MIGRATIONS[1:])
+
+
+async def test_item18_fresh_install_is_stamped_newest_without_migrations(
+    database_url, counted_migrations
+):
+    store = await Store.open(database_url)
+    try:
+        assert await store.get_meta("schema_version") == str(len(MIGRATIONS))
+        assert counted_migrations == []
+        assert await store.migrate() == len(MIGRATIONS)
+        assert counted_migrations == []
+        assert "ix_jobs_state_ended_at" in (await _schema(store))["jobs"][1]
+    finally:
+        await store.close()
+
+
+async def test_item18_version_1_database_is_upgraded_and_keeps_its_data(
+    database_url, counted_migrations
+):
+    await _make_version_1(database_url)
+    store = await Store.open(database_url)
+    try:
+        assert await store.get_meta("schema_version") == str(len(MIGRATIONS))
+        assert counted_migrations == list(range(2, len(MIGRATIONS) + 1))
+        assert "ix_jobs_state_ended_at" in (await _schema(store))["jobs"][1]
+        settings = await store.guild(42)
+        assert (settings.default_model, settings.cooldown_seconds, settings.channels) == (
+            "flux-dev", 3, (9,),
+        )  # fmt: skip
+        job = await store.job(1)
+        assert (job.prompt, job.state, job.finished_at) == ("a fern", "done", 1010.0)
+    finally:
+        await store.close()
+
+
+async def test_item18_upgraded_and_fresh_schemas_match(database_url, request, tmp_path):
+    """Both paths give the same tables, columns and indexes (on the same kind of database)."""
+    await _make_version_1(database_url)
+    upgraded_store = await Store.open(database_url)
+    upgraded = await _schema(upgraded_store)
+    await upgraded_store.close()
+    assert "ix_jobs_state_ended_at" in upgraded["jobs"][1]
+    if database_url.startswith("sqlite"):
+        fresh_url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    else:
+        server = request.getfixturevalue("postgres_server")
+        fresh_url = server.create_database()
+        request.addfinalizer(lambda: server.drop_database(fresh_url))
+    fresh_store = await Store.open(fresh_url)
+    try:
+        assert await _schema(fresh_store) == upgraded
+    finally:
+        await fresh_store.close()
+
+
+async def test_item18_two_processes_upgrading_at_once(database_url, counted_migrations):
+    await _make_version_1(database_url)
+    stores = await asyncio.gather(Store.open(database_url), Store.open(database_url))
+    try:
+        assert counted_migrations == list(range(2, len(MIGRATIONS) + 1))  # once, not twice
+        assert "ix_jobs_state_ended_at" in (await _schema(stores[0]))["jobs"][1]
+        for store in stores:
+            assert await store.get_meta("schema_version") == str(len(MIGRATIONS))
+            assert (await store.guild(42)).default_model == "flux-dev"
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_item18_two_processes_creating_a_fresh_database_at_once(
+    database_url, counted_migrations
+):
+    stores = await asyncio.gather(*(Store.open(database_url) for _ in range(3)))
+    try:
+        assert counted_migrations == []
+        assert [await s.get_meta("schema_version") for s in stores] == [str(len(MIGRATIONS))] * 3
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_item18_newer_schema_than_the_code_is_refused(database_url):
+    store = await Store.open(database_url)
+    await store.set_meta("schema_version", str(len(MIGRATIONS) + 1))
+    await store.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        await Store.open(database_url)
