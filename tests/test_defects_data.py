@@ -384,3 +384,103 @@ async def test_item18_newer_schema_than_the_code_is_refused(database_url):
     await store.close()
     with pytest.raises(RuntimeError, match="newer"):
         await Store.open(database_url)
+
+
+# -- item 19: retention and tokens ----------------------------------------------------------
+
+NOW = 1_700_000_000.0
+DAY = 86400.0
+
+
+async def _job(store: Store, state: str, created: float, finished: float | None, **extra):
+    job = await store.create_job(
+        user_id=1, guild_id=None, channel_id=2, source="dm", prompt=state, model="flux",
+        width=512, height=512, seed=None, state=state, created_at=created,
+        finished_at=finished, **extra,
+    )  # fmt: skip
+    return job.id
+
+
+async def test_item19_purge_deletes_only_old_final_jobs(database_url):
+    store = await Store.open(database_url)
+    try:
+        old, recent = NOW - 40 * DAY, NOW - 2 * DAY
+        gone = [await _job(store, state, old - DAY, old) for state in store_module.FINAL_STATES]
+        gone.append(await _job(store, "interrupted", old, None))  # no finished_at: created_at
+        kept = [
+            await _job(store, "queued", old, None),  # active, however old
+            await _job(store, "running", old, None),
+            await _job(store, "done", old, recent),  # finished recently
+            await _job(store, "failed", recent, None),
+            await _job(store, "cancelled", recent - DAY, recent),
+        ]
+        assert await store.purge_jobs(NOW - 30 * DAY) == len(gone)
+        for job_id in gone:
+            assert await store.job(job_id) is None
+        for job_id in kept:
+            assert await store.job(job_id) is not None
+        assert await store.purge_jobs(NOW - 30 * DAY) == 0
+    finally:
+        await store.close()
+
+
+async def test_item19_clear_stale_tokens_clears_only_final_or_expired(database_url):
+    store = await Store.open(database_url)
+    try:
+        live = {"interaction_token": "tok-live", "token_expires_at": NOW + 600}
+        expired = {"interaction_token": "tok-old", "token_expires_at": NOW - 1}
+        cleared = [
+            await _job(store, "done", NOW - 60, NOW - 30, **live),  # final: token useless now
+            await _job(store, "interrupted", NOW - 60, NOW - 30, **live),
+            await _job(store, "running", NOW - 900, None, **expired),  # expired
+            await _job(store, "failed", NOW - 900, NOW - 800, **expired),
+        ]
+        # A token without a recorded expiry lasts 15 minutes from the job's creation.
+        cleared.append(await _job(store, "running", NOW - 16 * 60, None, interaction_token="t"))
+        kept = [
+            await _job(store, "running", NOW - 60, None, **live),
+            await _job(store, "queued", NOW - 10, None, **live),
+            await _job(store, "queued", NOW - 14 * 60, None, interaction_token="tok-live"),
+        ]
+        untouched = await _job(store, "done", NOW - 60, NOW - 30)  # never had a token
+        assert await store.clear_stale_tokens(NOW) == len(cleared)
+        for job_id in cleared:
+            job = await store.job(job_id)
+            assert job.interaction_token is None and job.state in (
+                "done", "interrupted", "running", "failed",
+            )  # fmt: skip
+        for job_id in kept:
+            assert (await store.job(job_id)).interaction_token == "tok-live"
+        assert (await store.job(untouched)).interaction_token is None
+        assert await store.clear_stale_tokens(NOW) == 0
+    finally:
+        await store.close()
+
+
+async def test_item19_purge_goes_in_batches(database_url, monkeypatch):
+    monkeypatch.setattr(store_module, "PURGE_BATCH", 3)
+    store = await Store.open(database_url)
+    try:
+        for _ in range(7):
+            await _job(store, "done", NOW - 50 * DAY, NOW - 50 * DAY)
+        kept = await _job(store, "done", NOW, NOW)
+        assert await store.purge_jobs(NOW - DAY) == 7
+        assert await store.count_jobs() == 1 and await store.job(kept) is not None
+    finally:
+        await store.close()
+
+
+async def test_item19_purge_looks_up_the_index(tmp_path):
+    """The purge's condition is spelled as the index is, so SQLite searches rather than scans."""
+    store = await Store.open(f"sqlite:///{tmp_path / 'bot.db'}")
+    try:
+        query = sa.select(store_module.jobs.c.id).where(
+            store_module.jobs.c.state.in_(store_module.FINAL_STATES),
+            store_module.job_ended_at < NOW,
+        )
+        sql = query.compile(store.engine, compile_kwargs={"literal_binds": True})
+        async with store.engine.connect() as conn:
+            plan = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")).all()
+        assert "USING INDEX ix_jobs_state_ended_at" in str(plan), plan
+    finally:
+        await store.close()
