@@ -3,11 +3,18 @@
 Discord hides the group from others by default (``default_permissions``), and every command
 checks the member's permissions again here, so a changed default in the server's
 integration settings cannot let anyone else change anything.
+
+Every change is a function of the server's current settings, applied by the store inside its
+lock and transaction (``Store.change_guild``): two admins changing one list at once both keep
+their change, and checks against the current value (the blocked-word limit, the default model
+among the allowed ones) see the fresh value. A refusal raises ``Refused``, which writes nothing.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -27,6 +34,10 @@ log = logging.getLogger(__name__)
 
 NONE = "none"
 MAX_BLOCKED_WORDS = 200
+
+
+class Refused(Exception):
+    """Raised by a change function: nothing changes and the admin is told why."""
 
 
 async def say(interaction: discord.Interaction, text: str) -> None:
@@ -69,8 +80,21 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
             return False
         return True
 
-    async def update(self, interaction: discord.Interaction, **changes) -> GuildSettings:
-        return await self.bot.store.update_guild(interaction.guild_id, **changes)
+    async def change(
+        self,
+        interaction: discord.Interaction,
+        change: Callable[[GuildSettings], GuildSettings],
+    ) -> GuildSettings | None:
+        """Apply ``change`` atomically; on ``Refused``, tell the admin and return None."""
+        try:
+            return await self.bot.store.change_guild(interaction.guild_id, change)
+        except Refused as exc:
+            await say(interaction, str(exc))
+            return None
+
+    async def update(self, interaction: discord.Interaction, **values) -> GuildSettings | None:
+        """Set fixed values (no check against the current ones)."""
+        return await self.change(interaction, lambda current: replace(current, **values))
 
     def model_name(self, name: str) -> str:
         return self.bot.engine.resolve_model(name)
@@ -105,12 +129,14 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         except BadInput as exc:
             await say(interaction, str(exc))
             return
-        settings = await self.bot.store.guild(interaction.guild_id)
-        if settings.allowed_models is not None and name not in settings.allowed_models:
-            await say(interaction, f"{name} is not among the models members may pick here.")
-            return
-        await self.update(interaction, default_model=name)
-        await say(interaction, f"The default model here is now **{name}**.")
+
+        def set_default(current: GuildSettings) -> GuildSettings:
+            if current.allowed_models is not None and name not in current.allowed_models:
+                raise Refused(f"{name} is not among the models members may pick here.")
+            return replace(current, default_model=name)
+
+        if await self.change(interaction, set_default) is not None:
+            await say(interaction, f"The default model here is now **{name}**.")
 
     @model.autocomplete("model")
     async def model_autocomplete(self, interaction: discord.Interaction, current: str):
@@ -122,8 +148,8 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         self, interaction: discord.Interaction, models: app_commands.Range[str, 1, 500]
     ) -> None:
         if models.strip().casefold() == "all":
-            await self.update(interaction, allowed_models=None)
-            await say(interaction, "Members may pick **every** model.")
+            if await self.update(interaction, allowed_models=None) is not None:
+                await say(interaction, "Members may pick **every** model.")
             return
         try:
             names = list(dict.fromkeys(self.model_name(n) for n in models.split(",") if n.strip()))
@@ -133,14 +159,22 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         if not names:
             await say(interaction, "Name at least one model, or 'all'.")
             return
-        settings = await self.bot.store.guild(interaction.guild_id)
-        changes: dict = {"allowed_models": tuple(names)}
-        if settings.default_model and settings.default_model not in names:
-            changes["default_model"] = names[0]
-        new = await self.update(interaction, **changes)
+        moved: list[str] = []
+
+        def set_allowed(current: GuildSettings) -> GuildSettings:
+            """The default model must stay among the allowed ones: the first one if not."""
+            moved.clear()
+            default = current.default_model
+            if default and default not in names:
+                default = names[0]
+                moved.append(default)
+            return replace(current, allowed_models=tuple(names), default_model=default)
+
+        if await self.change(interaction, set_allowed) is None:
+            return
         text = f"Members may pick: **{', '.join(names)}**."
-        if "default_model" in changes:
-            text += f" The default model is now **{new.default_model}**."
+        if moved:
+            text += f" The default model is now **{moved[0]}**."
         await say(interaction, text)
 
     @app_commands.command(name="cooldown", description="Seconds each member waits between images")
@@ -148,8 +182,8 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
     async def cooldown(
         self, interaction: discord.Interaction, seconds: app_commands.Range[float, 0, 86400]
     ) -> None:
-        await self.update(interaction, cooldown_seconds=float(seconds))
-        await say(interaction, f"Cooldown set to **{seconds:g}s** per member.")
+        if await self.update(interaction, cooldown_seconds=float(seconds)) is not None:
+            await say(interaction, f"Cooldown set to **{seconds:g}s** per member.")
 
     @app_commands.command(name="channels", description="Where /imagine works (empty: everywhere)")
     @app_commands.describe(action="add, remove or clear", channel="The channel to add or remove")
@@ -166,18 +200,23 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         action: app_commands.Choice[str],
         channel: discord.TextChannel | discord.Thread | None = None,
     ) -> None:
-        settings = await self.bot.store.guild(interaction.guild_id)
-        current = list(settings.channels)
-        if action.value == "clear":
-            current = []
-        elif channel is None:
+        if action.value != "clear" and channel is None:
             await say(interaction, f"Name the channel to {action.value}.")
             return
-        elif action.value == "add" and channel.id not in current:
-            current.append(channel.id)
-        elif action.value == "remove" and channel.id in current:
-            current.remove(channel.id)
-        new = await self.update(interaction, channels=tuple(current))
+
+        def edit_channels(current: GuildSettings) -> GuildSettings:
+            channels = list(current.channels)
+            if action.value == "clear":
+                channels = []
+            elif action.value == "add" and channel.id not in channels:
+                channels.append(channel.id)
+            elif action.value == "remove" and channel.id in channels:
+                channels.remove(channel.id)
+            return replace(current, channels=tuple(channels))
+
+        new = await self.change(interaction, edit_channels)
+        if new is None:
+            return
         where = ", ".join(f"<#{c}>" for c in new.channels) or "every channel"
         await say(interaction, f"/imagine now works in {where}.")
 
@@ -186,23 +225,23 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
     async def max_size(
         self, interaction: discord.Interaction, pixels: app_commands.Range[int, 32, MAX_SIDE]
     ) -> None:
-        await self.update(interaction, max_size=int(pixels))
-        await say(interaction, f"Members may ask for up to **{pixels}×{pixels}** pixels.")
+        if await self.update(interaction, max_size=int(pixels)) is not None:
+            await say(interaction, f"Members may ask for up to **{pixels}×{pixels}** pixels.")
 
     @app_commands.command(name="fallback", description="The model a failed job falls back to")
     @app_commands.describe(model="A model name, or 'none'")
     async def fallback(self, interaction: discord.Interaction, model: str) -> None:
         if model.strip().casefold() == NONE:
-            await self.update(interaction, fallback_model=None)
-            await say(interaction, "No fallback model for this server.")
+            if await self.update(interaction, fallback_model=None) is not None:
+                await say(interaction, "No fallback model for this server.")
             return
         try:
             name = self.model_name(model)
         except BadInput as exc:
             await say(interaction, str(exc))
             return
-        await self.update(interaction, fallback_model=name)
-        await say(interaction, f"Failed jobs here fall back to **{name}**.")
+        if await self.update(interaction, fallback_model=name) is not None:
+            await say(interaction, f"Failed jobs here fall back to **{name}**.")
 
     @fallback.autocomplete("model")
     async def fallback_autocomplete(self, interaction: discord.Interaction, current: str):
@@ -222,28 +261,36 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         action: app_commands.Choice[str],
         words: app_commands.Range[str, 1, 1000] | None = None,
     ) -> None:
-        settings = await self.bot.store.guild(interaction.guild_id)
-        current = list(settings.blocked_words)
         given = [w.strip() for w in (words or "").split(",") if w.strip()]
         if action.value == "list":
-            listed = ", ".join(f"`{w}`" for w in current) or "none"
+            settings = await self.bot.store.guild(interaction.guild_id)
+            listed = ", ".join(f"`{w}`" for w in settings.blocked_words) or "none"
             await say(interaction, f"Blocked words: {listed}"[:2000])
             return
-        if action.value == "clear":
-            current = []
-        elif not given:
+        if action.value != "clear" and not given:
             await say(interaction, f"Name the words to {action.value}, separated by commas.")
             return
-        elif action.value == "add":
-            current += [w for w in given if w.casefold() not in {c.casefold() for c in current}]
-        else:
-            drop = {w.casefold() for w in given}
-            current = [w for w in current if w.casefold() not in drop]
-        if len(current) > MAX_BLOCKED_WORDS:
-            await say(interaction, f"At most {MAX_BLOCKED_WORDS} blocked words; nothing changed.")
-            return
-        await self.update(interaction, blocked_words=tuple(current))
-        await say(interaction, f"{len(current)} blocked word(s) now.")
+
+        def edit_words(current: GuildSettings) -> GuildSettings:
+            blocked = list(current.blocked_words)
+            if action.value == "clear":
+                blocked = []
+            elif action.value == "add":
+                known = {w.casefold() for w in blocked}
+                for word in given:
+                    if word.casefold() not in known:
+                        known.add(word.casefold())
+                        blocked.append(word)
+            else:
+                drop = {w.casefold() for w in given}
+                blocked = [w for w in blocked if w.casefold() not in drop]
+            if len(blocked) > MAX_BLOCKED_WORDS:
+                raise Refused(f"At most {MAX_BLOCKED_WORDS} blocked words; nothing changed.")
+            return replace(current, blocked_words=tuple(blocked))
+
+        new = await self.change(interaction, edit_words)
+        if new is not None:
+            await say(interaction, f"{len(new.blocked_words)} blocked word(s) now.")
 
 
 async def setup(bot: ImagineBot) -> None:

@@ -3,9 +3,15 @@
 All SQL lives here, written with SQLAlchemy Core so the same code runs on SQLite (the
 default, through aiosqlite) and PostgreSQL (``postgresql://`` through asyncpg). The schema is
 created and migrated by the bot itself: ``meta.schema_version`` records which of ``MIGRATIONS``
-have run. Per-server settings are cached in memory, so reading them costs no I/O on the
-interaction hot path: all of them are loaded at start-up, so a server without a row simply
-has the defaults.
+have run. A new database is made from the newest tables below and stamped the newest version;
+an older one runs the migrations it lacks, one process at a time.
+
+Per-server settings are cached in memory, so reading them costs no I/O on the interaction hot
+path: all of them are loaded at start-up, so a server without a row simply has the defaults.
+
+Settings change through ``change_guild``: a function of the current settings, applied to the
+row read (and locked) inside the transaction, under a per-server lock in this process; so two
+admins, or two processes, changing one server at once both keep their change.
 
 SQLite runs in WAL mode on one connection. Writes go through one writer task that commits
 whatever has queued up in a single transaction: a transaction costs ~0.5 ms of CPU through
@@ -20,13 +26,16 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 log = logging.getLogger(__name__)
@@ -74,6 +83,10 @@ jobs = sa.Table(
     sa.Column("finished_at", sa.Float),
     sa.Index("ix_jobs_state", "state"),
 )
+job_ended_at = sa.func.coalesce(jobs.c.finished_at, jobs.c.created_at)
+"""When a job ended (or began, if it never recorded an end): what the retention purge compares,
+spelled as its index is so that the database uses the index."""
+sa.Index("ix_jobs_state_ended_at", jobs.c.state, job_ended_at)
 
 meta = sa.Table(
     "meta",
@@ -82,13 +95,42 @@ meta = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
-MIGRATIONS: list[Sequence[str]] = [
-    (),  # version 1: the tables above, created by metadata.create_all
+Migration = Callable[[AsyncConnection], Awaitable[None]]
+
+
+async def _index_jobs_by_end(conn: AsyncConnection) -> None:
+    """Version 2: ``ix_jobs_state_ended_at``, so purging old jobs does not scan the whole log.
+
+    State first: the purge asks for final states and an end before a time, and with the state
+    alone indexed too, SQLite's planner (without statistics) would pick the state index.
+    """
+    await conn.execute(
+        sa.text(
+            "CREATE INDEX ix_jobs_state_ended_at"
+            " ON jobs (state, (coalesce(finished_at, created_at)))"
+        )
+    )
+
+
+MIGRATIONS: list[Migration | None] = [
+    None,  # version 1: the first tables; never run, a new database starts at the newest
+    _index_jobs_by_end,  # version 2
 ]
-"""DDL to run for each schema version after the first, in order (append, never edit)."""
+"""``MIGRATIONS[v]`` takes the schema from version v to v + 1, so ``len(MIGRATIONS)`` is the
+newest version. Append, never edit. Each one gets the connection of the transaction it runs in
+and writes its DDL out in full (never from the live tables above, which are the newest schema),
+and the tables above change in the same commit, so a new database (made from them) and an
+upgraded one end up alike."""
+
+MIGRATION_LOCK = int.from_bytes(b"imgnschm", "big")
+"""PostgreSQL advisory lock key held while migrating: one process migrates, the others wait."""
 
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
+TOKEN_LIFETIME = 15 * 60
+"""Discord honours an interaction token for 15 minutes."""
+PURGE_BATCH = 1000
+"""Jobs deleted per transaction: a first purge of a long log must not hold up job writes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +207,9 @@ class Store:
         self._all_guilds_loaded = False
         self._writes: deque[tuple[Write, asyncio.Future[Any]]] = deque()
         self._writer: asyncio.Task[None] | None = None
+        self._guild_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -222,26 +267,66 @@ class Store:
         while self._writer is not None and not self._writer.done():
             await asyncio.shield(self._writer)
 
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def _insert(self, table: sa.Table) -> Any:
+        """The dialect's INSERT, which has ``on_conflict_do_…`` (both dialects spell it alike)."""
+        return (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert(table)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction for read-then-write work; the caller commits, anything else rolls back.
+
+        On SQLite it is ``BEGIN IMMEDIATE``: a default (deferred) transaction takes the write
+        lock only at its first write, and one that read first then fails at once with "database
+        is locked" when another process wrote in between, instead of waiting; IMMEDIATE waits
+        (busy_timeout) at the start and then owns the database. On PostgreSQL the caller locks
+        what it reads (``FOR UPDATE``, advisory locks).
+        """
+        async with self.engine.connect() as conn:
+            if self.is_sqlite:
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
+
     # -- schema --------------------------------------------------------------------------
 
     async def migrate(self) -> int:
-        """Create the schema or bring it up to date; returns the schema version."""
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-            row = (
-                await conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version"))
-            ).first()
-            version = int(row[0]) if row else 0
-            if version == 0:
-                await conn.execute(meta.insert().values(key="schema_version", value="1"))
-                version = 1
-            while version < len(MIGRATIONS):
-                for statement in MIGRATIONS[version]:
-                    await conn.execute(sa.text(statement))
-                version += 1
+        """Create the schema or bring it up to date; returns the schema version.
+
+        A new database gets the newest tables and the newest version, and no migration runs;
+        an older one runs the migrations it lacks, in order. All of it is one transaction
+        (DDL is transactional on both databases: a failed migration leaves the old version)
+        that one process at a time may hold: PostgreSQL takes an advisory lock, SQLite
+        ``BEGIN IMMEDIATE``; a process that waited finds the work done.
+        """
+        newest = len(MIGRATIONS)
+        async with self._transaction() as conn:
+            if not self.is_sqlite:
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+            version = await conn.run_sync(_schema_version)
+            if version is None:
+                await conn.run_sync(metadata.create_all)
+                await conn.execute(meta.insert().values(key="schema_version", value=str(newest)))
+                version = newest
+            elif version > newest:
+                raise RuntimeError(
+                    f"the database's schema is version {version}, newer than this code's "
+                    f"{newest}: run the newer bot, or restore a backup"
+                )
+            elif version < newest:
+                while version < newest:
+                    migration = MIGRATIONS[version]
+                    if migration is None:
+                        raise RuntimeError(f"no migration to schema version {version + 1}")
+                    log.info("migrating the database to schema version %d", version + 1)
+                    await migration(conn)
+                    version += 1
                 await conn.execute(
                     meta.update().where(meta.c.key == "schema_version").values(value=str(version))
                 )
+            await conn.commit()
         return version
 
     # -- meta ----------------------------------------------------------------------------
@@ -252,10 +337,13 @@ class Store:
         return row[0] if row else None
 
     async def set_meta(self, key: str, value: str) -> None:
+        """An upsert: UPDATE-then-INSERT let two processes both INSERT a new key on PostgreSQL."""
+        insert = self._insert(meta).values(key=key, value=value)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[meta.c.key], set_={"value": insert.excluded.value}
+        )
         async with self.engine.begin() as conn:
-            updated = await conn.execute(meta.update().where(meta.c.key == key).values(value=value))
-            if updated.rowcount == 0:
-                await conn.execute(meta.insert().values(key=key, value=value))
+            await conn.execute(upsert)
 
     # -- guild settings ------------------------------------------------------------------
 
@@ -302,32 +390,57 @@ class Store:
             blocked_words=tuple(str(w) for w in _json_list(row["blocked_words"]) or ()),
         )
 
-    async def update_guild(self, guild_id: int, **changes: Any) -> GuildSettings:
-        """Change some of a server's settings; returns the new settings."""
-        current = await self.guild(guild_id)
-        new = replace(current, **changes)
-        values = {
-            "default_model": new.default_model,
-            "allowed_models": None
-            if new.allowed_models is None
-            else json.dumps(list(new.allowed_models)),
-            "cooldown_seconds": new.cooldown_seconds,
-            "channels": json.dumps([str(c) for c in new.channels]),
-            "max_size": new.max_size,
-            "fallback_model": new.fallback_model,
-            "blocked_words": json.dumps(list(new.blocked_words)),
-            "updated_at": time.time(),
-        }
-        async with self.engine.begin() as conn:
-            updated = await conn.execute(
-                guild_settings.update()
-                .where(guild_settings.c.guild_id == guild_id)
-                .values(**values)
-            )
-            if updated.rowcount == 0:
-                await conn.execute(guild_settings.insert().values(guild_id=guild_id, **values))
+    async def change_guild(
+        self, guild_id: int, change: Callable[[GuildSettings], GuildSettings]
+    ) -> GuildSettings:
+        """Apply ``change`` to a server's settings as they are now; returns the new settings.
+
+        ``change`` gets the settings read inside the transaction, with the row locked (``FOR
+        UPDATE`` on PostgreSQL, the database on SQLite) and under a per-server lock here, so a
+        check against the current value sees the fresh value and concurrent changes, from
+        this process or another, all apply instead of overwriting each other. To refuse, raise:
+        nothing is written and the exception propagates. ``change`` must not do I/O (the row
+        is locked while it runs); it may be called with settings newer than the cache's.
+        """
+        async with self._guild_lock(guild_id), self._transaction() as conn:
+            row = await self._locked_guild_row(conn, guild_id)
+            if row is None:
+                # A new server: make the row to lock. A concurrent first write by another
+                # process makes this INSERT wait for its commit, and then do nothing.
+                await conn.execute(
+                    self._insert(guild_settings)
+                    .values(guild_id=guild_id)
+                    .on_conflict_do_nothing(index_elements=[guild_settings.c.guild_id])
+                )
+                row = await self._locked_guild_row(conn, guild_id)
+            current = self._guild_from_row(guild_id, row)
+            new = change(current)
+            if new != current:
+                await conn.execute(
+                    guild_settings.update()
+                    .where(guild_settings.c.guild_id == guild_id)
+                    .values(**_guild_values(new))
+                )
+                await conn.commit()  # otherwise rolled back: no row made for nothing
         self._guilds[guild_id] = new
         return new
+
+    async def update_guild(self, guild_id: int, **changes: Any) -> GuildSettings:
+        """Set some of a server's settings to fixed values (atomic, like ``change_guild``)."""
+        return await self.change_guild(guild_id, lambda current: replace(current, **changes))
+
+    def _guild_lock(self, guild_id: int) -> asyncio.Lock:
+        """This process's lock for one server (kept only while someone holds or awaits it)."""
+        lock = self._guild_locks.get(guild_id)
+        if lock is None:
+            lock = self._guild_locks[guild_id] = asyncio.Lock()
+        return lock
+
+    @staticmethod
+    async def _locked_guild_row(conn: AsyncConnection, guild_id: int) -> Any:
+        query = sa.select(guild_settings).where(guild_settings.c.guild_id == guild_id)
+        row = (await conn.execute(query.with_for_update())).first()
+        return row._mapping if row else None
 
     # -- jobs ----------------------------------------------------------------------------
 
@@ -361,12 +474,79 @@ class Store:
             )
             return [JobRecord(**row._mapping) for row in rows]
 
+    async def purge_jobs(self, older_than: float) -> int:
+        """Delete jobs that ended before ``older_than`` (epoch seconds); returns how many.
+
+        Only jobs in a final state (done, failed, cancelled, interrupted) go, and a job's end
+        is its ``finished_at`` or, when it never recorded one, its ``created_at``. Deletes go
+        in batches through the writer, so job writes keep flowing during a long first purge.
+        Retention is the caller's choice: with ``JOB_RETENTION_DAYS`` = N, pass
+        ``now - N * 86400``; N = 0 means keep forever, so then do not call this at all.
+        """
+        doomed = (
+            sa.select(jobs.c.id)
+            .where(jobs.c.state.in_(FINAL_STATES), job_ended_at < older_than)
+            .limit(PURGE_BATCH)
+            .scalar_subquery()
+        )
+        statement = jobs.delete().where(jobs.c.id.in_(doomed))
+
+        async def delete(conn: AsyncConnection) -> int:
+            return (await conn.execute(statement)).rowcount
+
+        total = 0
+        while True:
+            deleted = await self._write(delete)
+            total += deleted
+            if deleted < PURGE_BATCH:
+                return total
+
+    async def clear_stale_tokens(self, now: float) -> int:
+        """Forget interaction tokens nobody can use any more; returns how many rows changed.
+
+        A token goes when its job is in a final state or the token has expired
+        (``token_expires_at``, else ``created_at`` + 15 minutes, before ``now``). The runner
+        clears a job's token when it ends; this is the safety net for a process that died in
+        between, so that the log never keeps live secrets longer than they are useful. Run it
+        after start-up recovery, which still uses the tokens of jobs left active.
+        """
+        expires_at = sa.func.coalesce(jobs.c.token_expires_at, jobs.c.created_at + TOKEN_LIFETIME)
+        statement = (
+            jobs.update()
+            .where(
+                jobs.c.interaction_token.is_not(None),
+                sa.or_(jobs.c.state.in_(FINAL_STATES), expires_at < now),
+            )
+            .values(interaction_token=None)
+        )
+
+        async def clear(conn: AsyncConnection) -> int:
+            return (await conn.execute(statement)).rowcount
+
+        return await self._write(clear)
+
     async def count_jobs(self, **where: Any) -> int:
         query = sa.select(sa.func.count()).select_from(jobs)
         for key, value in where.items():
             query = query.where(jobs.c[key] == value)
         async with self.engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
+
+
+def _guild_values(settings: GuildSettings) -> dict[str, Any]:
+    """A server's settings as its row's values."""
+    return {
+        "default_model": settings.default_model,
+        "allowed_models": None
+        if settings.allowed_models is None
+        else json.dumps(list(settings.allowed_models)),
+        "cooldown_seconds": settings.cooldown_seconds,
+        "channels": json.dumps([str(c) for c in settings.channels]),
+        "max_size": settings.max_size,
+        "fallback_model": settings.fallback_model,
+        "blocked_words": json.dumps(list(settings.blocked_words)),
+        "updated_at": time.time(),
+    }
 
 
 _JOB_FIELDS = tuple(c.name for c in jobs.columns if c.name != "id")
@@ -378,6 +558,14 @@ MAX_BATCH = 256
 Write = Callable[[AsyncConnection], Awaitable[Any]]
 
 
+def _schema_version(conn: sa.Connection) -> int | None:
+    """The version stamped in ``meta``; None for a database the bot never set up."""
+    if not sa.inspect(conn).has_table(meta.name):
+        return None
+    row = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).first()
+    return int(row[0]) if row else None
+
+
 def _log_failure(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("a database write failed", exc_info=future.exception())
@@ -385,7 +573,7 @@ def _log_failure(future: asyncio.Future[Any]) -> None:
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=10000")  # first: switching to WAL may have to wait
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()

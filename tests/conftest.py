@@ -1,4 +1,5 @@
-"""Shared fixtures: a local fake of the Spaces and an engine pointed at it.
+"""Shared fixtures: a local fake of the Spaces, an engine pointed at it, and databases
+(SQLite files and a throwaway PostgreSQL server, from tests/postgres.py).
 
 Nothing here reaches the internet: every URL the engine is given lives on 127.0.0.1.
 """
@@ -14,6 +15,7 @@ import pytest
 from imagine.engine import Engine
 from imagine.settings import Settings
 from tests.fakes.space import FakeSpace
+from tests.postgres import database_url, postgres_server, postgres_url  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

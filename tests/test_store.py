@@ -1,8 +1,11 @@
-"""The store: schema creation and migration, settings per server, the job log."""
+"""The store: schema creation and migration, settings per server, the job log.
+
+Each test taking ``database_url`` runs on SQLite and on PostgreSQL (tests/postgres.py).
+"""
 
 import sqlalchemy as sa
 
-from imagine.store import Store, async_url
+from imagine.store import MIGRATIONS, Store, async_url
 
 
 def test_urls_map_to_async_drivers():
@@ -10,8 +13,8 @@ def test_urls_map_to_async_drivers():
     assert async_url("postgresql://u:p@h/db") == "postgresql+asyncpg://u:p@h/db"
 
 
-async def test_settings_per_server_survive_reopening(tmp_path):
-    url = f"sqlite:///{tmp_path / 'sub' / 'bot.db'}"
+async def test_settings_per_server_survive_reopening(database_url):
+    url = database_url
     store = await Store.open(url)
     await store.update_guild(1, default_model="flux-dev", allowed_models=("flux", "flux-dev"))
     await store.update_guild(1, cooldown_seconds=30, channels=(111, 222))
@@ -26,19 +29,18 @@ async def test_settings_per_server_survive_reopening(tmp_path):
     await store.close()
 
 
-async def test_migrate_is_idempotent_and_versioned(tmp_path):
-    url = f"sqlite:///{tmp_path / 'bot.db'}"
-    store = await Store.open(url)
-    assert await store.migrate() == 1
-    assert await store.get_meta("schema_version") == "1"
+async def test_migrate_is_idempotent_and_versioned(database_url):
+    store = await Store.open(database_url)
+    assert await store.migrate() == len(MIGRATIONS)
+    assert await store.get_meta("schema_version") == str(len(MIGRATIONS))
     async with store.engine.connect() as conn:
         tables = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
     assert {"guild_settings", "jobs", "meta"} <= set(tables)
     await store.close()
 
 
-async def test_job_log(tmp_path):
-    store = await Store.open(f"sqlite:///{tmp_path / 'bot.db'}")
+async def test_job_log(database_url):
+    store = await Store.open(database_url)
     job = await store.create_job(
         user_id=5, guild_id=None, channel_id=9, source="dm", prompt="p", model="flux",
         width=512, height=512, seed=None,
