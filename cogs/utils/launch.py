@@ -18,6 +18,7 @@ from imagine.jobs import QueueFull, SchedulerClosed, Ticket
 from imagine.limits import Cooldowns, RateLimiter
 from imagine.settings import MAX_SIDE
 from imagine.store import GuildSettings
+from imagine.wordfilter import find_blocked_word
 
 from .replies import InteractionReply, MessageReply
 
@@ -58,11 +59,6 @@ def allowed_models(bot: ImagineBot, settings: GuildSettings | None) -> list[str]
     if settings is None or settings.allowed_models is None:
         return everything
     return [m for m in everything if m in settings.allowed_models]
-
-
-def find_blocked_word(prompt: str, words: tuple[str, ...]) -> str | None:
-    lowered = prompt.casefold()
-    return next((w for w in words if w.casefold() in lowered), None)
 
 
 class Launcher:
