@@ -19,6 +19,7 @@ from imagine.limits import Cooldowns, RateLimiter
 from imagine.runner import JobRunner
 from imagine.settings import MAX_SIDE
 from imagine.store import GuildSettings, Store
+from imagine.wordfilter import find_blocked_word
 
 from .replies import InteractionReply, MessageReply
 
@@ -79,11 +80,6 @@ def usable_fallback(engine: Engine, name: str | None) -> str | None:
     except BadInput:
         log.warning("fallback model %r is not a model I know; ignoring it", name)
         return None
-
-
-def find_blocked_word(prompt: str, words: tuple[str, ...]) -> str | None:
-    lowered = prompt.casefold()
-    return next((w for w in words if w.casefold() in lowered), None)
 
 
 class Launcher:

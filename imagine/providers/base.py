@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -23,18 +22,19 @@ from ..http import session_scope
 from ..messages import format_image_prompt
 from ..responses import ImageResponse, Reasoning, Response
 from ..settings import MAX_SIDE, Settings
+from ..wordfilter import clean_text
 from ..zerogpu import ZeroGPUTokens
 
 MAX_SEED = 2**32 - 1
 """The largest seed anyone may ask for; a Space may accept less (FLUX.1-dev: 2**31 - 1)."""
 INT32_MAX = 2**31 - 1
 MAX_PROMPT_CHARS = 2000
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 def clean_prompt(text: str) -> str:
-    """The prompt without control characters; refuses empty and over-long prompts."""
-    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    """The prompt through ``clean_text``, so the model gets the text blocked words were
+    checked on; refuses empty and over-long prompts."""
+    text = clean_text(text.replace("\r\n", "\n").replace("\r", "\n")).strip()
     if not text:
         raise BadInput("Nothing to draw: the prompt is empty. Describe the image you want.")
     if len(text) > MAX_PROMPT_CHARS:
