@@ -24,7 +24,7 @@ from typing import Protocol
 from .engine import Engine
 from .errors import BackendError, FetchError, ImagineError, QuotaExceeded, UnknownModel, naming
 from .fetch import FetchedImage
-from .images import fit_image, image_size
+from .images import fit_image, image_size, pixel_cap
 from .jobs import Scheduler, Ticket
 from .progress import JobStatus, StatusEditor
 from .responses import ImageResponse, Notice, Reasoning
@@ -398,11 +398,13 @@ class JobRunner:
         bring it under the upload limit (a link is sent instead)."""
         image = await self.engine.download(result, filename=f"imagine-{job.id}")
         try:
-            size = image_size(image)  # the header only; refuses decompression bombs
+            # The header only; refuses an image far larger than the job asked for (a bomb).
+            cap = pixel_cap(job.width, job.height)
+            size = image_size(image, max_pixels=cap)
             if image.size <= upload_limit:
                 return size, image, False
             try:
-                fitted, _ = await asyncio.to_thread(fit_image, image, upload_limit)
+                fitted, _ = await asyncio.to_thread(fit_image, image, upload_limit, max_pixels=cap)
             except FetchError as exc:
                 log.info("job %s: %s; sending a link instead", job.id, exc)
                 return size, None, False

@@ -224,3 +224,16 @@ async def test_item19_interaction_token_is_cleared_when_a_job_ends(tmp_path):
         with sqlite3.connect(h.database) as db:
             (token,) = db.execute("SELECT interaction_token FROM jobs WHERE id = ?", (job_id,))
         assert token == (None,)
+
+
+# -- item 16: the pixel cap follows what the job asked for ----------------------------------
+
+
+async def test_item16_an_image_far_larger_than_asked_is_refused(tmp_path):
+    from tests.fakes.space import ClaimsSize
+
+    async with running_bot(tmp_path) as h:
+        h.space.file_fault = ClaimsSize(6000, 6000)  # 36 Mpx, under the old 64 Mpx cap
+        failed = await h.final(await h.slash({"prompt": "a pebble", "width": 512, "height": 512}))
+        assert not failed.attachments
+        assert "decompression bomb" in failed.embeds[0]["description"]

@@ -29,6 +29,7 @@ import contextlib
 import functools
 import html
 import http
+import io
 import json
 import random
 import signal
@@ -341,7 +342,16 @@ class Oversize:
     bytes: int = 32 * 1024 * 1024
 
 
-FileFault = OtherHost | RedirectOtherHost | NotAnImage | Oversize
+@dataclass(frozen=True)
+class ClaimsSize:
+    """The result file is a PNG header claiming ``width`` x ``height`` pixels and little else:
+    a decompression bomb's calling card (a few bytes that would decode to gigabytes)."""
+
+    width: int
+    height: int
+
+
+FileFault = OtherHost | RedirectOtherHost | NotAnImage | Oversize | ClaimsSize
 
 _REQUEST_FAULTS = (JsonError, HtmlError, TextError)
 _HUB_FAULTS = (JsonError, HtmlError, TextError, Hang, MalformedJson)
@@ -399,6 +409,16 @@ def png_header(width: int, height: int) -> bytes:
         + chunk
         + struct.pack(">I", zlib.crc32(chunk))
     )
+
+
+def claiming_png(width: int, height: int) -> bytes:
+    """A real 1x1 PNG whose IHDR (CRC fixed) claims ``width`` x ``height``."""
+    buffer = io.BytesIO()
+    Image.new("1", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
 
 
 @functools.lru_cache(maxsize=4)
@@ -1430,6 +1450,8 @@ class FakeSpace:
             body = b"<html>nope</html>"
         elif isinstance(fault, Oversize):
             body = _oversize_body(fault.bytes)
+        elif isinstance(fault, ClaimsSize):
+            body = claiming_png(fault.width, fault.height)
         self.served.append(ServedFile(str(request.url), path, body, "image/png"))
         return web.Response(body=body, content_type="image/png")
 
