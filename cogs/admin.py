@@ -24,6 +24,7 @@ from discord.ext import commands
 from imagine.errors import BadInput
 from imagine.settings import MAX_SIDE
 from imagine.store import GuildSettings
+from imagine.wordfilter import matching_form
 
 from .utils.render import NO_PINGS
 
@@ -38,6 +39,12 @@ MAX_BLOCKED_WORDS = 200
 
 class Refused(Exception):
     """Raised by a change function: nothing changes and the admin is told why."""
+
+
+def server_of(interaction: discord.Interaction) -> int:
+    """The server of an /imagine-config interaction (the group is server-only)."""
+    assert interaction.guild_id is not None
+    return interaction.guild_id
 
 
 async def say(interaction: discord.Interaction, text: str) -> None:
@@ -87,7 +94,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
     ) -> GuildSettings | None:
         """Apply ``change`` atomically; on ``Refused``, tell the admin and return None."""
         try:
-            return await self.bot.store.change_guild(interaction.guild_id, change)
+            return await self.bot.store.change_guild(server_of(interaction), change)
         except Refused as exc:
             await say(interaction, str(exc))
             return None
@@ -106,10 +113,10 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
 
     @app_commands.command(name="show", description="Show this server's Imagine settings")
     async def show(self, interaction: discord.Interaction) -> None:
-        settings = await self.bot.store.guild(interaction.guild_id)
+        settings = await self.bot.store.guild(server_of(interaction))
         embed = discord.Embed(
             title="Imagine settings",
-            description=describe(settings, self.bot.settings.fallback_model),
+            description=describe(settings, self.bot.launcher.fallback_model),
             color=discord.Color.blurple(),
         )
         health = [
@@ -161,20 +168,35 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
             return
         moved: list[str] = []
 
+        dropped: list[str] = []
+
         def set_allowed(current: GuildSettings) -> GuildSettings:
-            """The default model must stay among the allowed ones: the first one if not."""
+            """The default model must stay among the allowed ones (the first one if not), and
+            a fallback that is no longer allowed is dropped."""
             moved.clear()
+            dropped.clear()
             default = current.default_model
             if default and default not in names:
                 default = names[0]
                 moved.append(default)
-            return replace(current, allowed_models=tuple(names), default_model=default)
+            fallback = current.fallback_model
+            if fallback and fallback not in names:
+                dropped.append(fallback)
+                fallback = None
+            return replace(
+                current,
+                allowed_models=tuple(names),
+                default_model=default,
+                fallback_model=fallback,
+            )
 
         if await self.change(interaction, set_allowed) is None:
             return
         text = f"Members may pick: **{', '.join(names)}**."
         if moved:
             text += f" The default model is now **{moved[0]}**."
+        if dropped:
+            text += f" The fallback model {dropped[0]} is no longer allowed: no fallback now."
         await say(interaction, text)
 
     @app_commands.command(name="cooldown", description="Seconds each member waits between images")
@@ -208,6 +230,8 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
             channels = list(current.channels)
             if action.value == "clear":
                 channels = []
+            elif channel is None:
+                pass  # refused above: add and remove name a channel
             elif action.value == "add" and channel.id not in channels:
                 channels.append(channel.id)
             elif action.value == "remove" and channel.id in channels:
@@ -240,7 +264,16 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         except BadInput as exc:
             await say(interaction, str(exc))
             return
-        if await self.update(interaction, fallback_model=name) is not None:
+
+        def set_fallback(current: GuildSettings) -> GuildSettings:
+            if current.allowed_models is not None and name not in current.allowed_models:
+                raise Refused(
+                    f"{name} is not among the models members may pick here; allow it first "
+                    "(`/imagine-config models`)."
+                )
+            return replace(current, fallback_model=name)
+
+        if await self.change(interaction, set_fallback) is not None:
             await say(interaction, f"Failed jobs here fall back to **{name}**.")
 
     @fallback.autocomplete("model")
@@ -263,7 +296,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
     ) -> None:
         given = [w.strip() for w in (words or "").split(",") if w.strip()]
         if action.value == "list":
-            settings = await self.bot.store.guild(interaction.guild_id)
+            settings = await self.bot.store.guild(server_of(interaction))
             listed = ", ".join(f"`{w}`" for w in settings.blocked_words) or "none"
             await say(interaction, f"Blocked words: {listed}"[:2000])
             return
@@ -276,14 +309,15 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
             if action.value == "clear":
                 blocked = []
             elif action.value == "add":
-                known = {w.casefold() for w in blocked}
+                # Compared as prompts are: "nude" and "ｎｕｄｅ" are one word.
+                known = {matching_form(w) for w in blocked}
                 for word in given:
-                    if word.casefold() not in known:
-                        known.add(word.casefold())
+                    if matching_form(word) not in known:
+                        known.add(matching_form(word))
                         blocked.append(word)
             else:
-                drop = {w.casefold() for w in given}
-                blocked = [w for w in blocked if w.casefold() not in drop]
+                drop = {matching_form(w) for w in given}
+                blocked = [w for w in blocked if matching_form(w) not in drop]
             if len(blocked) > MAX_BLOCKED_WORDS:
                 raise Refused(f"At most {MAX_BLOCKED_WORDS} blocked words; nothing changed.")
             return replace(current, blocked_words=tuple(blocked))
