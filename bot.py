@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -22,6 +23,7 @@ import yarl
 from discord.ext import commands
 from dotenv import load_dotenv
 
+from cogs.imagine import Imagine
 from cogs.utils.launch import Launcher, usable_fallback
 from cogs.utils.recovery import recover_interrupted_jobs
 from cogs.utils.render import NO_PINGS, JobButton
@@ -43,6 +45,8 @@ DISCORD_CONNECTIONS = 32
 opens one new (TLS) connection per request; a bounded, kept-alive pool is much faster."""
 QUIET_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "asyncpg")
 EXIT_CONFIG = 2
+HOUSEKEEPING_SECONDS = 3600.0
+"""How often the job log is tidied (stale tokens cleared, old jobs purged)."""
 
 
 def point_at_api(base_url: str) -> None:
@@ -79,6 +83,8 @@ class ImagineBot(commands.Bot):
         self.settings = settings
         self.force_sync = force_sync
         self.session: aiohttp.ClientSession | None = None
+        self.housekeeping: asyncio.Task[None] | None = None
+        self.shutdown_task: asyncio.Future[None] | None = None
         self.shutting_down = False
 
     async def setup_hook(self) -> None:
@@ -101,12 +107,14 @@ class ImagineBot(commands.Bot):
             fallback_model=usable_fallback(self.engine, settings.fallback_model),
         )
         self.add_dynamic_items(JobButton)
-        self.tree.on_error = self.on_app_command_error
+        self.tree.error(self.on_app_command_error)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self.point_gateway()
         await self.sync_commands()
         await recover_interrupted_jobs(self)
+        await self.keep_job_log()  # after recovery, which still needs the tokens it clears
+        self.housekeeping = asyncio.create_task(self.keep_job_log_forever())
 
     async def point_gateway(self) -> None:
         """discord.py 2.7's ``Bot`` never asks ``GET /gateway/bot``; ask it, so that a custom
@@ -114,6 +122,24 @@ class ImagineBot(commands.Bot):
         """
         _, url, _ = await self.http.get_bot_gateway()
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+
+    async def keep_job_log(self) -> None:
+        """Interaction tokens nobody can use any more are cleared, and finished jobs older
+        than ``JOB_RETENTION_DAYS`` are deleted (0 keeps them)."""
+        now = time.time()
+        cleared = await self.store.clear_stale_tokens(now)
+        days = self.settings.job_retention_days
+        purged = await self.store.purge_jobs(now - days * 86400) if days > 0 else 0
+        if cleared or purged:
+            log.info("job log: %d stale token(s) cleared, %d old job(s) purged", cleared, purged)
+
+    async def keep_job_log_forever(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            try:
+                await self.keep_job_log()
+            except Exception:
+                log.exception("could not tidy the job log; trying again later")
 
     def command_hash(self) -> str:
         payload = [command.to_dict(self.tree) for command in self.tree.get_commands()]
@@ -132,10 +158,18 @@ class ImagineBot(commands.Bot):
         log.info("synced %d application commands", len(synced))
         return True
 
-    async def on_job_button(self, interaction: discord.Interaction, action: str, job_id: int):
+    async def on_job_button(
+        self, interaction: discord.Interaction, action: str, job_id: int
+    ) -> None:
         cog = self.get_cog("Imagine")
-        if cog is not None:
+        if isinstance(cog, Imagine):
             await cog.on_job_button(interaction, action, job_id)
+
+    @property
+    def me_id(self) -> int:
+        """The bot's own user id (known once logged in, before any event arrives)."""
+        assert self.user is not None
+        return self.user.id
 
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: discord.app_commands.AppCommandError
@@ -159,7 +193,7 @@ class ImagineBot(commands.Bot):
             pass
 
     async def on_ready(self) -> None:
-        log.info("ready as %s (%s) in %d servers", self.user, self.user.id, len(self.guilds))
+        log.info("ready as %s (%s) in %d servers", self.user, self.me_id, len(self.guilds))
 
     async def shutdown(self) -> None:
         """Stop taking jobs, let running ones finish within the grace period, tell the rest."""
@@ -177,6 +211,8 @@ class ImagineBot(commands.Bot):
         await self.close()
 
     async def close(self) -> None:
+        if self.housekeeping is not None:
+            self.housekeeping.cancel()
         try:
             if getattr(self, "runner", None) is not None:
                 await self.runner.stop()
@@ -198,17 +234,25 @@ def setup_logging(settings: Settings, handler: logging.Handler | None = None) ->
     logsafe.install(BackendTable.build(settings).secrets())
 
 
+def shut_down(bot: ImagineBot) -> None:
+    """A signal handler: start the graceful shutdown (it runs as its own task)."""
+    bot.shutdown_task = asyncio.ensure_future(bot.shutdown())
+
+
 async def run(settings: Settings, *, force_sync: bool) -> int:
     point_at_api(settings.discord_api_base_url)
+    token = settings.discord_token
+    if not token:
+        raise BadInput("DISCORD_TOKEN is not set")
     message_content = True
     while True:
         bot = ImagineBot(settings, force_sync=force_sync, message_content=message_content)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, lambda b=bot: asyncio.ensure_future(b.shutdown()))
+            loop.add_signal_handler(signum, functools.partial(shut_down, bot))
         try:
             async with bot:
-                await bot.start(settings.discord_token)
+                await bot.start(token)
             return 0
         except discord.PrivilegedIntentsRequired:
             if not message_content:

@@ -363,7 +363,9 @@ class Store:
         if cached is not None:
             return cached
         if self._all_guilds_loaded:
-            return self._guilds.setdefault(guild_id, GuildSettings(guild_id))
+            # Not cached: ids come from anyone (a user-installed app runs in servers the bot
+            # is not in), so only servers with a row take memory.
+            return GuildSettings(guild_id)
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -449,10 +451,13 @@ class Store:
         values.setdefault("created_at", time.time())
 
         async def insert(conn: AsyncConnection) -> int:
-            return (await conn.execute(_INSERT_JOB, values)).inserted_primary_key[0]
+            inserted = (await conn.execute(_INSERT_JOB, values)).inserted_primary_key
+            assert inserted is not None
+            return int(inserted[0])
 
         job_id = await self._write(insert)
-        return JobRecord(id=job_id, **{k: values.get(k) for k in _JOB_FIELDS if k in values})
+        fields: dict[str, Any] = {k: values[k] for k in _JOB_FIELDS if k in values}
+        return JobRecord(id=job_id, **fields)
 
     def update_job(self, job_id: int, **values: Any) -> asyncio.Future[None]:
         """Queue a change to a job's row; await the result to know it is committed."""

@@ -36,6 +36,20 @@ def test_item20_rate_limiter_forgets_idle_keys():
     assert len(limiter) == 1
 
 
+async def test_item20_settings_cache_holds_only_servers_with_settings(tmp_path):
+    from imagine.store import Store
+
+    store = await Store.open(f"sqlite:///{tmp_path / 'imagine.db'}")
+    try:
+        await store.update_guild(1, cooldown_seconds=5.0)
+        for guild_id in range(1000, 3000):  # servers a user-installed app was used in
+            assert (await store.guild(guild_id)).cooldown_seconds == 0.0
+        assert (await store.guild(1)).cooldown_seconds == 5.0
+        assert len(store._guilds) == 1
+    finally:
+        await store.close()
+
+
 async def test_item20_dm_floods_are_refused_before_any_history_read(tmp_path):
     async with running_bot(tmp_path) as h:
         h.bot.get_cog("DirectMessages").gather_seconds = 0.05  # each line is its own prompt

@@ -484,3 +484,31 @@ async def test_item19_purge_looks_up_the_index(tmp_path):
         assert "USING INDEX ix_jobs_state_ended_at" in str(plan), plan
     finally:
         await store.close()
+
+
+# -- item 19, end to end: the bot tidies the job log at start --------------------------------
+
+
+async def test_item19_the_bot_purges_old_jobs_and_clears_stale_tokens_at_start(tmp_path):
+    import time
+
+    from tests.harness import running_bot
+
+    async with running_bot(tmp_path, JOB_RETENTION_DAYS="30") as h:
+        store = h.bot.store
+        now = time.time()
+        old = await store.create_job(
+            user_id=1, guild_id=None, channel_id=None, source="dm", prompt="old", model="flux",
+            width=64, height=64, seed=None, state="done", created_at=now - 40 * 86400,
+            finished_at=now - 40 * 86400,
+        )  # fmt: skip
+        recent = await store.create_job(
+            user_id=1, guild_id=None, channel_id=None, source="slash", prompt="recent",
+            model="flux", width=64, height=64, seed=None, state="failed", created_at=now - 60,
+            finished_at=now - 50, interaction_token="tok-" + "x" * 40, token_expires_at=now + 800,
+        )  # fmt: skip
+        await h.stop_bot()
+        await h.start_bot()
+        assert await h.bot.store.job(old.id) is None
+        kept = await h.bot.store.job(recent.id)
+        assert kept is not None and kept.interaction_token is None
