@@ -71,7 +71,7 @@ class DirectMessages(commands.Cog):
             messages = await read_conversation(
                 channel,
                 user_id=message.author.id,
-                bot_id=self.bot.user.id,
+                bot_id=self.bot.me_id,
                 limit=self.bot.settings.history_limit,
             )
             prompt = format_image_prompt(messages).strip() or message.content.strip()

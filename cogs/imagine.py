@@ -135,14 +135,14 @@ class Imagine(commands.Cog):
     async def conversation_prompt(self, interaction: discord.Interaction) -> str:
         """The user's latest messages here, as the prompt; ``Refusal`` if there are none."""
         channel = interaction.channel
-        if channel is None or not hasattr(channel, "history"):
+        if not isinstance(channel, discord.abc.Messageable):
             raise Refusal(NOTHING_TO_DRAW)
         try:
             async with asyncio.timeout(HISTORY_WAIT):
                 messages = await read_conversation(
                     channel,
                     user_id=interaction.user.id,
-                    bot_id=self.bot.user.id,
+                    bot_id=self.bot.me_id,
                     limit=self.bot.settings.history_limit,
                 )
         except (discord.HTTPException, TimeoutError) as exc:

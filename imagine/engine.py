@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -147,7 +147,7 @@ class Engine:
         proxy: str | None = None,
         avoid: set[str] | None = None,
         **options: Any,
-    ) -> AsyncIterator[Response]:
+    ) -> AsyncGenerator[Response, None]:
         """Statuses, maybe previews, then one ``ImageResponse`` (see the providers).
 
         The request is checked at once: ``BadInput`` is raised by this call, not later.
@@ -162,7 +162,7 @@ class Engine:
 
     async def _route(
         self, model: str, job: dict[str, Any], avoid: set[str]
-    ) -> AsyncIterator[Response]:
+    ) -> AsyncGenerator[Response, None]:
         """Try the model's backends in order; see the module notes. A breaker is asked only
         right before its backend would be tried, so a backend this job never reaches does not
         take the one trial a recovering backend allows."""
@@ -235,7 +235,9 @@ class Engine:
         clean = self.redact(text)
         return error if clean == text else reword(error, clean)
 
-    def _start(self, backend: Backend, model: str, job: dict[str, Any]) -> AsyncIterator[Response]:
+    def _start(
+        self, backend: Backend, model: str, job: dict[str, Any]
+    ) -> AsyncGenerator[Response, None]:
         """One backend's own stream for this job (no wrapper: routing adds no layer per item)."""
         return backend.provider.start(
             backend_model(backend, model),
@@ -249,7 +251,7 @@ class Engine:
 
     async def attempt(
         self, backend: Backend, model: str, job: dict[str, Any]
-    ) -> AsyncIterator[Response]:
+    ) -> AsyncGenerator[Response, None]:
         """One backend, bypassing routing and health (``--check --generate`` uses it)."""
         try:
             async with contextlib.aclosing(self._start(backend, model, job)) as items:

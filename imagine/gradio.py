@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,7 +241,7 @@ async def run_queued(
     limits: Limits,
     prefix: str = "/gradio_api",
     proxy: str | None = None,
-) -> AsyncIterator[Reasoning | ImagePreview | Completed]:
+) -> AsyncGenerator[Reasoning | ImagePreview | Completed, None]:
     """Run one queued Gradio function; yield progress, then one ``Completed``."""
     session_hash = new_session_hash()
     payload = {

@@ -23,6 +23,11 @@ def _text(env: Mapping[str, str], name: str, default: str | None = None) -> str 
     return value.strip()
 
 
+def _text_or(env: Mapping[str, str], name: str, default: str) -> str:
+    """A text setting that always has a value: its default when unset or blank."""
+    return _text(env, name) or default
+
+
 def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
     raw = _text(env, name)
     if raw is None:
@@ -91,27 +96,29 @@ class Settings:
         d = cls()
         return cls(
             discord_token=_text(env, "DISCORD_TOKEN"),
-            discord_api_base_url=_text(env, "DISCORD_API_BASE_URL", d.discord_api_base_url),
-            database_url=_text(env, "DATABASE_URL", d.database_url),
-            g4f_flux_url=_text(env, "G4F_FLUX_URL", d.g4f_flux_url),
-            flux_dev_space_url=_text(env, "FLUX_DEV_SPACE_URL", d.flux_dev_space_url),
-            janus_space_url=_text(env, "JANUS_SPACE_URL", d.janus_space_url),
-            g4f_flux_space_id=_text(env, "G4F_FLUX_SPACE_ID", d.g4f_flux_space_id),
-            flux_dev_space_id=_text(env, "FLUX_DEV_SPACE_ID", d.flux_dev_space_id),
-            janus_space_id=_text(env, "JANUS_SPACE_ID", d.janus_space_id),
-            flux_schnell_space_url=_text(env, "FLUX_SCHNELL_SPACE_URL", d.flux_schnell_space_url),
-            flux_schnell_space_id=_text(env, "FLUX_SCHNELL_SPACE_ID", d.flux_schnell_space_id),
-            flux_dev_official_space_url=_text(
+            discord_api_base_url=_text_or(env, "DISCORD_API_BASE_URL", d.discord_api_base_url),
+            database_url=_text_or(env, "DATABASE_URL", d.database_url),
+            g4f_flux_url=_text_or(env, "G4F_FLUX_URL", d.g4f_flux_url),
+            flux_dev_space_url=_text_or(env, "FLUX_DEV_SPACE_URL", d.flux_dev_space_url),
+            janus_space_url=_text_or(env, "JANUS_SPACE_URL", d.janus_space_url),
+            g4f_flux_space_id=_text_or(env, "G4F_FLUX_SPACE_ID", d.g4f_flux_space_id),
+            flux_dev_space_id=_text_or(env, "FLUX_DEV_SPACE_ID", d.flux_dev_space_id),
+            janus_space_id=_text_or(env, "JANUS_SPACE_ID", d.janus_space_id),
+            flux_schnell_space_url=_text_or(
+                env, "FLUX_SCHNELL_SPACE_URL", d.flux_schnell_space_url
+            ),
+            flux_schnell_space_id=_text_or(env, "FLUX_SCHNELL_SPACE_ID", d.flux_schnell_space_id),
+            flux_dev_official_space_url=_text_or(
                 env, "FLUX_DEV_OFFICIAL_SPACE_URL", d.flux_dev_official_space_url
             ),
-            flux_dev_official_space_id=_text(
+            flux_dev_official_space_id=_text_or(
                 env, "FLUX_DEV_OFFICIAL_SPACE_ID", d.flux_dev_official_space_id
             ),
-            sd35_space_url=_text(env, "SD35_SPACE_URL", d.sd35_space_url),
-            sd35_space_id=_text(env, "SD35_SPACE_ID", d.sd35_space_id),
-            hf_endpoint=_text(env, "HF_ENDPOINT", d.hf_endpoint),
+            sd35_space_url=_text_or(env, "SD35_SPACE_URL", d.sd35_space_url),
+            sd35_space_id=_text_or(env, "SD35_SPACE_ID", d.sd35_space_id),
+            hf_endpoint=_text_or(env, "HF_ENDPOINT", d.hf_endpoint),
             hf_token=_text(env, "HF_TOKEN"),
-            log_level=(_text(env, "LOG_LEVEL", d.log_level) or d.log_level).upper(),
+            log_level=_text_or(env, "LOG_LEVEL", d.log_level).upper(),
             max_concurrent_jobs=_integer(
                 env, "MAX_CONCURRENT_JOBS", d.max_concurrent_jobs, minimum=1
             ),

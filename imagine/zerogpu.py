@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
 import logging
 import re
@@ -112,9 +113,12 @@ class ZeroGPUTokens:
         if pending is None:
             pending = asyncio.ensure_future(self._fetch(session, space))
             self._pending[space] = pending
-            pending.add_done_callback(lambda _f, s=space: self._pending.pop(s, None))
+            pending.add_done_callback(functools.partial(self._forget_pending, space))
         # Shielded: one waiter giving up (a cancelled job) must not cancel the shared fetch.
         return await asyncio.shield(pending)
+
+    def _forget_pending(self, space: str, _done: asyncio.Future[ZeroGPUToken]) -> None:
+        self._pending.pop(space, None)
 
     def invalidate(self, space: str) -> None:
         """Forget the token of ``space`` (the Space said it expired or is invalid)."""

@@ -133,7 +133,8 @@ class Launcher:
         """The server's fallback, else the bot's: only a model we can draw, that the server
         allows, and that is not the job's own."""
         allowed = allowed_models(self.engine, settings)
-        for name in (settings and settings.fallback_model, self.fallback_model):
+        own = settings.fallback_model if settings is not None else None
+        for name in (own, self.fallback_model):
             fallback = usable_fallback(self.engine, name)
             if fallback is not None and fallback in allowed and fallback != model:
                 return fallback

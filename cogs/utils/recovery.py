@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 
@@ -31,21 +31,22 @@ class _Reply:
     """The reply of a job from a previous run, reached through its token or its channel."""
 
     def __init__(self, bot: ImagineBot, job: JobRecord) -> None:
-        self.webhook = None
-        self.message = None
+        self.webhook: discord.Webhook | None = None
+        self.message: discord.PartialMessage | None = None
+        self.message_id = job.message_id or 0
+        if not job.message_id:
+            return  # the job never had a reply: nothing to tell
         if (
             job.interaction_token
             and job.application_id
-            and job.message_id
             and (job.token_expires_at or 0) > time.time() + TOKEN_MARGIN
         ):
             self.webhook = discord.Webhook.partial(
                 job.application_id, job.interaction_token, client=bot
             )
-        elif job.channel_id and job.message_id:
+        elif job.channel_id:
             channel = bot.get_partial_messageable(job.channel_id)
             self.message = channel.get_partial_message(job.message_id)
-        self.message_id = job.message_id
 
     @property
     def reachable(self) -> bool:
@@ -54,12 +55,14 @@ class _Reply:
     async def fetch(self) -> discord.Message:
         if self.webhook is not None:
             return await self.webhook.fetch_message(self.message_id)
+        assert self.message is not None
         return await self.message.fetch()
 
-    async def edit(self, **fields) -> None:
+    async def edit(self, **fields: Any) -> None:
         if self.webhook is not None:
             await self.webhook.edit_message(self.message_id, **fields)
         else:
+            assert self.message is not None
             await self.message.edit(**fields)
 
 

@@ -7,6 +7,7 @@ nothing rendered can ping: the bot sends every message with ``allowed_mentions``
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import discord
 
@@ -82,7 +83,7 @@ class JobButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match, /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> JobButton:
         return cls(match["action"], int(match["job_id"]))
 

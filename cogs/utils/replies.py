@@ -8,8 +8,10 @@ by DM), never lost.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
+from typing import Any, cast
 
 import discord
 
@@ -29,7 +31,15 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 def image_files(delivery: Delivery) -> list[discord.File]:
     if delivery.image is None:
         return []
-    return [discord.File(delivery.image.open(), filename=delivery.image.filename)]
+    data = cast(io.BufferedIOBase, delivery.image.open())  # a spooled file: read like one
+    return [discord.File(data, filename=delivery.image.filename)]
+
+
+def replying_to(
+    reference: discord.Message | discord.MessageReference | None,
+) -> dict[str, Any]:
+    """``send`` arguments that reply to ``reference``, when there is one."""
+    return {} if reference is None else {"reference": reference}
 
 
 def as_new_message(fields: dict) -> dict:
@@ -97,18 +107,18 @@ class MessageReply(JobReply):
         self.message = await self.channel.send(
             status_content(self.job.prompt, self.job.model, text),
             view=job_view(self.job.id, "cancel"),
-            reference=self.reference,
             mention_author=False,
             allowed_mentions=NO_PINGS,
+            **replying_to(self.reference),
         )
         return self.message
 
     async def _end(self, **fields) -> None:
         if self.message is None:
             self.message = await self.channel.send(
-                reference=self.reference,
                 mention_author=False,
                 allowed_mentions=NO_PINGS,
+                **replying_to(self.reference),
                 **as_new_message(fields),
             )
         else:
@@ -184,9 +194,9 @@ class InteractionReply(JobReply):
             )
             try:
                 await channel.send(
-                    reference=reference,
                     mention_author=False,
                     allowed_mentions=NO_PINGS,
+                    **replying_to(reference),
                     **as_new_message(fields),
                 )
                 return

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -190,7 +190,7 @@ class ImageProvider:
         zerogpu_uuid: str | None = None,
         endpoints: dict[Any, Any] | None = None,
         **options: Any,
-    ) -> AsyncIterator[Response]:
+    ) -> AsyncGenerator[Response, None]:
         """Check the request now (``BadInput`` is raised here, before any I/O) and return
         the job's stream of responses, running on the caller's session.
         """
@@ -218,7 +218,7 @@ class ImageProvider:
         settings: Settings | None = None,
         tokens: ZeroGPUTokens | None = None,
         **kwargs: Any,
-    ) -> AsyncIterator[Response]:
+    ) -> AsyncGenerator[Response, None]:
         """Draw an image: yields ``Reasoning`` statuses, maybe previews, one ``ImageResponse``.
 
         The seed's entry point (gpt4free's signature): ``prompt``, ``width``, ``height``,
@@ -239,7 +239,7 @@ class ImageProvider:
     @classmethod
     def generate(
         cls, context: Context, request: ImageRequest, **options: Any
-    ) -> AsyncIterator[Response]:
+    ) -> AsyncGenerator[Response, None]:
         raise NotImplementedError
 
     @classmethod
@@ -298,7 +298,7 @@ class GradioQueueProvider(ImageProvider):
     @classmethod
     async def generate(
         cls, context: Context, request: ImageRequest, **options: Any
-    ) -> AsyncIterator[Response]:
+    ) -> AsyncGenerator[Response, None]:
         settings = context.settings
         base_url = cls.space_url(settings).rstrip("/")
         space = cls.space_id(settings)
@@ -388,7 +388,7 @@ def integer_or_none(value: Any) -> int | None:
 TICK_SECONDS = 0.2
 
 
-async def ticking(task: asyncio.Future[Any], started: float) -> AsyncIterator[Reasoning]:
+async def ticking(task: asyncio.Future[Any], started: float) -> AsyncGenerator[Reasoning, None]:
     """``Generating 1.20s`` every 0.2 s while ``task`` runs (the seed's flux statuses).
 
     If the caller stops listening, the task (the backend request) is cancelled with it.

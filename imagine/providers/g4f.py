@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -40,7 +40,7 @@ class G4F(JanusPro7B):
     @classmethod
     def generate(
         cls, context: Context, request: ImageRequest, **options: Any
-    ) -> AsyncIterator[Response]:
+    ) -> AsyncGenerator[Response, None]:
         """The routed provider's own generator, returned as is (no extra layer per item)."""
         if request.model == "flux-dev":
             return FluxDev.generate(context, request, **options)
@@ -51,7 +51,7 @@ class G4F(JanusPro7B):
         return JanusPro7B.generate(context, request, **options)
 
     @classmethod
-    async def _flux(cls, context: Context, request: ImageRequest) -> AsyncIterator[Response]:
+    async def _flux(cls, context: Context, request: ImageRequest) -> AsyncGenerator[Response, None]:
         settings = context.settings
         url = settings.g4f_flux_url
         space = settings.g4f_flux_space_id

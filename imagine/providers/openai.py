@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
@@ -47,7 +47,7 @@ class OpenAIImages(ImageProvider):
     @classmethod
     async def generate(
         cls, context: Context, request: ImageRequest, **options: Any
-    ) -> AsyncIterator[Response]:
+    ) -> AsyncGenerator[Response, None]:
         settings = context.settings
         base = (settings.openai_base_url or "").rstrip("/")
         if not base:
