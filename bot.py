@@ -23,7 +23,6 @@ import yarl
 from discord.ext import commands
 from dotenv import load_dotenv
 
-from cogs.imagine import Imagine
 from cogs.utils.launch import Launcher, usable_fallback
 from cogs.utils.recovery import recover_interrupted_jobs
 from cogs.utils.render import NO_PINGS, JobButton
@@ -157,13 +156,6 @@ class ImagineBot(commands.Bot):
         await self.store.set_meta(key, digest)
         log.info("synced %d application commands", len(synced))
         return True
-
-    async def on_job_button(
-        self, interaction: discord.Interaction, action: str, job_id: int
-    ) -> None:
-        cog = self.get_cog("Imagine")
-        if isinstance(cog, Imagine):
-            await cog.on_job_button(interaction, action, job_id)
 
     @property
     def me_id(self) -> int:

@@ -165,7 +165,10 @@ class Imagine(commands.Cog):
 
     # -- buttons ------------------------------------------------------------------------
 
-    async def on_job_button(self, interaction: discord.Interaction, action: str, job_id: int):
+    @commands.Cog.listener()
+    async def on_job_button(
+        self, interaction: discord.Interaction, action: str, job_id: int
+    ) -> None:
         job = await self.bot.store.job(job_id)
         if job is None:
             await refuse(interaction, "I no longer know this image.")

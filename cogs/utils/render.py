@@ -88,9 +88,9 @@ class JobButton(
         return cls(match["action"], int(match["job_id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        handler = getattr(interaction.client, "on_job_button", None)
-        if handler is not None:
-            await handler(interaction, self.action, self.job_id)
+        # An event, not a call: the cog that handles it is loaded as an extension (its own
+        # module object), and this view knows nothing of it.
+        interaction.client.dispatch("job_button", interaction, self.action, self.job_id)
 
 
 def job_view(job_id: int, *actions: str) -> discord.ui.View:
