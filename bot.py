@@ -38,7 +38,7 @@ from imagine.store import Store
 
 log = logging.getLogger("imagine.bot")
 
-EXTENSIONS = ("cogs.imagine", "cogs.dm", "cogs.admin")
+EXTENSIONS = ("cogs.imagine", "cogs.buttons", "cogs.images", "cogs.dm", "cogs.admin")
 DISCORD_CONNECTIONS = 32
 """Connections kept to Discord's API. discord.py's default is unlimited, which under a burst
 opens one new (TLS) connection per request; a bounded, kept-alive pool is much faster."""
@@ -156,6 +156,12 @@ class ImagineBot(commands.Bot):
         await self.store.set_meta(key, digest)
         log.info("synced %d application commands", len(synced))
         return True
+
+    @property
+    def http_session(self) -> aiohttp.ClientSession:
+        """The one HTTP session of the bot's life (backends, downloads, attachments)."""
+        assert self.session is not None
+        return self.session
 
     @property
     def me_id(self) -> int:

@@ -1,6 +1,7 @@
 """The bot under load: N concurrent /imagine through the fake Discord and the fake Space.
 
     .venv/bin/python -m bench.bot [--sizes 1,50,200] [--delay 2.0] [--noise] [--model flux]
+                                  [--count 4]
 
 For each N: a fresh fake Discord and a fresh fake Space, each in its own process (the fake
 Discord keeps every attachment in memory; that must not count against the bot), and a fresh
@@ -20,7 +21,7 @@ Per N, one table row:
 - 429s: rate-limited answers the fake Discord sent (whole run);
 - overhead p50/p99: from the moment the fake Space sent the job's result (``/run/predict``'s
   response or ``process_completed``) to the moment the fake Discord stored the final edit
-  (the one with the attachment). The two fakes read ``time.monotonic()`` in different
+  (the one with the attachment); for a grid (``--count``), from the LAST of its generations. The two fakes read ``time.monotonic()`` in different
   processes: on Linux that is CLOCK_MONOTONIC, a single clock for the whole machine, so the
   readings subtract across processes (``time.time()`` would too, but can jump);
 - job p50: from the interaction's creation to the final edit;
@@ -158,8 +159,12 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def slash_spec(user: dict[str, Any], guild_id: str, prompt: str, model: str) -> dict[str, Any]:
+def slash_spec(
+    user: dict[str, Any], guild_id: str, prompt: str, model: str, count: int = 1
+) -> dict[str, Any]:
     options = {"prompt": prompt, "model": model, "width": SIDE, "height": SIDE, "seed": SEED}
+    if count > 1:
+        options["count"] = count
     return {
         "name": "imagine",
         "options": options,
@@ -191,7 +196,8 @@ def measure(
         else:
             row.problems.append(f"{prompt!r}: never acknowledged ({record['errors']})")
         row.edits.append(len(record["edits"]))
-        final = next((e for e in record["edits"] if e["has_attachments"]), None)
+        # The result: attachments and an embed (a preview edit has an attachment only).
+        final = next((e for e in record["edits"] if e["has_attachments"] and e["embeds"]), None)
         if final is None:
             last = record["edits"][-1]["content"] if record["edits"] else None
             row.problems.append(f"{prompt!r}: no image (last version {last!r})")
@@ -245,7 +251,9 @@ async def run_size(n: int, args: argparse.Namespace, logs: LogCounter) -> Row:
                 logs.records.clear()
                 prompts = [f"bench {n}-{i}: a lighthouse on a cliff at dusk" for i in range(n)]
                 specs = [
-                    slash_spec(user, guilds[i // GUILD_SIZE]["id"], prompts[i], args.model)
+                    slash_spec(
+                        user, guilds[i // GUILD_SIZE]["id"], prompts[i], args.model, args.count
+                    )
                     for i, user in enumerate(users)
                 ]
                 pids = {"fake Discord": fake["pid"], "fake Space": space["pid"]}
@@ -314,6 +322,7 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay", type=float, default=2.0, help="generation seconds per job")
     parser.add_argument("--noise", action="store_true", help="incompressible (photo-sized) PNGs")
     parser.add_argument("--model", default="flux", help="flux (/run/predict), flux-dev, ...")
+    parser.add_argument("--count", type=int, default=1, help="images per job (a grid if > 1)")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -332,7 +341,8 @@ async def main(argv: list[str] | None = None) -> int:
     )
     image = "noise" if args.noise else "solid-colour"
     print(
-        f"model {args.model}, {args.delay:g}s generations, {SIDE}x{SIDE} {image} PNG, "
+        f"model {args.model}, {args.count} image(s) per job, {args.delay:g}s generations, "
+        f"{SIDE}x{SIDE} {image} PNG, "
         f"fakes in their own processes, the bot in this one\n"
     )
     print("| " + " | ".join(HEADER) + " |")

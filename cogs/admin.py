@@ -26,6 +26,7 @@ from imagine.settings import MAX_SIDE
 from imagine.store import GuildSettings
 from imagine.wordfilter import matching_form
 
+from .utils.launch import MAX_COUNT
 from .utils.render import NO_PINGS
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ def describe(settings: GuildSettings, bot_fallback: str | None) -> str:
             f"**Largest width/height:** {settings.max_size or MAX_SIDE}",
             f"**Fallback model:** {fallback}",
             f"**Blocked words:** {len(settings.blocked_words)}",
+            f"**Images per request:** {settings.default_count or 1} "
+            f"(at most {settings.max_count or MAX_COUNT})",
         ]
     )
 
@@ -251,6 +254,43 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
     ) -> None:
         if await self.update(interaction, max_size=int(pixels)) is not None:
             await say(interaction, f"Members may ask for up to **{pixels}×{pixels}** pixels.")
+
+    @app_commands.command(name="images", description="How many images /imagine makes here")
+    @app_commands.describe(count=f"1 to {MAX_COUNT}: more than 1 makes a grid (U/V buttons)")
+    async def images(
+        self, interaction: discord.Interaction, count: app_commands.Range[int, 1, MAX_COUNT]
+    ) -> None:
+        def set_count(current: GuildSettings) -> GuildSettings:
+            most = current.max_count or MAX_COUNT
+            if count > most:
+                raise Refused(
+                    f"The limit here is {most} (`/imagine-config max-count`); nothing changed."
+                )
+            return replace(current, default_count=int(count))
+
+        if await self.change(interaction, set_count) is not None:
+            await say(interaction, f"/imagine makes **{count}** image(s) here unless asked.")
+
+    @app_commands.command(name="max-count", description="The most images one request may make")
+    @app_commands.describe(count=f"1 to {MAX_COUNT} (each image spends GPU quota)")
+    async def max_count(
+        self, interaction: discord.Interaction, count: app_commands.Range[int, 1, MAX_COUNT]
+    ) -> None:
+        lowered: list[int] = []
+
+        def set_max(current: GuildSettings) -> GuildSettings:
+            lowered.clear()
+            default = current.default_count
+            if default is not None and default > count:
+                lowered.append(count)
+                default = int(count)
+            return replace(current, max_count=int(count), default_count=default)
+
+        if await self.change(interaction, set_max) is not None:
+            text = f"A request may make at most **{count}** image(s) here."
+            if lowered:
+                text += f" The default is now {lowered[0]} too."
+            await say(interaction, text)
 
     @app_commands.command(name="fallback", description="The model a failed job falls back to")
     @app_commands.describe(model="A model name, or 'none'")

@@ -18,7 +18,7 @@ from imagine.limits import RateLimiter
 from imagine.messages import format_image_prompt
 
 from .utils.history import read_conversation
-from .utils.launch import Refusal, Throttled
+from .utils.launch import Refusal, Request, Throttled
 from .utils.render import NO_PINGS
 
 if TYPE_CHECKING:
@@ -79,8 +79,7 @@ class DirectMessages(commands.Cog):
                 user=message.author,
                 guild_id=None,
                 channel_id=channel.id,
-                source="dm",
-                prompt=prompt,
+                request=Request(prompt=prompt, source="dm"),
             )
             ticket = await launcher.admit(plan)
             await launcher.launch_in_channel(channel, plan, ticket, reference=message)

@@ -1,24 +1,26 @@
-"""/imagine, the "Imagine this" message menu, and the job buttons (Cancel, Reroll, Delete,
-Retry). Thin: parse the interaction, hand it to the launcher, answer refusals ephemerally.
+"""/imagine and the "Imagine this" message menu. Thin: parse the interaction into a
+``Request``, hand it to the launcher, answer refusals ephemerally.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
+from imagine.flags import ASPECTS
 
 from imagine.messages import format_image_prompt
 from imagine.settings import MAX_SIDE
-from imagine.store import FINAL_STATES
+from imagine.store import JobKind
 
 from .utils.history import read_conversation
-from .utils.launch import Refusal, allowed_models
-from .utils.render import NO_PINGS
+from .utils.launch import MAX_COUNT, Refusal, Request, allowed_models
+from .utils.starting import ANY_INSTALL, EVERYWHERE, image_from, refuse, start_job
 
 if TYPE_CHECKING:
     from bot import ImagineBot
@@ -31,26 +33,6 @@ NOTHING_TO_DRAW = (
     "Nothing to draw: give a `prompt`, or describe the image in a message first "
     "(I read this conversation's recent messages)."
 )
-
-
-async def refuse(interaction: discord.Interaction, message: str) -> None:
-    if interaction.response.is_done():
-        await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_PINGS)
-    else:
-        await interaction.response.send_message(message, ephemeral=True, allowed_mentions=NO_PINGS)
-
-
-def may_manage(interaction: discord.Interaction, owner_id: int) -> bool:
-    """The requester, or a member who may manage messages here."""
-    if interaction.user.id == owner_id:
-        return True
-    return interaction.guild_id is not None and interaction.permissions.manage_messages
-
-
-EVERYWHERE = app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True)
-ANY_INSTALL = app_commands.AppInstallationType(guild=True, user=True)
-"""Servers, the bot's DM and private channels; installed to a server or to a user. Set on each
-command: discord.py applies class-level ``allowed_contexts`` only to a ``GroupCog``."""
 
 
 class Imagine(commands.Cog):
@@ -73,12 +55,18 @@ class Imagine(commands.Cog):
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.allowed_installs(guilds=True, users=True)
     @app_commands.describe(
-        prompt="What to draw (leave out to draw from your recent messages here)",
+        prompt="What to draw (leave out to draw from your recent messages here); "
+        "--ar 16:9 --no text --seed 7 --model flux-dev --count 4 work inside it too",
         model="Which model draws it",
         width=f"Width in pixels (up to {MAX_SIDE})",
         height=f"Height in pixels (up to {MAX_SIDE})",
         seed="Seed for a repeatable image (random if left out)",
+        aspect="Shape of the image, at about one megapixel",
+        negative="What the image should not have (models that take a negative prompt)",
+        count=f"How many images, as one grid (1 to {MAX_COUNT})",
+        image="An image to start from: the prompt says what to change",
     )
+    @app_commands.choices(aspect=[app_commands.Choice(name=a, value=a) for a in ASPECTS])
     async def imagine(
         self,
         interaction: discord.Interaction,
@@ -87,38 +75,38 @@ class Imagine(commands.Cog):
         width: app_commands.Range[int, 1, MAX_SIDE] | None = None,
         height: app_commands.Range[int, 1, MAX_SIDE] | None = None,
         seed: app_commands.Range[int, 0, 2**32 - 1] | None = None,
+        aspect: app_commands.Choice[str] | None = None,
+        negative: app_commands.Range[str, 1, 1000] | None = None,
+        count: app_commands.Range[int, 1, MAX_COUNT] | None = None,
+        image: discord.Attachment | None = None,
     ) -> None:
-        if prompt is None:
-            try:
-                # The limits first: reading the conversation is I/O on the asker's behalf.
-                await self.bot.launcher.precheck(interaction.user.id, interaction.guild_id)
-                prompt = await self.conversation_prompt(interaction)
-            except Refusal as refusal:
-                await refuse(interaction, str(refusal))
-                return
-        await self.start(
-            interaction, "slash", prompt, model=model, width=width, height=height, seed=seed
-        )
-
-    async def start(
-        self, interaction: discord.Interaction, source: str, prompt: str, **options
-    ) -> None:
-        """Check, admit and launch a job in this interaction's reply (or refuse, ephemerally)."""
         launcher = self.bot.launcher
         try:
-            plan = await launcher.plan(
-                user=interaction.user,
-                guild_id=interaction.guild_id,
-                channel_id=interaction.channel_id,
-                source=source,
-                prompt=prompt,
-                **options,
-            )
-            ticket = await launcher.admit(plan)
+            # The limits first: reading the conversation or an image is I/O on the asker's
+            # behalf.
+            await launcher.precheck(interaction.user.id, interaction.guild_id)
+            if prompt is None:
+                prompt = await self.conversation_prompt(interaction)
         except Refusal as refusal:
             await refuse(interaction, str(refusal))
             return
-        await launcher.launch(interaction, plan, ticket)
+        request = Request(
+            prompt=prompt,
+            source="slash",
+            model=model,
+            width=width,
+            height=height,
+            seed=seed,
+            aspect=aspect.value if aspect else None,
+            negative=negative,
+            count=count,
+        )
+        if image is not None:
+            safe = await image_from(self.bot.http_session, interaction, image)
+            if safe is None:
+                return
+            request = replace(request, kind=JobKind.EDIT, input=safe, input_url=image.url)
+        await start_job(launcher, interaction, request)
 
     @imagine.autocomplete("model")
     async def model_autocomplete(
@@ -156,65 +144,14 @@ class Imagine(commands.Cog):
             raise Refusal(NOTHING_TO_DRAW)
         return prompt
 
-    async def imagine_this(self, interaction: discord.Interaction, message: discord.Message):
+    async def imagine_this(
+        self, interaction: discord.Interaction, message: discord.Message
+    ) -> None:
         prompt = message.content.strip()
         if not prompt:
             await refuse(interaction, "That message has no text to draw.")
             return
-        await self.start(interaction, "menu", prompt)
-
-    # -- buttons ------------------------------------------------------------------------
-
-    @commands.Cog.listener()
-    async def on_job_button(
-        self, interaction: discord.Interaction, action: str, job_id: int
-    ) -> None:
-        job = await self.bot.store.job(job_id)
-        if job is None:
-            await refuse(interaction, "I no longer know this image.")
-            return
-        if action == "cancel":
-            await self.cancel(interaction, job)
-        elif action == "delete":
-            await self.delete(interaction, job)
-        else:
-            await self.again(interaction, job, same_seed=action == "retry")
-
-    async def cancel(self, interaction: discord.Interaction, job) -> None:
-        if not may_manage(interaction, job.user_id):
-            await refuse(interaction, "Only the person who asked (or a moderator) can cancel this.")
-            return
-        if self.bot.runner.cancel(job.id, by=interaction.user.display_name):
-            await interaction.response.defer()  # the job's own ending edits the message
-            return
-        # Not in progress here. It may have ended a moment ago (its reply now shows the result
-        # or the failure, with their own buttons): look before touching the message.
-        current = await self.bot.store.job(job.id)
-        if current is not None and current.state in FINAL_STATES:
-            await refuse(interaction, "This image is already finished; there is nothing to cancel.")
-            return
-        await interaction.response.edit_message(
-            content="This image is no longer being made.", view=None, allowed_mentions=NO_PINGS
-        )
-
-    async def delete(self, interaction: discord.Interaction, job) -> None:
-        if not may_manage(interaction, job.user_id):
-            await refuse(interaction, "Only the person who asked (or a moderator) can delete this.")
-            return
-        await interaction.response.defer()
-        await interaction.delete_original_response()
-
-    async def again(self, interaction: discord.Interaction, job, *, same_seed: bool) -> None:
-        """Reroll (new seed) or Retry (same request): a new job, in a new reply."""
-        await self.start(
-            interaction,
-            "retry" if same_seed else "reroll",
-            job.prompt,
-            model=job.model,
-            width=job.width,
-            height=job.height,
-            seed=job.seed if same_seed else None,
-        )
+        await start_job(self.bot.launcher, interaction, Request(prompt=prompt, source="menu"))
 
 
 async def setup(bot: ImagineBot) -> None:

@@ -133,3 +133,24 @@ def fit_image(
                     return fitted, True
         scale /= 2
     raise FetchError(f"The image could not be made smaller than {limit / 1024 / 1024:g} MiB.")
+
+
+PREVIEW_SIDE = 384
+"""Previews are small: they show that the image is coming, in a few KB per edit."""
+
+
+def preview_jpeg(
+    image: FetchedImage, *, max_pixels: int = MAX_PIXELS, side: int = PREVIEW_SIDE
+) -> bytes:
+    """A backend's preview as a small JPEG (``side`` pixels at most), for a status edit."""
+    with _open(image.open(), max_pixels) as source:
+        source.draft("RGB", (side, side))  # a JPEG decodes at a fraction of its size
+        try:
+            source.load()
+        except (OSError, ValueError, Image.DecompressionBombError):
+            raise FetchError(_UNREADABLE) from None
+        picture = source.convert("RGB")
+    picture.thumbnail((side, side), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=70)
+    return buffer.getvalue()

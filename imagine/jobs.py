@@ -16,6 +16,7 @@ import asyncio
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 
 class QueueFull(Exception):
@@ -47,6 +48,12 @@ class SchedulerClosed(Exception):
 PositionCallback = Callable[[int], None]
 
 
+class TicketState(StrEnum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    DONE = "done"
+
+
 @dataclass(eq=False)
 class Ticket:
     """A job's place in the scheduler, from submission until ``release``."""
@@ -55,7 +62,7 @@ class Ticket:
     job_id: int
     on_position: PositionCallback | None = None
     position: int = 0
-    state: str = "waiting"  # waiting, running, done
+    state: TicketState = field(default_factory=lambda: TicketState.WAITING)
     _turn: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -126,9 +133,9 @@ class Scheduler:
 
     def release(self, ticket: Ticket) -> None:
         """The job is over (finished, failed or cancelled, waiting or running)."""
-        if ticket.state == "done":
+        if ticket.state is TicketState.DONE:
             return
-        if ticket.state == "running":
+        if ticket.state is TicketState.RUNNING:
             if self._running.get(ticket.user) is ticket:
                 del self._running[ticket.user]
                 parked = self._parked.pop(ticket.user, None)
@@ -141,7 +148,7 @@ class Scheduler:
                     queue.remove(ticket)
                     if not queue:
                         del line[ticket.user]
-        ticket.state = "done"
+        ticket.state = TicketState.DONE
         if not ticket._turn.done():
             ticket._turn.cancel()
         self._dispatch()
@@ -153,7 +160,7 @@ class Scheduler:
             ticket = queue.popleft()
             if queue:
                 self._parked[user] = queue
-            ticket.state = "running"
+            ticket.state = TicketState.RUNNING
             ticket.position = 0
             self._running[user] = ticket
             ticket._turn.set_result(None)

@@ -17,18 +17,23 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from .responses import ImagePreview
 
 log = logging.getLogger(__name__)
 
-Editor = Callable[[str], Awaitable[None]]
+T = TypeVar("T")
 
 
-class StatusEditor:
-    """Coalesces ``update(text)`` calls into rate-limited ``edit(text)`` calls."""
+class StatusEditor(Generic[T]):
+    """Coalesces ``update(value)`` calls into rate-limited ``edit(value)`` calls (a value is
+    a status text, or whatever the edit shows)."""
 
     def __init__(
         self,
-        edit: Editor,
+        edit: Callable[[T], Awaitable[None]],
         *,
         interval: float = 1.0,
         window: float = 5.0,
@@ -40,8 +45,8 @@ class StatusEditor:
         self.window = window
         self.per_window = per_window
         self._clock = clock
-        self._latest: str | None = None
-        self._shown: str | None = None
+        self._latest: T | None = None
+        self._shown: T | None = None
         self._sent: deque[float] = deque()
         self._wake = asyncio.Event()
         self._closing = False
@@ -49,17 +54,17 @@ class StatusEditor:
         self.edits = 0
         self.failures = 0
 
-    def update(self, text: str) -> None:
-        """Make ``text`` the status to show next; cheap, never waits."""
+    def update(self, value: T) -> None:
+        """Make ``value`` the status to show next; cheap, never waits."""
         if self._closing:
             return
-        self._latest = text
+        self._latest = value
         self._wake.set()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     @property
-    def latest(self) -> str | None:
+    def latest(self) -> T | None:
         return self._latest
 
     async def close(self) -> None:
@@ -110,15 +115,25 @@ class StatusEditor:
                 log.debug("status edit failed", exc_info=True)
 
 
-class JobStatus:
-    """One job's status line: the latest route notice (a failover, a retry, a fallback) above
-    the latest progress. A notice stays until another replaces it: the progress that follows
-    a failover arrives within milliseconds and would otherwise hide it before any edit."""
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A job's status as it should look now: its text and its newest preview, if any."""
 
-    def __init__(self, editor: StatusEditor) -> None:
+    text: str
+    preview: ImagePreview | None = None
+
+
+class JobStatus:
+    """One job's status: the latest route notice (a failover, a retry, a fallback) above the
+    latest progress, and the newest preview. A notice stays until another replaces it: the
+    progress that follows a failover arrives within milliseconds and would otherwise hide it
+    before any edit."""
+
+    def __init__(self, editor: StatusEditor[Shown]) -> None:
         self.editor = editor
         self._notice: str | None = None
         self._progress = ""
+        self._preview: ImagePreview | None = None
 
     def notice(self, text: str) -> None:
         self._notice = text
@@ -128,6 +143,30 @@ class JobStatus:
         self._progress = text
         self._show()
 
+    def preview(self, preview: ImagePreview) -> None:
+        self._preview = preview
+        self._show()
+
     def _show(self) -> None:
         lines = [line for line in (self._notice, self._progress) if line]
-        self.editor.update("\n".join(lines))
+        self.editor.update(Shown("\n".join(lines), self._preview))
+
+
+class GridProgress:
+    """Statuses of a job's several images as one line: ``2/4 done · Sampling 3/4``."""
+
+    def __init__(self, status: JobStatus, count: int) -> None:
+        self.status = status
+        self.count = count
+        self.done = 0
+
+    def image(self, text: str) -> None:
+        if self.count == 1:
+            self.status.progress(text)
+        else:
+            self.status.progress(f"{self.done}/{self.count} done · {text}")
+
+    def finished(self) -> None:
+        self.done += 1
+        if self.count > 1:
+            self.status.progress(f"{self.done}/{self.count} done")

@@ -1,9 +1,8 @@
 """Runs jobs from queue to result, and makes sure every job ends visibly.
 
 A job is shown through a ``Reply`` (in the bot: one Discord message). The runner waits for the
-job's turn, streams statuses into a ``StatusEditor``, lets the engine retry and fail over
-between the model's backends, hands the job to the fallback model when its own model fails,
-downloads and fits the image, and finally tells the reply exactly one of: the result, a
+job's turn, streams statuses (and previews) into a ``StatusEditor``, has the job drawn or
+described (``imagine.drawing``), and finally tells the reply exactly one of: the result, a
 failure, or a cancellation.
 
 The work (waiting, generating, downloading) runs in its own task so that Cancel can stop it —
@@ -13,69 +12,24 @@ the backend request included — without ever cancelling a reply edit in flight.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from dataclasses import dataclass, field
 
+from .drawing import Drawing, Work, describe_image
 from .engine import Engine
-from .errors import BackendError, FetchError, ImagineError, QuotaExceeded, UnknownModel, naming
-from .fetch import FetchedImage
-from .images import fit_image, image_size, pixel_cap
-from .jobs import Scheduler, Ticket
-from .progress import JobStatus, StatusEditor
-from .responses import ImageResponse, Notice, Reasoning
-from .store import JobRecord, Store
+from .errors import FetchError, ImagineError, QuotaExceeded
+from .images import pixel_cap, preview_jpeg
+from .jobs import Scheduler, Ticket, TicketState
+from .outcomes import Delivery, Described, Failure, Picture, Reply, StatusLine
+from .progress import JobStatus, Shown, StatusEditor
+from .responses import ImagePreview
+from .store import JobKind, JobRecord, JobState, Store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A finished image, ready to show."""
-
-    job: JobRecord
-    image: FetchedImage | None  # None: too large to upload even re-encoded; see ``link``
-    model: str
-    seed: int | None
-    width: int
-    height: int
-    elapsed: float
-    backend: str
-    fallback_from: str | None = None
-    fallback_reason: str | None = None
-    reencoded: bool = False
-    extra_images: int = 0
-    link: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """Why a job produced no image, in words for the person who asked."""
-
-    job: JobRecord
-    message: str
-    retry_at: float | None = None  # epoch seconds, when a quota says when
-    interrupted: bool = False
-    transient: bool = False  # likely to pass: worth a Retry in a moment
-    backend: str | None = None
-
-
-class Reply(Protocol):
-    """Where a job shows itself: statuses first, then exactly one ending."""
-
-    upload_limit: int
-
-    async def status(self, text: str) -> None: ...
-
-    async def deliver(self, delivery: Delivery) -> None: ...
-
-    async def fail(self, failure: Failure) -> None: ...
-
-    async def cancelled(self, job: JobRecord, by: str | None) -> None: ...
 
 
 def queue_status(position: int) -> str:
@@ -105,7 +59,7 @@ class ActiveJob:
     job: JobRecord
     ticket: Ticket
     task: asyncio.Task[None] | None = None
-    work: asyncio.Task[Delivery] | None = None
+    work: asyncio.Task[Delivery | Described] | None = None
     stop: Stop | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -117,7 +71,9 @@ class JobRunner:
         store: Store,
         scheduler: Scheduler,
         *,
-        editor_factory: Callable[[Callable[[str], Awaitable[None]]], StatusEditor] = StatusEditor,
+        editor_factory: Callable[
+            [Callable[[Shown], Awaitable[None]]], StatusEditor[Shown]
+        ] = StatusEditor,
         redact: Callable[[str], str] = str,
     ) -> None:
         self.engine = engine
@@ -128,13 +84,13 @@ class JobRunner:
         self.active: dict[int, ActiveJob] = {}
 
     def start(
-        self, job: JobRecord, ticket: Ticket, reply: Reply, *, fallback: str | None = None
+        self, job: JobRecord, ticket: Ticket, reply: Reply, work: Work | None = None
     ) -> asyncio.Task[None]:
         """Run ``job`` in the background; its ``ticket`` came from ``scheduler.submit``."""
         active = ActiveJob(job, ticket)
         self.active[job.id] = active
         active.task = asyncio.get_running_loop().create_task(
-            self._run(active, reply, fallback), name=f"imagine-job-{job.id}"
+            self._run(active, reply, work or Work()), name=f"imagine-job-{job.id}"
         )
         return active.task
 
@@ -174,20 +130,19 @@ class JobRunner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run(self, active: ActiveJob, reply: Reply, fallback: str | None) -> None:
+    async def _run(self, active: ActiveJob, reply: Reply, work: Work) -> None:
         job = active.job
-        editor = self.editor_factory(reply.status)
+        work = Work(work.fallback, work.images, reply.upload_limit)
+        editor = self.editor_factory(PreviewingStatus(self.engine, job, reply))
         status = JobStatus(editor)
         ticket = active.ticket
         ticket.on_position = lambda position: status.progress(queue_status(position))
-        if ticket.state == "waiting":
+        if ticket.state is TicketState.WAITING:
             status.progress(queue_status(ticket.position))
-        active.work = asyncio.get_running_loop().create_task(
-            self._work(job, ticket, status, reply.upload_limit, fallback)
-        )
+        active.work = asyncio.get_running_loop().create_task(self._work(job, ticket, status, work))
         ending: Callable[[], Awaitable[None]]
         try:
-            delivery = await active.work
+            outcome = await active.work
         except asyncio.CancelledError:
             if active.work.cancelled() and active.stop is not None:
                 ending = self._ending_stopped(job, reply, active.stop)
@@ -201,7 +156,10 @@ class JobRunner:
                 job, reply, ImagineError("Something went wrong on our side; please try again.")
             )
         else:
-            ending = self._ending_delivered(delivery, reply)
+            if isinstance(outcome, Described):
+                ending = self._ending_described(outcome, reply)
+            else:
+                ending = self._ending_delivered(outcome, reply)
         finally:
             self.scheduler.release(ticket)
             await editor.close()  # no status may land after the ending
@@ -221,16 +179,33 @@ class JobRunner:
             try:
                 await self._safely(reply.deliver(delivery), delivery.job)
             finally:
-                if delivery.image is not None:
-                    delivery.image.close()
+                delivery.close()
+            first = delivery.first
             await self.store.update_job(
                 delivery.job.id,
-                state="done",
+                state=JobState.DONE,
                 finished_at=time.time(),
-                result_seed=delivery.seed,
-                result_model=delivery.model,
-                result_backend=delivery.backend,
+                result_seed=first.seed,
+                result_model=first.model,
+                result_backend=first.backend,
+                result=json.dumps([picture_record(p) for p in delivery.pictures]),
                 interaction_token=None,  # the reply is final: the token has no more use
+            )
+
+        return end
+
+    def _ending_described(
+        self, described: Described, reply: Reply
+    ) -> Callable[[], Awaitable[None]]:
+        async def end() -> None:
+            await self._safely(reply.described(described), described.job)
+            await self.store.update_job(
+                described.job.id,
+                state=JobState.DONE,
+                finished_at=time.time(),
+                result_backend=described.backend,
+                result=json.dumps(list(described.prompts)),
+                interaction_token=None,
             )
 
         return end
@@ -253,7 +228,7 @@ class JobRunner:
             await self._safely(reply.fail(failure), job)
             await self.store.update_job(
                 job.id,
-                state="failed",
+                state=JobState.FAILED,
                 finished_at=time.time(),
                 error=failure.message[:1000],
                 interaction_token=None,
@@ -272,7 +247,7 @@ class JobRunner:
                 await self._safely(reply.fail(failure), job)
                 await self.store.update_job(
                     job.id,
-                    state="interrupted",
+                    state=JobState.INTERRUPTED,
                     finished_at=time.time(),
                     error=failure.message,
                     interaction_token=None,
@@ -280,7 +255,7 @@ class JobRunner:
                 return
             await self._safely(reply.cancelled(job, stop.by), job)
             await self.store.update_job(
-                job.id, state="cancelled", finished_at=time.time(), interaction_token=None
+                job.id, state=JobState.CANCELLED, finished_at=time.time(), interaction_token=None
             )
 
         return end
@@ -295,121 +270,57 @@ class JobRunner:
     # -- the work ------------------------------------------------------------------------
 
     async def _work(
-        self,
-        job: JobRecord,
-        ticket: Ticket,
-        status: JobStatus,
-        upload_limit: int,
-        fallback: str | None,
-    ) -> Delivery:
+        self, job: JobRecord, ticket: Ticket, status: JobStatus, work: Work
+    ) -> Delivery | Described:
         await self.scheduler.wait_turn(ticket)
-        self.store.update_job(job.id, state="running", started_at=time.time())  # not awaited
+        self.store.update_job(job.id, state=JobState.RUNNING, started_at=time.time())  # no wait
         status.progress("Starting")
-        started = time.monotonic()
-        models = [job.model]
-        backup = self._fallback_model(fallback, job)
-        if backup is not None:
-            models.append(backup)
-        avoid: set[str] = set()  # backends that stalled in this job: no model tries them again
-        error: ImagineError | None = None
-        for index, model in enumerate(models):
-            if index:
-                status.notice(f"{models[0]} failed ({naming(error)}); trying {model}")
-            try:
-                delivery = await self._attempt(job, model, status, upload_limit, started, avoid)
-            except ImagineError as exc:  # the engine already retried and failed over
-                error = exc
-                continue
-            if index:
-                return replace(delivery, fallback_from=models[0], fallback_reason=naming(error))
-            return delivery
-        assert error is not None
-        raise error
+        if job.kind == JobKind.DESCRIBE:
+            return await describe_image(self.engine, job, work.images, status)
+        return await Drawing(self.engine, job, work, status).run()
 
-    def _fallback_model(self, fallback: str | None, job: JobRecord) -> str | None:
-        """The fallback model, if it is one we can draw and not the job's own. One that went
-        away (a backends file changed, an API stopped listing it) is ignored, not fatal."""
-        if not fallback:
+
+def picture_record(picture: Picture) -> dict[str, object]:
+    """What the job log keeps of one image (its bytes live on Discord, not here)."""
+    return {
+        "seed": picture.seed,
+        "model": picture.model,
+        "backend": picture.backend,
+        "width": picture.width,
+        "height": picture.height,
+    }
+
+
+class PreviewingStatus:
+    """Shows a job's status, with its newest preview as a small JPEG: the preview is fetched
+    only when an edit is about to show it (at most one per edit slot), never for every
+    preview a backend streams."""
+
+    def __init__(self, engine: Engine, job: JobRecord, reply: Reply) -> None:
+        self.engine = engine
+        self.job = job
+        self.reply = reply
+        self.shown: ImagePreview | None = None
+
+    async def __call__(self, value: Shown) -> None:
+        jpeg = None
+        preview = value.preview
+        if preview is not None and preview is not self.shown:
+            self.shown = preview
+            jpeg = await self._jpeg(preview)
+        await self.reply.status(StatusLine(value.text, jpeg))
+
+    async def _jpeg(self, preview: ImagePreview) -> bytes | None:
+        try:
+            image = await self.engine.download(preview, filename=f"preview-{self.job.id}")
+        except (FetchError, IndexError) as exc:
+            log.debug("job %s: preview not shown (%s)", self.job.id, exc)
             return None
         try:
-            model = self.engine.resolve_model(fallback)
-        except UnknownModel:
-            log.warning("job %s: fallback model %r is unknown; not using it", job.id, fallback)
+            cap = pixel_cap(self.job.width, self.job.height)
+            return await asyncio.to_thread(preview_jpeg, image, max_pixels=cap)
+        except FetchError as exc:
+            log.debug("job %s: preview not shown (%s)", self.job.id, exc)
             return None
-        return None if model == job.model else model
-
-    async def _attempt(
-        self,
-        job: JobRecord,
-        model: str,
-        status: JobStatus,
-        upload_limit: int,
-        started: float,
-        avoid: set[str],
-    ) -> Delivery:
-        result: ImageResponse | None = None
-        download: asyncio.Task[tuple[tuple[int, int], FetchedImage | None, bool]] | None = None
-        try:
-            generation = self.engine.generate(
-                model,
-                prompt=job.prompt,
-                width=job.width,
-                height=job.height,
-                seed=job.seed,
-                avoid=avoid,
-            )
-            async with contextlib.aclosing(generation) as items:
-                async for item in items:
-                    if isinstance(item, Notice):
-                        status.notice(item.status)
-                    elif isinstance(item, Reasoning):
-                        if result is None:
-                            status.progress(item.status)
-                    elif isinstance(item, ImageResponse) and result is None:
-                        result = item
-                        # Download while the backend's stream winds down.
-                        download = asyncio.get_running_loop().create_task(
-                            self._download(item, job, upload_limit)
-                        )
-            if result is None or download is None:
-                raise BackendError("The backend finished without an image.")
-            (width, height), image, reencoded = await download
         finally:
-            if download is not None and not download.done():
-                download.cancel()
-        return Delivery(
-            job=job,
-            image=image,
-            link=None if image is not None else result.images[0],
-            model=result.model or model,
-            seed=result.seed,
-            width=width,
-            height=height,
-            elapsed=time.monotonic() - started,
-            backend=result.backend,
-            reencoded=reencoded,
-            extra_images=len(result.images) - 1,
-        )
-
-    async def _download(
-        self, result: ImageResponse, job: JobRecord, upload_limit: int
-    ) -> tuple[tuple[int, int], FetchedImage | None, bool]:
-        """``(size, image to upload, re-encoded)``; no image when even re-encoding cannot
-        bring it under the upload limit (a link is sent instead)."""
-        image = await self.engine.download(result, filename=f"imagine-{job.id}")
-        try:
-            # The header only; refuses an image far larger than the job asked for (a bomb).
-            cap = pixel_cap(job.width, job.height)
-            size = image_size(image, max_pixels=cap)
-            if image.size <= upload_limit:
-                return size, image, False
-            try:
-                fitted, _ = await asyncio.to_thread(fit_image, image, upload_limit, max_pixels=cap)
-            except FetchError as exc:
-                log.info("job %s: %s; sending a link instead", job.id, exc)
-                return size, None, False
-        except BaseException:
             image.close()
-            raise
-        image.close()
-        return size, fitted, True

@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ guild_settings = sa.Table(
     sa.Column("fallback_model", sa.String(100)),
     sa.Column("blocked_words", sa.Text),  # JSON list
     sa.Column("updated_at", sa.Float),
+    sa.Column("default_count", sa.Integer),  # images per /imagine; NULL = 1
+    sa.Column("max_count", sa.Integer),  # the most a member may ask; NULL = 4
 )
 
 jobs = sa.Table(
@@ -81,6 +84,15 @@ jobs = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("started_at", sa.Float),
     sa.Column("finished_at", sa.Float),
+    # Version 3: the creative loop.
+    sa.Column("kind", sa.String(20), nullable=False, server_default="imagine"),
+    sa.Column("count", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("negative", sa.Text),
+    sa.Column("parent_id", sa.Integer),  # the job whose image this one starts from (U, V)
+    sa.Column("image_index", sa.Integer),  # which of the parent's images (0-based)
+    sa.Column("input_url", sa.Text),  # an input image, by its Discord attachment URL
+    sa.Column("input_sha256", sa.String(64)),  # and the hash of its bytes (never the bytes)
+    sa.Column("result", sa.Text),  # JSON: each image's seed and backend; /describe's prompts
     sa.Index("ix_jobs_state", "state"),
 )
 job_ended_at = sa.func.coalesce(jobs.c.finished_at, jobs.c.created_at)
@@ -112,9 +124,28 @@ async def _index_jobs_by_end(conn: AsyncConnection) -> None:
     )
 
 
+async def _creative_loop(conn: AsyncConnection) -> None:
+    """Version 3: job kinds (grids, variations, edits, /describe), their inputs and results,
+    and each server's image count settings."""
+    for statement in (
+        "ALTER TABLE jobs ADD COLUMN kind VARCHAR(20) NOT NULL DEFAULT 'imagine'",
+        "ALTER TABLE jobs ADD COLUMN count INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE jobs ADD COLUMN negative TEXT",
+        "ALTER TABLE jobs ADD COLUMN parent_id INTEGER",
+        "ALTER TABLE jobs ADD COLUMN image_index INTEGER",
+        "ALTER TABLE jobs ADD COLUMN input_url TEXT",
+        "ALTER TABLE jobs ADD COLUMN input_sha256 VARCHAR(64)",
+        "ALTER TABLE jobs ADD COLUMN result TEXT",
+        "ALTER TABLE guild_settings ADD COLUMN default_count INTEGER",
+        "ALTER TABLE guild_settings ADD COLUMN max_count INTEGER",
+    ):
+        await conn.execute(sa.text(statement))
+
+
 MIGRATIONS: list[Migration | None] = [
     None,  # version 1: the first tables; never run, a new database starts at the newest
     _index_jobs_by_end,  # version 2
+    _creative_loop,  # version 3
 ]
 """``MIGRATIONS[v]`` takes the schema from version v to v + 1, so ``len(MIGRATIONS)`` is the
 newest version. Append, never edit. Each one gets the connection of the transaction it runs in
@@ -125,8 +156,30 @@ upgraded one end up alike."""
 MIGRATION_LOCK = int.from_bytes(b"imgnschm", "big")
 """PostgreSQL advisory lock key held while migrating: one process migrates, the others wait."""
 
-ACTIVE_STATES = ("queued", "running")
-FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
+
+class JobState(StrEnum):
+    """Where a job is. Stored as its text; compared as a type."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+class JobKind(StrEnum):
+    """What a job makes."""
+
+    IMAGINE = "imagine"  # /imagine, "Imagine this", DMs, Reroll, Retry: one image or a grid
+    PICK = "pick"  # U1..U4: one image of a grid, alone, with its own buttons (no generation)
+    VARY = "vary"  # V1..V4, Vary: a variation of one image (image to image, same prompt)
+    EDIT = "edit"  # the image option, "Edit this image", Edit: image to image, a new prompt
+    DESCRIBE = "describe"  # /describe, "Describe this image": image to prompts
+
+
+ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
+FINAL_STATES = (JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED)
 TOKEN_LIFETIME = 15 * 60
 """Discord honours an interaction token for 15 minutes."""
 PURGE_BATCH = 1000
@@ -145,6 +198,8 @@ class GuildSettings:
     max_size: int | None = None
     fallback_model: str | None = None
     blocked_words: tuple[str, ...] = ()
+    default_count: int | None = None
+    max_count: int | None = None
 
 
 @dataclass(slots=True)
@@ -171,6 +226,18 @@ class JobRecord:
     created_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    kind: str = JobKind.IMAGINE
+    count: int = 1
+    negative: str | None = None
+    parent_id: int | None = None
+    image_index: int | None = None
+    input_url: str | None = None
+    input_sha256: str | None = None
+    result: str | None = None
+
+    def results(self) -> list[Any]:
+        """``result`` decoded: per-image records, or /describe's prompts."""
+        return _json_list(self.result) or []
 
 
 def async_url(url: str) -> str:
@@ -390,6 +457,8 @@ class Store:
             max_size=row["max_size"],
             fallback_model=row["fallback_model"],
             blocked_words=tuple(str(w) for w in _json_list(row["blocked_words"]) or ()),
+            default_count=row["default_count"],
+            max_count=row["max_count"],
         )
 
     async def change_guild(
@@ -447,7 +516,7 @@ class Store:
     # -- jobs ----------------------------------------------------------------------------
 
     async def create_job(self, **values: Any) -> JobRecord:
-        values.setdefault("state", "queued")
+        values.setdefault("state", JobState.QUEUED)
         values.setdefault("created_at", time.time())
 
         async def insert(conn: AsyncConnection) -> int:
@@ -551,6 +620,8 @@ def _guild_values(settings: GuildSettings) -> dict[str, Any]:
         "fallback_model": settings.fallback_model,
         "blocked_words": json.dumps(list(settings.blocked_words)),
         "updated_at": time.time(),
+        "default_count": settings.default_count,
+        "max_count": settings.max_count,
     }
 
 

@@ -8,25 +8,32 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import discord
+from imagine.flags import merge, parse_flags, size_for_aspect
+from imagine.inputs import InputImage
 
+from imagine.drawing import Work
 from imagine.engine import Engine
 from imagine.errors import BadInput
 from imagine.jobs import QueueFull, Scheduler, SchedulerBusy, SchedulerClosed, Ticket
 from imagine.limits import Cooldowns, RateLimiter
 from imagine.runner import JobRunner
 from imagine.settings import MAX_SIDE
-from imagine.store import GuildSettings, Store
-from imagine.wordfilter import find_blocked_word
+from imagine.store import GuildSettings, JobKind, JobState, Store
+from imagine.wordfilter import clean_text, find_blocked_word
 
 from .replies import InteractionReply, MessageReply
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "flux"
+DESCRIBE_MODEL = "janus-pro-7b"
 DEFAULT_SIDE = 1024
+MAX_COUNT = 4
+MAX_NEGATIVE = 1000
+"""Images per request unless a server lowers it (each one spends GPU quota)."""
 USER_BURST = (5, 60.0)
 """At most 5 accepted commands per user per minute, whatever the server's cooldown."""
 GUILD_BURST = (60, 60.0)
@@ -50,6 +57,27 @@ def slow_down(wait: float) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Request:
+    """What someone asked for, before any check; options as given (None: not given)."""
+
+    prompt: str
+    source: str  # slash, menu, dm, reroll, retry, vary, edit, describe, prompt
+    kind: JobKind = JobKind.IMAGINE
+    model: str | None = None
+    width: int | None = None
+    height: int | None = None
+    seed: int | None = None
+    aspect: str | None = None
+    negative: str | None = None
+    count: int | None = None
+    input: InputImage | None = None  # already made safe (imagine.inputs)
+    input_url: str | None = None  # where it came from (a Discord attachment URL)
+    parent_id: int | None = None
+    image_index: int | None = None
+    flags: bool = True  # read --ar, --no, --seed, --model, --count from the prompt
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     user_id: int
     requester: str
@@ -62,6 +90,17 @@ class Plan:
     height: int
     seed: int | None
     fallback: str | None
+    kind: JobKind = JobKind.IMAGINE
+    count: int = 1
+    negative: str | None = None
+    input: InputImage | None = None
+    input_url: str | None = None
+    parent_id: int | None = None
+    image_index: int | None = None
+
+    def work(self) -> Work:
+        images = () if self.input is None else ((self.input.data, self.input.filename),)
+        return Work(fallback=self.fallback, images=images)
 
 
 def allowed_models(engine: Engine, settings: GuildSettings | None) -> list[str]:
@@ -69,6 +108,44 @@ def allowed_models(engine: Engine, settings: GuildSettings | None) -> list[str]:
     if settings is None or settings.allowed_models is None:
         return everything
     return [m for m in everything if m in settings.allowed_models]
+
+
+def clean_negative(text: str | None) -> str | None:
+    """A negative prompt, cleaned as prompts are; None when empty."""
+    if not text:
+        return None
+    cleaned = clean_text(text).strip()
+    if len(cleaned) > MAX_NEGATIVE:
+        raise BadInput(
+            f"The negative prompt is {len(cleaned)} characters long; the limit is {MAX_NEGATIVE}."
+        )
+    return cleaned or None
+
+
+def with_flags(request: Request) -> Request:
+    """The request with the prompt's inline flags read; an explicit option wins over a flag.
+    ``BadInput`` for a malformed flag."""
+    if not request.flags:
+        return request
+    flags = parse_flags(request.prompt)
+    chosen = merge(
+        flags,
+        aspect=request.aspect,
+        negative=request.negative,
+        seed=request.seed,
+        model=request.model,
+        count=request.count,
+    )
+    return replace(
+        request,
+        prompt=chosen.prompt,
+        aspect=chosen.aspect,
+        negative=chosen.negative,
+        seed=chosen.seed,
+        model=chosen.model,
+        count=chosen.count,
+        flags=False,
+    )
 
 
 def usable_fallback(engine: Engine, name: str | None) -> str | None:
@@ -146,59 +223,143 @@ class Launcher:
         user: discord.abc.User,
         guild_id: int | None,
         channel_id: int | None,
-        source: str,
-        prompt: str,
-        model: str | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        seed: int | None = None,
+        request: Request,
     ) -> Plan:
         """Everything checked and defaults applied; ``Refusal`` says what is wrong."""
         settings = await self.guild_settings(guild_id)
         if settings and settings.channels and channel_id not in settings.channels:
             places = ", ".join(f"<#{c}>" for c in settings.channels[:10])
             raise Refusal(f"/imagine is not enabled in this channel. Try {places}.")
-        engine = self.engine
         try:
-            name = engine.resolve_model(
-                model or (settings and settings.default_model) or DEFAULT_MODEL
-            )
+            request = with_flags(request)
         except BadInput as exc:
             raise Refusal(str(exc)) from None
-        allowed = allowed_models(engine, settings)
-        if name not in allowed:
-            raise Refusal(
-                f"The model {name} is not enabled on this server. "
-                f"Available here: {', '.join(allowed) or 'none'}."
-            )
-        largest = min(settings.max_size or MAX_SIDE, MAX_SIDE) if settings else MAX_SIDE
-        width = min(DEFAULT_SIDE, largest) if width is None else width
-        height = min(DEFAULT_SIDE, largest) if height is None else height
-        for label, value in (("width", width), ("height", height)):
-            if value > largest:
-                raise Refusal(f"The largest {label} on this server is {largest} pixels.")
+        if request.kind is JobKind.DESCRIBE:
+            return self._describe_plan(user, guild_id, channel_id, request)
+        name = self._model(settings, request)
+        width, height = self._size(settings, request)
+        count = self._count(settings, request)
         try:
-            request = engine.prepare(name, prompt=prompt, width=width, height=height, seed=seed)
+            checked = self.engine.prepare(
+                name, prompt=request.prompt, width=width, height=height, seed=request.seed
+            )
+            negative = clean_negative(request.negative)
         except BadInput as exc:
             raise Refusal(str(exc)) from None
-        if settings and settings.blocked_words:
-            word = find_blocked_word(request.prompt, settings.blocked_words)
-            if word is not None:
-                raise Refusal(
-                    "This server does not allow that prompt (it contains a blocked word)."
-                )
+        if settings and find_blocked_word(checked.prompt, settings.blocked_words) is not None:
+            raise Refusal("This server does not allow that prompt (it contains a blocked word).")
+        fallback = self.fallback_for(settings, name)
+        if fallback is not None and request.input is not None:
+            fallback = fallback if self.engine.accepts_images(fallback) else None
         return Plan(
             user_id=user.id,
             requester=user.display_name,
             guild_id=guild_id,
             channel_id=channel_id,
-            source=source,
-            prompt=request.prompt,
+            source=request.source,
+            prompt=checked.prompt,
             model=name,
             width=width,
             height=height,
-            seed=seed,
-            fallback=self.fallback_for(settings, name),
+            seed=request.seed,
+            fallback=fallback,
+            kind=request.kind,
+            count=count,
+            negative=negative,
+            input=request.input,
+            input_url=request.input_url,
+            parent_id=request.parent_id,
+            image_index=request.image_index,
+        )
+
+    def _model(self, settings: GuildSettings | None, request: Request) -> str:
+        """The model asked for, else the server's default; one that takes an image when the
+        job starts from one."""
+        engine = self.engine
+        allowed = allowed_models(engine, settings)
+        if request.input is not None and request.model is None:
+            usable = [m for m in engine.image_models() if m in allowed]
+            if not usable:
+                raise Refusal("No model here can start from an image.")
+            return usable[0]
+        try:
+            name = engine.resolve_model(
+                request.model or (settings and settings.default_model) or DEFAULT_MODEL
+            )
+        except BadInput as exc:
+            raise Refusal(str(exc)) from None
+        if name not in allowed:
+            raise Refusal(
+                f"The model {name} is not enabled on this server. "
+                f"Available here: {', '.join(allowed) or 'none'}."
+            )
+        if request.input is not None and not engine.accepts_images(name):
+            able = [m for m in engine.image_models() if m in allowed]
+            raise Refusal(
+                f"The model {name} cannot start from an image; "
+                f"{'try ' + ', '.join(able) if able else 'no model here can'}."
+            )
+        return name
+
+    @staticmethod
+    def _size(settings: GuildSettings | None, request: Request) -> tuple[int, int]:
+        """Width and height: as asked, else the aspect's (about a megapixel), else the input
+        image's, else 1024 square; within the server's largest side."""
+        largest = min(settings.max_size or MAX_SIDE, MAX_SIDE) if settings else MAX_SIDE
+        width, height = request.width, request.height
+        if width is None and height is None and request.aspect is not None:
+            width, height = size_for_aspect(request.aspect)
+            if max(width, height) > largest:  # the shape, scaled down to fit
+                scale = largest / max(width, height)
+                width, height = (max(32, int(v * scale) // 64 * 64) for v in (width, height))
+        elif width is None and height is None and request.input is not None:
+            scale = min(1.0, largest / max(request.input.width, request.input.height))
+            size = (request.input.width, request.input.height)
+            width, height = (max(32, int(v * scale)) for v in size)
+        width = min(DEFAULT_SIDE, largest) if width is None else width
+        height = min(DEFAULT_SIDE, largest) if height is None else height
+        for label, value in (("width", width), ("height", height)):
+            if value > largest:
+                raise Refusal(f"The largest {label} on this server is {largest} pixels.")
+        return width, height
+
+    @staticmethod
+    def _count(settings: GuildSettings | None, request: Request) -> int:
+        """Images in the job: as asked, else the server's default; at most the server's max."""
+        most = (settings.max_count if settings else None) or MAX_COUNT
+        if request.kind is not JobKind.IMAGINE:
+            return 1
+        count = request.count or (settings.default_count if settings else None) or 1
+        if count > most:
+            raise Refusal(
+                f"This server allows at most {most} image{'s' if most > 1 else ''} per request."
+            )
+        return min(count, most)
+
+    def _describe_plan(
+        self,
+        user: discord.abc.User,
+        guild_id: int | None,
+        channel_id: int | None,
+        request: Request,
+    ) -> Plan:
+        if request.input is None:
+            raise Refusal("Attach an image to describe.")
+        return Plan(
+            user_id=user.id,
+            requester=user.display_name,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            source=request.source,
+            prompt=f"Describe {request.input.filename}",
+            model=DESCRIBE_MODEL,
+            width=request.input.width,
+            height=request.input.height,
+            seed=None,
+            fallback=None,
+            kind=JobKind.DESCRIBE,
+            input=request.input,
+            input_url=request.input_url,
         )
 
     async def admit(self, plan: Plan) -> Ticket:
@@ -230,14 +391,25 @@ class Launcher:
             width=plan.width,
             height=plan.height,
             seed=plan.seed,
+            kind=plan.kind,
+            count=plan.count,
+            negative=plan.negative,
+            parent_id=plan.parent_id,
+            image_index=plan.image_index,
+            input_url=plan.input_url,
+            input_sha256=plan.input.sha256 if plan.input is not None else None,
             **extra,
         )
 
     async def launch(self, interaction: discord.Interaction, plan: Plan, ticket: Ticket) -> None:
-        """Acknowledge at once, then run the job in the interaction's own reply."""
+        """Acknowledge at once (unless done already), then run the job in the interaction's
+        own reply."""
         try:
-            response = await interaction.response.defer(thinking=True)
-            message_id = getattr(response, "message_id", None)
+            if interaction.response.is_done():
+                message_id: int | None = (await interaction.original_response()).id
+            else:
+                response = await interaction.response.defer(thinking=True)
+                message_id = getattr(response, "message_id", None)
             job = await self._create_job(
                 plan,
                 application_id=interaction.application_id,
@@ -249,8 +421,14 @@ class Launcher:
             self.scheduler.release(ticket)
             raise
         ticket.job_id = job.id
-        reply = InteractionReply(interaction, job, requester=plan.requester, message_id=message_id)
-        self.runner.start(job, ticket, reply, fallback=plan.fallback)
+        reply = InteractionReply(
+            interaction,
+            job,
+            requester=plan.requester,
+            message_id=message_id,
+            image_input=bool(self.engine.image_models()),
+        )
+        self.runner.start(job, ticket, reply, plan.work())
 
     async def launch_in_channel(
         self,
@@ -264,15 +442,21 @@ class Launcher:
         job = None
         try:
             job = await self._create_job(plan)
-            reply = MessageReply(channel, job, requester=plan.requester, reference=reference)
+            reply = MessageReply(
+                channel,
+                job,
+                requester=plan.requester,
+                reference=reference,
+                image_input=bool(self.engine.image_models()),
+            )
             message = await reply.open()
             await self.store.update_job(job.id, message_id=message.id)
         except BaseException:
             self.scheduler.release(ticket)
             if job is not None:
                 await self.store.update_job(
-                    job.id, state="failed", finished_at=time.time(), error="could not reply"
+                    job.id, state=JobState.FAILED, finished_at=time.time(), error="could not reply"
                 )
             raise
         ticket.job_id = job.id
-        self.runner.start(job, ticket, reply, fallback=plan.fallback)
+        self.runner.start(job, ticket, reply, plan.work())

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from imagine.runner import Failure
-from imagine.store import ACTIVE_STATES, JobRecord
+from imagine.outcomes import Failure
+from imagine.store import ACTIVE_STATES, JobRecord, JobState
 
-from .render import NO_PINGS, failure_embed, job_view
+from .render import FAILURE_TITLE, INTERRUPTED_TITLE, NO_PINGS, Action, failure_embed, job_view
+from .replies import PREVIEW_NAME
 
 if TYPE_CHECKING:
     from bot import ImagineBot
@@ -66,14 +67,18 @@ class _Reply:
             await self.message.edit(**fields)
 
 
-def ended_state(message: discord.Message) -> str | None:
-    """The state a reply shows, if it already shows an ending."""
-    if message.attachments:
-        return "done"
+def ended_state(message: discord.Message) -> JobState | None:
+    """The state a reply shows, if it already shows an ending (a running job's reply has a
+    status text, and maybe a preview: neither is an ending)."""
+    if any(a.filename != PREVIEW_NAME for a in message.attachments):
+        return JobState.DONE
     if message.embeds:
-        return "interrupted" if message.embeds[0].title == "Interrupted" else "failed"
+        title = message.embeds[0].title
+        if title == INTERRUPTED_TITLE:
+            return JobState.INTERRUPTED
+        return JobState.FAILED if title == FAILURE_TITLE else JobState.DONE
     if message.content.startswith("Cancelled"):
-        return "cancelled"
+        return JobState.CANCELLED
     return None
 
 
@@ -90,7 +95,7 @@ async def recover_interrupted_jobs(bot: ImagineBot) -> int:
             await bot.store.update_job(job.id, state=shown, finished_at=time.time())
             continue
         await bot.store.update_job(
-            job.id, state="interrupted", finished_at=time.time(), error=INTERRUPTED
+            job.id, state=JobState.INTERRUPTED, finished_at=time.time(), error=INTERRUPTED
         )
         if not reply.reachable:
             continue
@@ -99,7 +104,7 @@ async def recover_interrupted_jobs(bot: ImagineBot) -> int:
             await reply.edit(
                 content=None,
                 embed=failure_embed(failure),
-                view=job_view(job.id, "retry"),
+                view=job_view(job.id, Action.RETRY),
                 allowed_mentions=NO_PINGS,
             )
             told += 1

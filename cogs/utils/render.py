@@ -1,30 +1,67 @@
-"""What job messages look like: status lines, result and failure embeds, job buttons.
+"""What job messages look like: status lines, result, grid, /describe and failure embeds, and
+the job buttons.
 
-Discord's limits are enforced here (embed title 256, description 4096, content 2000), and
-nothing rendered can ping: the bot sends every message with ``allowed_mentions`` none.
+Discord's limits are enforced here (embed title 256, description 4096, field 1024, content
+2000, five buttons a row), and nothing rendered can ping: the bot sends every message with
+``allowed_mentions`` none.
 """
 
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import Any
 
 import discord
 
-from imagine.runner import Delivery, Failure
+from imagine.outcomes import Delivery, Described, Failure, Picture
 
 NO_PINGS = discord.AllowedMentions.none()
 COLOR_OK = discord.Color.from_rgb(88, 101, 242)
 COLOR_FAIL = discord.Color.red()
 
-LABELS = {"cancel": "Cancel", "reroll": "Reroll", "delete": "Delete", "retry": "Retry"}
-STYLES = {
-    "cancel": discord.ButtonStyle.secondary,
-    "reroll": discord.ButtonStyle.primary,
-    "delete": discord.ButtonStyle.danger,
-    "retry": discord.ButtonStyle.primary,
+
+class Action(StrEnum):
+    """What a job button does; its value is the ``custom_id`` part (``u2`` = U, image 2)."""
+
+    CANCEL = "cancel"
+    REROLL = "reroll"
+    DELETE = "delete"
+    RETRY = "retry"
+    VARY = "vary"
+    EDIT = "edit"
+    PICK = "u"  # U1..U4: that image alone, full size, in a new reply
+    VARIATION = "v"  # V1..V4: a variation of that image
+    PROMPT = "p"  # 1..4 under /describe: draw that prompt
+
+
+LABELS = {
+    Action.CANCEL: "Cancel",
+    Action.REROLL: "Reroll",
+    Action.DELETE: "Delete",
+    Action.RETRY: "Retry",
+    Action.VARY: "Vary",
+    Action.EDIT: "Edit",
 }
-EMOJI = {"cancel": "✖️", "reroll": "🎲", "delete": "🗑️", "retry": "🔁"}
+STYLES = {
+    Action.CANCEL: discord.ButtonStyle.secondary,
+    Action.REROLL: discord.ButtonStyle.primary,
+    Action.DELETE: discord.ButtonStyle.danger,
+    Action.RETRY: discord.ButtonStyle.primary,
+    Action.VARY: discord.ButtonStyle.secondary,
+    Action.EDIT: discord.ButtonStyle.secondary,
+    Action.PICK: discord.ButtonStyle.secondary,
+    Action.VARIATION: discord.ButtonStyle.secondary,
+    Action.PROMPT: discord.ButtonStyle.primary,
+}
+EMOJI = {
+    Action.CANCEL: "✖️",
+    Action.REROLL: "🎲",
+    Action.DELETE: "🗑️",
+    Action.RETRY: "🔁",
+    Action.VARY: "🪄",
+    Action.EDIT: "✏️",
+}
 
 
 def clip(text: str, limit: int) -> str:
@@ -60,85 +97,194 @@ def status_content(prompt: str, model: str, status: str) -> str:
     return clip(f"**{excerpt}**\n`{model}` · {status}", 2000)
 
 
-def job_button(action: str, job_id: int) -> discord.ui.Button:
+# -- buttons ------------------------------------------------------------------------------
+
+TEMPLATE = (
+    r"imagine:(?P<action>cancel|reroll|delete|retry|vary|edit|[uvp][1-4]):(?P<job_id>\d{1,19})"
+)
+
+
+def parse_action(text: str) -> tuple[Action, int | None]:
+    """``"u2"`` → (PICK, 1): a numbered action and its 0-based index; others have none."""
+    if text[:1] in "uvp" and text[1:].isdigit():
+        return Action(text[0]), int(text[1:]) - 1
+    return Action(text), None
+
+
+def job_button(action: Action, job_id: int, index: int | None = None) -> discord.ui.Button:
+    if index is None:
+        label, code, emoji = LABELS[action], action.value, EMOJI.get(action)
+    else:
+        number = index + 1
+        label = str(number) if action is Action.PROMPT else f"{action.value.upper()}{number}"
+        code, emoji = f"{action.value}{number}", None
     return discord.ui.Button(
-        label=LABELS[action],
-        style=STYLES[action],
-        emoji=EMOJI[action],
-        custom_id=f"imagine:{action}:{job_id}",
+        label=label, style=STYLES[action], emoji=emoji, custom_id=f"imagine:{code}:{job_id}"
     )
 
 
-class JobButton(
-    discord.ui.DynamicItem[discord.ui.Button],
-    template=r"imagine:(?P<action>cancel|reroll|delete|retry):(?P<job_id>[0-9]{1,19})",
-):
+class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=TEMPLATE):
     """A persistent button: the job id is in its ``custom_id``, the job in the database, so
     it still works after a restart."""
 
-    def __init__(self, action: str, job_id: int) -> None:
-        super().__init__(job_button(action, job_id))
+    def __init__(self, action: Action, job_id: int, index: int | None = None) -> None:
+        super().__init__(job_button(action, job_id, index))
         self.action = action
         self.job_id = job_id
+        self.index = index
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> JobButton:
-        return cls(match["action"], int(match["job_id"]))
+        action, index = parse_action(match["action"])
+        return cls(action, int(match["job_id"]), index)
 
     async def callback(self, interaction: discord.Interaction) -> None:
         # An event, not a call: the cog that handles it is loaded as an extension (its own
         # module object), and this view knows nothing of it.
-        interaction.client.dispatch("job_button", interaction, self.action, self.job_id)
+        interaction.client.dispatch("job_button", interaction, self.action, self.job_id, self.index)
 
 
-def job_view(job_id: int, *actions: str) -> discord.ui.View:
+def job_view(job_id: int, *actions: Action) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     for action in actions:
         view.add_item(JobButton(action, job_id))
     return view
 
 
-def result_embed(delivery: Delivery, requester: str | None) -> discord.Embed:
-    job = delivery.job
-    prompt = one_line(job.prompt)
-    title = shown_prompt(prompt, 256)
-    embed = discord.Embed(title=title, color=COLOR_OK)
+def result_view(job_id: int, count: int, *, image_input: bool) -> discord.ui.View:
+    """A single image: Vary, Edit (where an image-input model is there), Reroll, Delete. A
+    grid: U1..Un on one row, V1..Vn (where an image-input model is there) on the next, then
+    Reroll and Delete."""
+    view = discord.ui.View(timeout=None)
+    rows: list[list[JobButton]] = []
+    if count > 1:
+        rows.append([JobButton(Action.PICK, job_id, i) for i in range(count)])
+        if image_input:
+            rows.append([JobButton(Action.VARIATION, job_id, i) for i in range(count)])
+        actions = [Action.REROLL, Action.DELETE]
+    else:
+        actions = [Action.VARY, Action.EDIT] if image_input else []
+        actions += [Action.REROLL, Action.DELETE]
+    rows.append([JobButton(action, job_id) for action in actions])
+    for number, row in enumerate(rows):
+        for button in row:
+            button.row = number
+            view.add_item(button)
+    return view
+
+
+def describe_view(job_id: int, count: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for index in range(count):
+        view.add_item(JobButton(Action.PROMPT, job_id, index))
+    return view
+
+
+# -- embeds -------------------------------------------------------------------------------
+
+
+def _prompt_embed(prompt: str, *, color: discord.Color) -> discord.Embed:
+    title = shown_prompt(one_line(prompt), 256)
+    embed = discord.Embed(title=title, color=color)
     if title.endswith("…"):
-        embed.description = shown_prompt(job.prompt, 4096)
-    model = delivery.model
-    if delivery.fallback_from:
-        model += f" (fallback: {delivery.fallback_from} failed)"
-    embed.add_field(name="Model", value=clip(model, 1024))
-    embed.add_field(name="Seed", value=str(delivery.seed) if delivery.seed is not None else "—")
-    embed.add_field(name="Size", value=f"{delivery.width}×{delivery.height}")
-    embed.add_field(name="Time", value=f"{delivery.elapsed:.1f}s")
-    notes = []
-    if delivery.fallback_from and delivery.fallback_reason:
-        notes.append(f"{delivery.fallback_from}: {clip(delivery.fallback_reason, 300)}")
-    if delivery.reencoded:
-        notes.append("re-encoded to fit Discord's upload limit")
-    if delivery.extra_images:
-        notes.append(f"{delivery.extra_images} more image(s) made; the first is shown")
-    footer = " · ".join(
-        [f"Requested by {requester}" if requester else "", f"drawn by {delivery.backend}", *notes]
-    ).strip(" ·")
-    embed.set_footer(text=clip(footer, 2048))
-    if delivery.image is not None:
-        embed.set_image(url=f"attachment://{delivery.image.filename}")
-    elif delivery.link:
-        embed.description = clip(
-            f"{embed.description or ''}\nToo large to upload here even re-encoded: "
-            f"[open the image]({delivery.link}) (the link expires).".strip(),
-            4096,
-        )
-        embed.set_image(url=delivery.link)
+        embed.description = shown_prompt(prompt, 4096)
     return embed
 
 
+def _model_text(picture: Picture) -> str:
+    if picture.fallback_from:
+        return f"{picture.model} (fallback: {picture.fallback_from} failed)"
+    return picture.model
+
+
+def _notes(delivery: Delivery) -> list[str]:
+    notes: list[str] = []
+    pictures = delivery.pictures
+    fallen = next((p for p in pictures if p.fallback_from and p.fallback_reason), None)
+    if fallen is not None:
+        notes.append(f"{fallen.fallback_from}: {clip(fallen.fallback_reason or '', 300)}")
+    ignored = sorted({option for p in pictures for option in p.ignored})
+    for option in ignored:
+        notes.append(f"{option} not used: {pictures[0].model} does not take one")
+    if any(p.reencoded for p in pictures):
+        notes.append("re-encoded to fit Discord's upload limit")
+    if delivery.extra_images:
+        notes.append(f"{delivery.extra_images} more image(s) made; the first is shown")
+    notes.extend(clip(line, 300) for line in delivery.failed)
+    return notes
+
+
+def result_embed(delivery: Delivery, requester: str | None) -> discord.Embed:
+    job = delivery.job
+    pictures = delivery.pictures
+    first = delivery.first
+    embed = _prompt_embed(job.prompt, color=COLOR_OK)
+    embed.add_field(name="Model", value=clip(_model_text(first), 1024))
+    if len(pictures) == 1:
+        embed.add_field(name="Seed", value=str(first.seed) if first.seed is not None else "—")
+        embed.add_field(name="Size", value=f"{first.width}×{first.height}")
+    else:
+        seeds = " · ".join(
+            f"{n}: {p.seed if p.seed is not None else '—'}" for n, p in enumerate(pictures, 1)
+        )
+        embed.add_field(name="Seeds", value=clip(seeds, 1024))
+        sizes = sorted({f"{p.width}×{p.height}" for p in pictures})
+        embed.add_field(name="Size", value=", ".join(sizes))
+    embed.add_field(name="Time", value=f"{delivery.elapsed:.1f}s")
+    if job.negative:
+        embed.add_field(name="Negative", value=shown_prompt(job.negative, 1024), inline=False)
+    backends = ", ".join(dict.fromkeys(p.backend for p in pictures))
+    footer = " · ".join(
+        [
+            f"Requested by {requester}" if requester else "",
+            f"drawn by {backends}",
+            *_notes(delivery),
+        ]
+    ).strip(" ·")
+    embed.set_footer(text=clip(footer, 2048))
+    if len(pictures) == 1:
+        if first.image is not None:
+            embed.set_image(url=f"attachment://{first.image.filename}")
+        elif first.link:
+            embed.description = clip(
+                f"{embed.description or ''}\nToo large to upload here even re-encoded: "
+                f"[open the image]({first.link}) (the link expires).".strip(),
+                4096,
+            )
+            embed.set_image(url=first.link)
+    else:
+        links = [f"[image {p.index + 1}]({p.link})" for p in pictures if p.image is None and p.link]
+        if links:
+            embed.description = clip(
+                f"{embed.description or ''}\nToo large to upload here: {', '.join(links)} "
+                "(the links expire).".strip(),
+                4096,
+            )
+    return embed
+
+
+def described_embed(described: Described, requester: str | None) -> discord.Embed:
+    lines = [
+        f"**{n}.** {shown_prompt(prompt, 900)}" for n, prompt in enumerate(described.prompts, 1)
+    ]
+    embed = discord.Embed(
+        title="Prompts from this image", description=clip("\n\n".join(lines), 4096), color=COLOR_OK
+    )
+    footer = " · ".join(
+        [f"Requested by {requester}" if requester else "", f"read by {described.backend}"]
+    ).strip(" ·")
+    embed.set_footer(text=clip(footer + " · press a number to draw that prompt", 2048))
+    return embed
+
+
+FAILURE_TITLE = "Couldn't make this image"
+INTERRUPTED_TITLE = "Interrupted"
+
+
 def failure_embed(failure: Failure) -> discord.Embed:
-    title = "Interrupted" if failure.interrupted else "Couldn't make this image"
+    title = INTERRUPTED_TITLE if failure.interrupted else FAILURE_TITLE
     text = failure.message
     if failure.backend and failure.backend not in text:
         text = f"{failure.backend} failed: {text}"

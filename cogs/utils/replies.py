@@ -1,6 +1,6 @@
 """Where a job shows itself on Discord: an interaction's response, or a plain message.
 
-Both implement ``imagine.runner.Reply``. An interaction response is edited through its
+Both implement ``imagine.outcomes.Reply``. An interaction response is edited through its
 webhook token, which Discord honours for 15 minutes; a job that outlives its token is
 delivered as a normal channel message replying to the user (or, where the bot may not post,
 by DM), never lost.
@@ -15,10 +15,20 @@ from typing import Any, cast
 
 import discord
 
-from imagine.runner import Delivery, Failure
+from imagine.outcomes import Delivery, Described, Failure, StatusLine
 from imagine.store import JobRecord
 
-from .render import NO_PINGS, failure_embed, job_view, result_embed, status_content
+from .render import (
+    NO_PINGS,
+    Action,
+    describe_view,
+    described_embed,
+    failure_embed,
+    job_view,
+    result_embed,
+    result_view,
+    status_content,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +38,25 @@ TOKEN_MARGIN = 20.0
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 
 
+PREVIEW_NAME = "preview.jpg"
+
+
 def image_files(delivery: Delivery) -> list[discord.File]:
-    if delivery.image is None:
-        return []
-    data = cast(io.BufferedIOBase, delivery.image.open())  # a spooled file: read like one
-    return [discord.File(data, filename=delivery.image.filename)]
+    """Every picture as its own attachment (a grid shows as Discord's mosaic), in order."""
+    files = []
+    for picture in delivery.pictures:
+        if picture.image is not None:
+            data = cast(io.BufferedIOBase, picture.image.open())  # a spooled file: read like one
+            files.append(discord.File(data, filename=picture.image.filename))
+    return files
+
+
+def status_fields(job: JobRecord, line: StatusLine) -> dict[str, Any]:
+    """A status edit; with a new preview, the preview replaces the attachments shown."""
+    fields: dict[str, Any] = {"content": status_content(job.prompt, job.model, line.text)}
+    if line.preview is not None:
+        fields["attachments"] = [discord.File(io.BytesIO(line.preview), filename=PREVIEW_NAME)]
+    return fields
 
 
 def replying_to(
@@ -54,12 +78,14 @@ def as_new_message(fields: dict) -> dict:
 
 
 class JobReply:
-    """The three endings of a job, as message fields; subclasses say where they go (``_end``)."""
+    """The endings of a job, as message fields; subclasses say where they go (``_end``).
+    Every ending sets the attachments, so a preview shown while the job ran never stays."""
 
     job: JobRecord
     requester: str | None
+    image_input: bool  # an image-input model is there: offer Vary, Edit and V1..V4
 
-    async def _end(self, **fields) -> None:
+    async def _end(self, **fields: Any) -> None:
         raise NotImplementedError
 
     async def deliver(self, delivery: Delivery) -> None:
@@ -67,19 +93,31 @@ class JobReply:
             content=None,
             embed=result_embed(delivery, self.requester),
             attachments=image_files(delivery),
-            view=job_view(self.job.id, "reroll", "delete"),
+            view=result_view(self.job.id, len(delivery.pictures), image_input=self.image_input),
+        )
+
+    async def described(self, described: Described) -> None:
+        await self._end(
+            content=None,
+            embed=described_embed(described, self.requester),
+            attachments=[],
+            view=describe_view(self.job.id, len(described.prompts)),
         )
 
     async def fail(self, failure: Failure) -> None:
         await self._end(
-            content=None, embed=failure_embed(failure), view=job_view(self.job.id, "retry")
+            content=None,
+            embed=failure_embed(failure),
+            attachments=[],
+            view=job_view(self.job.id, Action.RETRY),
         )
 
     async def cancelled(self, job: JobRecord, by: str | None) -> None:
         await self._end(
             content=f"Cancelled{f' by {by}' if by else ''}.",
             embed=None,
-            view=job_view(job.id, "retry"),
+            attachments=[],
+            view=job_view(job.id, Action.RETRY),
         )
 
 
@@ -94,10 +132,12 @@ class MessageReply(JobReply):
         requester: str | None = None,
         reference: discord.Message | None = None,
         upload_limit: int = DEFAULT_UPLOAD_LIMIT,
+        image_input: bool = False,
     ) -> None:
         self.channel = channel
         self.job = job
         self.requester = requester
+        self.image_input = image_input
         self.reference = reference
         self.upload_limit = upload_limit
         self.message: discord.Message | None = None
@@ -106,7 +146,7 @@ class MessageReply(JobReply):
         """Send the one reply that will be edited from now on."""
         self.message = await self.channel.send(
             status_content(self.job.prompt, self.job.model, text),
-            view=job_view(self.job.id, "cancel"),
+            view=job_view(self.job.id, Action.CANCEL),
             mention_author=False,
             allowed_mentions=NO_PINGS,
             **replying_to(self.reference),
@@ -124,8 +164,8 @@ class MessageReply(JobReply):
         else:
             await self.message.edit(allowed_mentions=NO_PINGS, **fields)
 
-    async def status(self, text: str) -> None:
-        await self._end(content=status_content(self.job.prompt, self.job.model, text))
+    async def status(self, line: StatusLine) -> None:
+        await self._end(**status_fields(self.job, line))
 
 
 class InteractionReply(JobReply):
@@ -138,10 +178,12 @@ class InteractionReply(JobReply):
         *,
         requester: str | None = None,
         message_id: int | None = None,
+        image_input: bool = False,
     ) -> None:
         self.interaction = interaction
         self.job = job
         self.requester = requester
+        self.image_input = image_input
         self.message_id = message_id
         self.upload_limit = interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT
         self.expires_at = interaction.created_at.timestamp() + TOKEN_LIFETIME - TOKEN_MARGIN
@@ -150,19 +192,14 @@ class InteractionReply(JobReply):
     def token_valid(self) -> bool:
         return time.time() < self.expires_at
 
-    async def status(self, text: str) -> None:
+    async def status(self, line: StatusLine) -> None:
         if not self.token_valid():
             return  # statuses are not worth a new message; the ending will find its way
-        content = status_content(self.job.prompt, self.job.model, text)
-        if self._cancel_shown:
-            await self.interaction.edit_original_response(
-                content=content, allowed_mentions=NO_PINGS
-            )
-        else:
-            await self.interaction.edit_original_response(
-                content=content, view=job_view(self.job.id, "cancel"), allowed_mentions=NO_PINGS
-            )
-            self._cancel_shown = True
+        fields = status_fields(self.job, line)
+        if not self._cancel_shown:
+            fields["view"] = job_view(self.job.id, Action.CANCEL)
+        await self.interaction.edit_original_response(allowed_mentions=NO_PINGS, **fields)
+        self._cancel_shown = True
 
     async def _end(self, **fields) -> None:
         if self.token_valid():

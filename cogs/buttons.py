@@ -1,0 +1,246 @@
+"""The job buttons: Cancel, Reroll, Delete, Retry, Vary, Edit, U1..U4, V1..V4 and the
+numbered prompts under /describe. Persistent: each button names its job, and the job (with
+everything needed to run it again) is in the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import discord
+from discord.ext import commands
+
+from imagine.errors import FetchError
+from imagine.fetch import fetch_image
+from imagine.outcomes import Delivery, Picture
+from imagine.store import FINAL_STATES, JobKind, JobRecord, JobState
+
+from .images import EditModal
+from .utils.launch import Refusal, Request
+from .utils.render import NO_PINGS, Action
+from .utils.replies import InteractionReply
+from .utils.starting import image_from, image_from_url, may_manage, refuse, start_job
+
+if TYPE_CHECKING:
+    from bot import ImagineBot
+
+log = logging.getLogger(__name__)
+
+GONE = "That image is no longer in this message."
+
+
+class JobButtons(commands.Cog):
+    def __init__(self, bot: ImagineBot) -> None:
+        self.bot = bot
+
+    @commands.Cog.listener()
+    async def on_job_button(
+        self, interaction: discord.Interaction, action: Action, job_id: int, index: int | None
+    ) -> None:
+        job = await self.bot.store.job(job_id)
+        if job is None:
+            await refuse(interaction, "I no longer know this image.")
+            return
+        if action is Action.CANCEL:
+            await self.cancel(interaction, job)
+        elif action is Action.DELETE:
+            await self.delete(interaction, job)
+        elif action in (Action.REROLL, Action.RETRY):
+            await self.again(interaction, job, same_seed=action is Action.RETRY)
+        elif action is Action.PICK:
+            await self.pick(interaction, job, index or 0)
+        elif action in (Action.VARY, Action.VARIATION):
+            await self.vary(interaction, job, index or 0)
+        elif action is Action.EDIT:
+            await self.edit(interaction, job)
+        elif action is Action.PROMPT:
+            await self.prompt(interaction, job, index or 0)
+
+    async def cancel(self, interaction: discord.Interaction, job: JobRecord) -> None:
+        if not may_manage(interaction, job.user_id):
+            await refuse(interaction, "Only the person who asked (or a moderator) can cancel this.")
+            return
+        if self.bot.runner.cancel(job.id, by=interaction.user.display_name):
+            await interaction.response.defer()  # the job's own ending edits the message
+            return
+        # Not in progress here. It may have ended a moment ago (its reply now shows the result
+        # or the failure, with their own buttons): look before touching the message.
+        current = await self.bot.store.job(job.id)
+        if current is not None and current.state in FINAL_STATES:
+            await refuse(interaction, "This image is already finished; there is nothing to cancel.")
+            return
+        await interaction.response.edit_message(
+            content="This image is no longer being made.", view=None, allowed_mentions=NO_PINGS
+        )
+
+    async def delete(self, interaction: discord.Interaction, job: JobRecord) -> None:
+        if not may_manage(interaction, job.user_id):
+            await refuse(interaction, "Only the person who asked (or a moderator) can delete this.")
+            return
+        await interaction.response.defer()
+        await interaction.delete_original_response()
+
+    async def again(
+        self, interaction: discord.Interaction, job: JobRecord, *, same_seed: bool
+    ) -> None:
+        """Reroll (new seed) or Retry (the same request): a new job, in a new reply. A job that
+        started from an image starts from it again (read back from Discord, checked by hash)."""
+        kind = JobKind.IMAGINE if job.kind == JobKind.PICK else JobKind(job.kind)
+        request = Request(
+            prompt=job.prompt,
+            source="retry" if same_seed else "reroll",
+            kind=kind,
+            model=job.model if kind is not JobKind.DESCRIBE else None,
+            width=job.width,
+            height=job.height,
+            seed=job.seed if same_seed else None,
+            negative=job.negative,
+            count=job.count if kind is JobKind.IMAGINE else None,
+            parent_id=job.parent_id,
+            image_index=job.image_index,
+            flags=False,
+        )
+        if job.input_url:
+            safe = await image_from_url(
+                self.bot.http_session, interaction, job.input_url, sha256=job.input_sha256
+            )
+            if safe is None:
+                return
+            request = replace(request, input=safe, input_url=job.input_url)
+        await start_job(self.bot.launcher, interaction, request)
+
+    async def vary(self, interaction: discord.Interaction, job: JobRecord, index: int) -> None:
+        """V1..V4 and Vary: the chosen image, drawn again close to itself (image to image,
+        the original prompt), in a new reply."""
+        attachment = nth_attachment(interaction, index)
+        if attachment is None:
+            await refuse(interaction, GONE)
+            return
+        try:
+            await self.bot.launcher.precheck(interaction.user.id, interaction.guild_id)
+        except Refusal as refusal:
+            await refuse(interaction, str(refusal))
+            return
+        safe = await image_from(self.bot.http_session, interaction, attachment)
+        if safe is None:
+            return
+        request = Request(
+            prompt=job.prompt,
+            source="vary",
+            kind=JobKind.VARY,
+            negative=job.negative,
+            input=safe,
+            input_url=attachment.url,
+            parent_id=job.id,
+            image_index=index,
+            flags=False,
+        )
+        await start_job(self.bot.launcher, interaction, request)
+
+    async def edit(self, interaction: discord.Interaction, job: JobRecord) -> None:
+        """Edit: a modal asks what should change; then image to image from this image."""
+        attachment = nth_attachment(interaction, 0)
+        if attachment is None:
+            await refuse(interaction, GONE)
+            return
+        await interaction.response.send_modal(
+            EditModal(self.bot, attachment, parent_id=job.id, image_index=job.image_index or 0)
+        )
+
+    async def pick(self, interaction: discord.Interaction, job: JobRecord, index: int) -> None:
+        """U1..U4: one image of a grid, alone and full size, in a new reply with its own
+        buttons. Nothing is drawn: the image is the one already posted."""
+        attachment = nth_attachment(interaction, index)
+        if attachment is None:
+            await refuse(interaction, GONE)
+            return
+        launcher = self.bot.launcher
+        try:
+            await launcher.precheck(interaction.user.id, interaction.guild_id)
+        except Refusal as refusal:
+            await refuse(interaction, str(refusal))
+            return
+        await interaction.response.defer(thinking=True)
+        try:
+            image = await fetch_image(
+                self.bot.http_session,
+                attachment.url,
+                origin=attachment.url,
+                max_bytes=max(attachment.size, 1) + 1024,
+                filename=f"imagine-{job.id}-{index + 1}",
+            )
+        except FetchError as exc:
+            await refuse(interaction, f"I could not read that image back from Discord ({exc}).")
+            return
+        records = job.results()
+        record = records[index] if index < len(records) and isinstance(records[index], dict) else {}
+        picked = await self.bot.store.create_job(
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            source="pick",
+            prompt=job.prompt,
+            model=str(record.get("model") or job.model),
+            width=int(record.get("width") or job.width),
+            height=int(record.get("height") or job.height),
+            seed=record.get("seed"),
+            state=JobState.DONE,
+            kind=JobKind.PICK,
+            negative=job.negative,
+            parent_id=job.id,
+            image_index=index,
+            result_seed=record.get("seed"),
+            result_model=record.get("model"),
+            result_backend=record.get("backend"),
+            finished_at=time.time(),
+        )
+        picture = Picture(
+            index=0,
+            image=image,
+            link=None,
+            model=picked.model,
+            seed=picked.seed,
+            width=picked.width,
+            height=picked.height,
+            backend=str(record.get("backend") or job.result_backend or "?"),
+        )
+        elapsed = (job.finished_at or 0) - (job.started_at or job.created_at or 0)
+        delivery = Delivery(job=picked, pictures=(picture,), elapsed=max(0.0, elapsed))
+        reply = InteractionReply(
+            interaction,
+            picked,
+            requester=interaction.user.display_name,
+            image_input=bool(self.bot.engine.image_models()),
+        )
+        try:
+            await reply.deliver(delivery)
+        finally:
+            delivery.close()
+
+    async def prompt(self, interaction: discord.Interaction, job: JobRecord, index: int) -> None:
+        """1..4 under /describe: draw that prompt, as /imagine would."""
+        prompts = [p for p in job.results() if isinstance(p, str)]
+        if index >= len(prompts):
+            await refuse(interaction, "That prompt is no longer known.")
+            return
+        await start_job(
+            self.bot.launcher,
+            interaction,
+            Request(prompt=prompts[index], source="prompt", parent_id=job.id, image_index=index),
+        )
+
+
+def nth_attachment(interaction: discord.Interaction, index: int) -> discord.Attachment | None:
+    """The ``index``-th image of the message the button is on (a grid's images, in order)."""
+    message = interaction.message
+    if message is None:
+        return None
+    images = [a for a in message.attachments if a.filename != "preview.jpg"]
+    return images[index] if 0 <= index < len(images) else None
+
+
+async def setup(bot: ImagineBot) -> None:
+    await bot.add_cog(JobButtons(bot))

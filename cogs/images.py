@@ -1,0 +1,150 @@
+"""Starting from an image: the "Edit this image" and "Describe this image" message menus,
+/describe, and the modal that asks what should change. Thin: read the image safely, build a
+``Request``, hand it to the launcher.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from imagine.store import JobKind
+
+from .utils.launch import Refusal, Request
+from .utils.starting import ANY_INSTALL, EVERYWHERE, first_image, image_from, refuse, start_job
+
+if TYPE_CHECKING:
+    from bot import ImagineBot
+
+log = logging.getLogger(__name__)
+
+NO_IMAGE = "That message has no image (PNG, JPEG, WebP or GIF) to start from."
+
+
+class EditModal(discord.ui.Modal, title="Edit this image"):
+    """Asks what should change; then an image-to-image job starts from the image."""
+
+    change: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
+        label="What should change?",
+        style=discord.TextStyle.paragraph,
+        placeholder="make it night, add snow, turn the cat into a fox…",
+        min_length=1,
+        max_length=1000,
+    )
+
+    def __init__(
+        self,
+        bot: ImagineBot,
+        attachment: discord.Attachment,
+        *,
+        parent_id: int | None = None,
+        image_index: int | None = None,
+    ) -> None:
+        super().__init__(timeout=15 * 60)
+        self.bot = bot
+        self.attachment = attachment
+        self.parent_id = parent_id
+        self.image_index = image_index
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        launcher = self.bot.launcher
+        try:
+            await launcher.precheck(interaction.user.id, interaction.guild_id)
+        except Refusal as refusal:
+            await refuse(interaction, str(refusal))
+            return
+        safe = await image_from(self.bot.http_session, interaction, self.attachment)
+        if safe is None:
+            return
+        request = Request(
+            prompt=self.change.value,
+            source="edit",
+            kind=JobKind.EDIT,
+            input=safe,
+            input_url=self.attachment.url,
+            parent_id=self.parent_id,
+            image_index=self.image_index,
+        )
+        await start_job(launcher, interaction, request)
+
+
+class Images(commands.Cog):
+    def __init__(self, bot: ImagineBot) -> None:
+        self.bot = bot
+        self.menus = [
+            app_commands.ContextMenu(
+                name="Edit this image",
+                callback=self.edit_this_image,
+                allowed_contexts=EVERYWHERE,
+                allowed_installs=ANY_INSTALL,
+            ),
+            app_commands.ContextMenu(
+                name="Describe this image",
+                callback=self.describe_this_image,
+                allowed_contexts=EVERYWHERE,
+                allowed_installs=ANY_INSTALL,
+            ),
+        ]
+
+    async def cog_load(self) -> None:
+        for menu in self.menus:
+            self.bot.tree.add_command(menu)
+
+    async def cog_unload(self) -> None:
+        for menu in self.menus:
+            self.bot.tree.remove_command(menu.name, type=menu.type)
+
+    async def edit_this_image(
+        self, interaction: discord.Interaction, message: discord.Message
+    ) -> None:
+        found = first_image(message)
+        if found is None:
+            await refuse(interaction, NO_IMAGE)
+            return
+        await interaction.response.send_modal(EditModal(self.bot, found[1]))
+
+    async def describe_this_image(
+        self, interaction: discord.Interaction, message: discord.Message
+    ) -> None:
+        found = first_image(message)
+        if found is None:
+            await refuse(interaction, NO_IMAGE)
+            return
+        await self.describe_attachment(interaction, found[1], source="menu")
+
+    @app_commands.command(name="describe", description="Read prompts off an image")
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.describe(image="The image to describe (PNG, JPEG, WebP or GIF)")
+    async def describe(self, interaction: discord.Interaction, image: discord.Attachment) -> None:
+        await self.describe_attachment(interaction, image, source="slash")
+
+    async def describe_attachment(
+        self, interaction: discord.Interaction, attachment: discord.Attachment, *, source: str
+    ) -> None:
+        launcher = self.bot.launcher
+        try:
+            await launcher.precheck(interaction.user.id, interaction.guild_id)
+        except Refusal as refusal:
+            await refuse(interaction, str(refusal))
+            return
+        safe = await image_from(self.bot.http_session, interaction, attachment)
+        if safe is None:
+            return
+        request = Request(
+            prompt="",
+            source=source,
+            kind=JobKind.DESCRIBE,
+            input=safe,
+            input_url=attachment.url,
+            flags=False,
+        )
+        await start_job(launcher, interaction, request)
+
+
+async def setup(bot: ImagineBot) -> None:
+    await bot.add_cog(Images(bot))
