@@ -21,7 +21,8 @@ Per N, one table row:
 - 429s: rate-limited answers the fake Discord sent (whole run);
 - overhead p50/p99: from the moment the fake Space sent the job's result (``/run/predict``'s
   response or ``process_completed``) to the moment the fake Discord stored the final edit
-  (the one with the attachment); for a grid (``--count``), from the LAST of its generations. The two fakes read ``time.monotonic()`` in different
+  (the one with the attachment); for a grid (``--count``), from the LAST of its
+  generations. The two fakes read ``time.monotonic()`` in different
   processes: on Linux that is CLOCK_MONOTONIC, a single clock for the whole machine, so the
   readings subtract across processes (``time.time()`` would too, but can jump);
 - job p50: from the interaction's creation to the final edit;

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 from discord.ext import commands
-from imagine.flags import ASPECTS
 
+from imagine.aspects import ASPECT_CHOICES
 from imagine.messages import format_image_prompt
 from imagine.settings import MAX_SIDE
 from imagine.store import JobKind
@@ -66,7 +66,7 @@ class Imagine(commands.Cog):
         count=f"How many images, as one grid (1 to {MAX_COUNT})",
         image="An image to start from: the prompt says what to change",
     )
-    @app_commands.choices(aspect=[app_commands.Choice(name=a, value=a) for a in ASPECTS])
+    @app_commands.choices(aspect=[app_commands.Choice(name=a, value=a) for a in ASPECT_CHOICES])
     async def imagine(
         self,
         interaction: discord.Interaction,

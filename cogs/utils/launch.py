@@ -11,12 +11,13 @@ import time
 from dataclasses import dataclass, replace
 
 import discord
-from imagine.flags import merge, parse_flags, size_for_aspect
-from imagine.inputs import InputImage
 
+from imagine.aspects import size_for_aspect
 from imagine.drawing import Work
 from imagine.engine import Engine
 from imagine.errors import BadInput
+from imagine.flags import merge, parse_flags
+from imagine.inputs import InputImage
 from imagine.jobs import QueueFull, Scheduler, SchedulerBusy, SchedulerClosed, Ticket
 from imagine.limits import Cooldowns, RateLimiter
 from imagine.runner import JobRunner
