@@ -5,16 +5,18 @@ interactions.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 
 import aiohttp
 import discord
-from imagine.inputs import InputImage, prepare_input_image
 
 from imagine.errors import BadInput, FetchError
 from imagine.fetch import fetch_image
+from imagine.inputs import InputImage, prepare_input_image
 
-from .attachments import read_attachment
+from .attachments import DECODERS, check_declared, read_attachment
 from .launch import Launcher, Refusal, Request
 from .render import NO_PINGS
 
@@ -73,7 +75,14 @@ async def image_from(
 ) -> InputImage | None:
     """An attachment made safe to send to a backend, after acknowledging the interaction
     ("thinking…", since reading it may take longer than Discord's 3 s); None when it was
-    refused (the member has been told why, privately)."""
+    refused (the member has been told why, privately). What Discord declares of the file
+    (its size, type, dimensions) is checked first, so such a refusal needs no download and
+    no public placeholder."""
+    try:
+        check_declared(attachment)
+    except BadInput as exc:
+        await refuse(interaction, str(exc))
+        return None
     if not interaction.response.is_done():
         await interaction.response.defer(thinking=True)
     try:
@@ -109,7 +118,8 @@ async def image_from_url(
             data = fetched.data
         finally:
             fetched.close()
-        image = prepare_input_image(data, filename=fetched.filename)
+        prepare = functools.partial(prepare_input_image, data, filename=fetched.filename)
+        image = await asyncio.get_running_loop().run_in_executor(DECODERS, prepare)
     except (FetchError, BadInput) as exc:
         log.info("an earlier input image could not be read again: %s", exc)
         await refuse(
