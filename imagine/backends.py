@@ -3,8 +3,10 @@
 The built-in table keeps the seed's routing first (``flux`` → the G4F flux endpoint,
 ``flux-dev`` → the FluxDev Space, ``janus-pro-7b-image`` → Janus-Pro-7B) and adds the official
 Spaces behind it, so a model lives on when a community Space sleeps, vanishes or runs out of
-quota. An optional TOML file (``IMAGINE_BACKENDS``) adds backends (a duplicated Space is just a
-URL), maps models to ordered lists of backends, and disables built-in ones::
+quota. ``flux-kontext-dev`` edits an input image. Describe models (image to prompts,
+``janus-pro-7b``) have routes of their own: they are not image models, so ``models()`` does
+not list them. An optional TOML file (``IMAGINE_BACKENDS``) adds backends (a duplicated Space
+is just a URL), maps models to ordered lists of backends, and disables built-in ones::
 
     disable = ["sd-3.5-large"]
 
@@ -15,6 +17,9 @@ URL), maps models to ordered lists of backends, and disables built-in ones::
 
     [models]
     flux-dev = ["my-flux-dev", "g4f-flux-dev"]
+
+    [describe]
+    janus-pro-7b = ["janus-official-describe"]
 """
 
 from __future__ import annotations
@@ -30,26 +35,45 @@ from yarl import URL
 from .errors import BadInput, UnknownModel
 from .logsafe import HIDDEN_ADDRESS
 from .providers.base import GradioQueueProvider, ImageProvider
+from .providers.describe import (
+    DESCRIBE_MODEL,
+    DescribeProvider,
+    JanusDescribe,
+    JanusOfficialDescribe,
+    OpenAIVision,
+)
 from .providers.flux_dev import FluxDev
 from .providers.g4f import G4F
 from .providers.infer import FluxDevOfficial, FluxSchnell, StableDiffusion35Large
 from .providers.janus import JanusPro7B
+from .providers.kontext import FluxKontext
 from .providers.openai import OpenAIImages
 from .settings import Settings
+
+Provider = type[ImageProvider] | type[DescribeProvider]
+
+IMAGE = "image"
+DESCRIBE = "describe"
 
 
 @dataclass(frozen=True, slots=True)
 class Kind:
-    """An API a backend can speak, and the settings that hold its address."""
+    """An API a backend can speak, the settings that hold its address, and its task: drawing
+    images (``image``) or turning an image into prompts (``describe``)."""
 
-    provider: type[ImageProvider]
+    provider: Provider
     models: tuple[str, ...]
     url_setting: str
     space_setting: str | None
+    task: str = IMAGE
 
 
 def _space_kind(provider: type[GradioQueueProvider]) -> Kind:
     return Kind(provider, provider.models[:1], provider.url_setting, provider.space_setting)
+
+
+def _describe_kind(provider: type[JanusDescribe]) -> Kind:
+    return Kind(provider, (DESCRIBE_MODEL,), provider.url_setting, provider.space_setting, DESCRIBE)
 
 
 KINDS: dict[str, Kind] = {
@@ -60,7 +84,11 @@ KINDS: dict[str, Kind] = {
     "flux-schnell": _space_kind(FluxSchnell),
     "flux-dev-official": _space_kind(FluxDevOfficial),
     "sd-3.5-large": _space_kind(StableDiffusion35Large),
+    "flux-kontext-dev": _space_kind(FluxKontext),
     "openai": Kind(OpenAIImages, (), "openai_base_url", None),
+    "janus-describe": _describe_kind(JanusDescribe),
+    "janus-official-describe": _describe_kind(JanusOfficialDescribe),
+    "openai-vision": Kind(OpenAIVision, (DESCRIBE_MODEL,), "openai_base_url", None, DESCRIBE),
 }
 
 BUILTIN_ORDER = (
@@ -70,6 +98,9 @@ BUILTIN_ORDER = (
     "flux-schnell",
     "flux-dev-official",
     "sd-3.5-large",
+    "flux-kontext-dev",
+    "janus-describe",
+    "janus-official-describe",
 )
 """Built-in backends, named after their kind; the seed's come first for their models."""
 
@@ -85,8 +116,12 @@ class Backend:
     builtin: bool = True
 
     @property
-    def provider(self) -> type[ImageProvider]:
+    def provider(self) -> Provider:
         return KINDS[self.kind].provider
+
+    @property
+    def task(self) -> str:
+        return KINDS[self.kind].task
 
     @property
     def label(self) -> str:
@@ -103,11 +138,18 @@ class Backend:
 
 
 class BackendTable:
-    """Models, their aliases, and the ordered backends that draw each."""
+    """Models, their aliases, and the ordered backends that draw each; describe models and
+    the ordered backends that describe with each."""
 
-    def __init__(self, backends: dict[str, Backend], routes: dict[str, list[str]]) -> None:
+    def __init__(
+        self,
+        backends: dict[str, Backend],
+        routes: dict[str, list[str]],
+        describers: dict[str, list[str]] | None = None,
+    ) -> None:
         self.backends = backends
         self.routes = {m: names for m, names in routes.items() if names}
+        self.describers = {m: names for m, names in (describers or {}).items() if names}
 
     def models(self, *, aliases: bool = False) -> list[str]:
         names = list(self.routes)
@@ -152,27 +194,70 @@ class BackendTable:
             found[part] = labels.pop() if len(labels) == 1 else HIDDEN_ADDRESS
         return found
 
-    def backends_for(self, model: str) -> list[Backend]:
-        return [self.backends[name] for name in self.routes[self.resolve(model)]]
+    def backends_for(self, model: str, *, images: bool = False) -> list[Backend]:
+        """The model's backends in order; with ``images``, those that take an input image."""
+        found = [self.backends[name] for name in self.routes[self.resolve(model)]]
+        return [b for b in found if b.provider.accepts_images] if images else found
+
+    def accepts_images(self, model: str) -> bool:
+        """Does some backend of ``model`` take an input image? (False for unknown models.)"""
+        try:
+            return bool(self.backends_for(model, images=True))
+        except UnknownModel:
+            return False
+
+    def image_models(self) -> list[str]:
+        """The models that take an input image (image-to-image)."""
+        return [m for m in self.models() if self.accepts_images(m)]
+
+    def describe_models(self) -> list[str]:
+        return list(self.describers)
+
+    def resolve_describer(self, name: str | None) -> str:
+        """The describe model for ``name`` (default ``janus-pro-7b``); ``UnknownModel``
+        otherwise."""
+        raw = (name or DESCRIBE_MODEL).strip()
+        for candidate in (raw, raw.lower()):
+            if candidate in self.describers:
+                return candidate
+        known = ", ".join(sorted(self.describers)) or "none configured"
+        raise UnknownModel(f"Unknown describe model {name!r}. Available: {known}.")
+
+    def describers_for(self, model: str | None) -> list[Backend]:
+        return [self.backends[n] for n in self.describers[self.resolve_describer(model)]]
 
     @classmethod
     def build(cls, settings: Settings, *, openai_models: list[str] | None = None) -> BackendTable:
         """The built-in table, the OpenAI-compatible API if configured, then the TOML file."""
         backends: dict[str, Backend] = {}
         routes: dict[str, list[str]] = {}
+        describers: dict[str, list[str]] = {}
         for name in BUILTIN_ORDER:
-            kind = KINDS[name]
-            backends[name] = Backend(name, name, kind.models, settings)
-            for model in kind.models:
-                routes.setdefault(model, []).append(name)
+            backends[name] = Backend(name, name, KINDS[name].models, settings)
         if settings.openai_base_url:
             models = tuple(openai_models or configured_openai_models(settings))
             backends["openai"] = Backend("openai", "openai", models, settings)
-            for model in models:
-                routes.setdefault(model, []).append("openai")
+            vision = settings.openai_vision_model
+            if vision:
+                models = (DESCRIBE_MODEL,) if vision == DESCRIBE_MODEL else (DESCRIBE_MODEL, vision)
+                backends["openai-vision"] = Backend(
+                    "openai-vision", "openai-vision", models, settings
+                )
+        for name, backend in backends.items():
+            _route(backend, name, routes, describers)
         if settings.imagine_backends:
-            _apply_file(Path(settings.imagine_backends), settings, backends, routes)
-        return cls(backends, routes)
+            _apply_file(Path(settings.imagine_backends), settings, backends, routes, describers)
+        return cls(backends, routes, describers)
+
+
+def _route(
+    backend: Backend, name: str, routes: dict[str, list[str]], describers: dict[str, list[str]]
+) -> None:
+    """Add ``backend`` behind the others for each of its models (images or describe)."""
+    table = describers if backend.task == DESCRIBE else routes
+    for model in backend.models:
+        if name not in table.setdefault(model, []):
+            table[model].append(name)
 
 
 def configured_openai_models(settings: Settings) -> list[str]:
@@ -181,7 +266,11 @@ def configured_openai_models(settings: Settings) -> list[str]:
 
 
 def _apply_file(
-    path: Path, settings: Settings, backends: dict[str, Backend], routes: dict[str, list[str]]
+    path: Path,
+    settings: Settings,
+    backends: dict[str, Backend],
+    routes: dict[str, list[str]],
+    describers: dict[str, list[str]],
 ) -> None:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -191,22 +280,31 @@ def _apply_file(
         raise BadInput(f"IMAGINE_BACKENDS: {path} is not valid TOML ({exc})") from None
     for name, spec in (data.get("backends") or {}).items():
         backends[name] = _backend_from(name, spec, settings)
-        for model in backends[name].models:
-            if name not in routes.setdefault(model, []):
-                routes[model].append(name)
-    for model, names in (data.get("models") or {}).items():
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise BadInput(f"IMAGINE_BACKENDS: models.{model} must be a list of backend names")
-        unknown = [n for n in names if n not in backends]
-        if unknown:
-            raise BadInput(f"IMAGINE_BACKENDS: models.{model} names unknown backends: {unknown}")
-        routes[model] = list(names)
+        _route(backends[name], name, routes, describers)
+    for section, table, task in (("models", routes, IMAGE), ("describe", describers, DESCRIBE)):
+        for model, names in (data.get(section) or {}).items():
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise BadInput(
+                    f"IMAGINE_BACKENDS: {section}.{model} must be a list of backend names"
+                )
+            unknown = [n for n in names if n not in backends]
+            if unknown:
+                raise BadInput(
+                    f"IMAGINE_BACKENDS: {section}.{model} names unknown backends: {unknown}"
+                )
+            wrong = [n for n in names if backends[n].task != task]
+            if wrong:
+                raise BadInput(
+                    f"IMAGINE_BACKENDS: {section}.{model} names backends of another task "
+                    f"({'drawing' if task == DESCRIBE else 'describing'}): {wrong}"
+                )
+            table[model] = list(names)
     disabled = data.get("disable") or []
     if not isinstance(disabled, list):
         raise BadInput("IMAGINE_BACKENDS: disable must be a list of backend names")
     for name in disabled:
         backends.pop(name, None)
-        for names in routes.values():
+        for names in (*routes.values(), *describers.values()):
             if name in names:
                 names.remove(name)
 
@@ -224,7 +322,11 @@ def _backend_from(name: str, spec: Any, settings: Settings) -> Backend:
     changes: dict[str, Any] = {kind.url_setting: url}
     if kind.space_setting and isinstance(spec.get("space"), str):
         changes[kind.space_setting] = spec["space"]
-    if kind_name == "openai":
+    if kind_name == "openai-vision" and spec.get("vision_model") is not None:
+        if not isinstance(spec["vision_model"], str) or not spec["vision_model"].strip():
+            raise BadInput(f"IMAGINE_BACKENDS: backends.{name}.vision_model must be a model name")
+        changes["openai_vision_model"] = spec["vision_model"].strip()
+    if kind_name in ("openai", "openai-vision"):
         # A backend gets only its own key (named by api_key_env; keys stay out of files), never
         # OPENAI_API_KEY: its URL may be a third party's.
         key_env = spec.get("api_key_env")

@@ -1,28 +1,33 @@
 """``python -m imagine --check``: is every configured backend up, and does it still fit?
 
-For each backend: its page or API is reachable, its API description still matches the
-payload we send (Gradio ``/infer`` Spaces), and, with ``--generate``, a tiny image really
-comes back. Prints a table; the exit status is non-zero when a configured backend is down.
+For each backend (image and describe ones alike): its page or API is reachable, its API
+description still matches the payload we send (Spaces reached by API name: the ``/infer``
+Spaces, FLUX.1 Kontext, the official Janus-Pro-7B), an OpenAI-compatible API still lists the
+models we use, and, with ``--generate``, a tiny image really comes back (an edit of a tiny
+image for the models that edit; prompts for a tiny image for describe backends). Prints a
+table; the exit status is non-zero when a configured backend is down.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import io
 import time
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import aiohttp
+from PIL import Image
 
-from .backends import Backend
+from .backends import DESCRIBE, Backend
 from .engine import Engine
 from .errors import ImagineError
 from .gradio import Limits, describe_endpoint, translated_errors
 from .http import MAX_PAGE_BYTES, raise_for_status, read_capped
-from .providers.infer import GradioInferProvider
 from .providers.openai import list_models
-from .responses import ImageResponse
+from .responses import Description, ImageResponse
 
 
 @dataclass
@@ -60,36 +65,45 @@ async def probe(engine: Engine, backend: Backend, *, generate: bool = False) -> 
     session = engine.session
     started = time.monotonic()
     try:
-        if backend.kind == "openai":
-            models = await list_models(session, backend.url, backend.settings.openai_api_key)
+        if backend.kind in ("openai", "openai-vision"):
+            vision = backend.kind == "openai-vision"
+            models = await list_models(
+                session, backend.url, backend.settings.openai_api_key, images_only=not vision
+            )
             result.reachable = True
-            missing = [m for m in backend.models if m not in models]
+            wanted = [backend.settings.openai_vision_model or ""] if vision else backend.models
+            missing = [m for m in wanted if m not in models]
             result.api = f"missing {', '.join(missing)}" if missing else "ok"
         else:
             if backend.space:
                 page = f"{engine.settings.hf_endpoint.rstrip('/')}/spaces/{backend.space}"
                 await _get_ok(session, page, "the hub")
             provider = backend.provider
-            if issubclass(provider, GradioInferProvider):
+            api_name: str | None = getattr(provider, "api_name", None)
+            parameters: tuple[str, ...] = getattr(provider, "parameters", ())
+            if api_name and parameters:
                 endpoint = await describe_endpoint(
-                    session, _root(backend.url), provider.api_name, backend=backend.label,
+                    session, _root(backend.url), api_name, backend=backend.label,
                     limits=Limits(total=30, connect=10, idle=30),
                 )  # fmt: skip
                 result.reachable = True
-                if endpoint.parameters == provider.parameters:
+                if endpoint.parameters == parameters:
                     result.api = "ok"
                 else:
                     result.api = "changed"
                     result.error = (
                         f"inputs are now ({', '.join(endpoint.parameters)}), "
-                        f"expected ({', '.join(provider.parameters)})"
+                        f"expected ({', '.join(parameters)})"
                     )
             else:
                 await _get_ok(session, f"{_root(backend.url)}/config", backend.label)
                 result.reachable = True
                 result.api = "n/a"
         if generate and not result.error:
-            result.generated = await _tiny_image(engine, backend)
+            if backend.task == DESCRIBE:
+                result.generated = await _tiny_description(engine, backend)
+            else:
+                result.generated = await _tiny_image(engine, backend)
     except ImagineError as exc:
         result.error = str(exc)
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
@@ -98,9 +112,35 @@ async def probe(engine: Engine, backend: Backend, *, generate: bool = False) -> 
     return result
 
 
+@functools.cache
+def tiny_png() -> bytes:
+    """A 64x64 red square: the input of a checking edit or description."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+async def _tiny_description(engine: Engine, backend: Backend) -> str:
+    job = {"media": [(tiny_png(), "check.png")], "count": 1, "proxy": None}
+    found: Description | None = None
+    attempt = engine.attempt(backend, backend.models[0], job)
+    async with contextlib.aclosing(attempt) as items:
+        async for item in items:
+            if isinstance(item, Description):
+                found = item
+    if found is None:
+        raise ImagineError("finished without a description")
+    return f"ok ({len(found.prompts)} prompt{'s' if len(found.prompts) != 1 else ''})"
+
+
 async def _tiny_image(engine: Engine, backend: Backend) -> str:
     model = backend.models[0]
-    job = {"prompt": "a small red circle", "width": 64, "height": 64, "seed": 1, "proxy": None}
+    job: dict[str, Any] = {
+        "prompt": "a small red circle", "width": 64, "height": 64, "seed": 1, "proxy": None,
+    }  # fmt: skip
+    if backend.provider.requires_images:
+        job["media"] = [(tiny_png(), "check.png")]
+        job["prompt"] = "make the square blue"
     image: ImageResponse | None = None
     attempt = engine.attempt(backend, model, job)
     async with contextlib.aclosing(attempt) as items:

@@ -1,4 +1,5 @@
-"""``python -m imagine``: draw one image from the terminal, with live statuses.
+"""``python -m imagine``: draw one image from the terminal, with live statuses; edit an image
+(``--image``, for the models that take one); or turn an image into prompts (``--describe``).
 
 On a terminal the status is one line rewritten in place; piped, each status is a plain line.
 Errors are one clear line on stderr and a non-zero exit: 2 for bad input, 1 for failures.
@@ -17,6 +18,7 @@ from dotenv import find_dotenv, load_dotenv
 from .check import check
 from .engine import Engine
 from .errors import BadInput, ImagineError
+from .images import image_size
 from .responses import ImagePreview, ImageResponse, Reasoning
 from .settings import MAX_SIDE, Settings
 
@@ -29,11 +31,25 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m imagine",
         description="Draw an image with a free Hugging Face Space (FLUX.1, Janus-Pro-7B).",
     )
-    parser.add_argument("prompt", nargs="?", help="what to draw")
-    parser.add_argument("-m", "--model", default="flux", help="model name (default: flux)")
+    parser.add_argument("prompt", nargs="?", help="what to draw (with --image: what to change)")
+    parser.add_argument(
+        "-m",
+        "--model",
+        help="model name (default: flux; with --describe: janus-pro-7b)",
+    )
     parser.add_argument("--width", type=int, default=1024, help=f"pixels, 1..{MAX_SIDE}")
     parser.add_argument("--height", type=int, default=1024, help=f"pixels, 1..{MAX_SIDE}")
     parser.add_argument("--seed", type=int, help="0..4294967295 (default: random)")
+    parser.add_argument("--negative", help="what the image should not show (where supported)")
+    parser.add_argument(
+        "--image", type=Path, help="an image to start from (models marked 'image input')"
+    )
+    parser.add_argument(
+        "--describe", type=Path, metavar="IMAGE", help="print prompts for IMAGE and exit"
+    )
+    parser.add_argument(
+        "--count", type=int, default=4, help="with --describe: how many prompts (default: 4)"
+    )
     parser.add_argument(
         "-o", "--output", type=Path, help="file to save (default: imagine-SEED.EXT)"
     )
@@ -79,8 +95,17 @@ def output_paths(base: Path | None, seed: int | None, extension: str, count: int
     return [base] + [base.with_name(f"{base.stem}-{i}{base.suffix}") for i in range(2, count + 1)]
 
 
+def read_image(path: Path) -> tuple[bytes, str]:
+    """An input image as the engine takes it; ``BadInput`` when it cannot be read."""
+    try:
+        return path.read_bytes(), path.name
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 async def draw(args: argparse.Namespace, status: StatusLine, out: TextIO) -> int:
     settings = Settings.from_env()
+    images = [read_image(args.image)] if args.image is not None else None
     async with Engine(settings) as engine:
         await engine.discover_models()
         result: ImageResponse | None = None
@@ -91,6 +116,8 @@ async def draw(args: argparse.Namespace, status: StatusLine, out: TextIO) -> int
                 width=args.width,
                 height=args.height,
                 seed=args.seed,
+                negative=args.negative,
+                images=images,
             ):
                 if isinstance(item, Reasoning):
                     status.show(item.status)
@@ -111,9 +138,31 @@ async def draw(args: argparse.Namespace, status: StatusLine, out: TextIO) -> int
     for path, file in zip(paths, files, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(file.data)
-    size = f"{result.width}x{result.height}" if result.width else "unknown size"
-    for path in paths:
-        out.write(f"Saved {path} ({result.model}, {size}, seed {result.seed})\n")
+    for path, file in zip(paths, files, strict=True):
+        width, height = (
+            (result.width, result.height) if result.width and result.height else image_size(file)
+        )
+        out.write(f"Saved {path} ({result.model}, {width}x{height}, seed {result.seed})\n")
+    for option in result.ignored:
+        status.stream.write(f"note: {result.backend} does not use a {option}; it was left out\n")
+    return 0
+
+
+async def describe(args: argparse.Namespace, status: StatusLine, out: TextIO) -> int:
+    """Print the prompts for one image, one per line."""
+    image = read_image(args.describe)
+    async with Engine(Settings.from_env()) as engine:
+        try:
+            description = await engine.describe(
+                image,
+                count=args.count,
+                model=args.model,
+                on_status=lambda item: status.show(item.status),
+            )
+        finally:
+            status.done()
+    for prompt in description.prompts:
+        out.write(prompt + "\n")
     return 0
 
 
@@ -123,9 +172,19 @@ async def _check(settings: Settings, *, generate: bool) -> int:
 
 
 async def _models(settings: Settings) -> list[str]:
+    """One line per model: image models (those that take an input image marked), then the
+    describe models."""
     async with Engine(settings) as engine:
         await engine.discover_models()
-        return engine.models(aliases=True)
+        names = engine.models(aliases=True)
+        describers = engine.describe_models()
+        width = max(len(n) for n in [*names, *describers])
+        lines = []
+        for name in names:
+            mark = "image input" if engine.accepts_images(name) else ""
+            lines.append(f"{name:<{width}}  {mark}".rstrip())
+        lines += [f"{name:<{width}}  describe (--describe)" for name in describers]
+        return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         except BadInput as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        for name in models:
-            print(name)
+        for line in models:
+            print(line)
         return 0
     if args.check:
         try:
@@ -148,11 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         except BadInput as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-    if args.prompt is None:
-        parser.error("a prompt is required (or --list-models, --check)")
+    if args.describe is None and args.prompt is None:
+        parser.error("a prompt is required (or --describe, --list-models, --check)")
     status = StatusLine(sys.stderr)
+    job = describe if args.describe is not None else draw
     try:
-        return asyncio.run(draw(args, status, sys.stdout))
+        return asyncio.run(job(args, status, sys.stdout))
     except BadInput as exc:
         status.done()
         print(f"error: {exc}", file=sys.stderr)

@@ -1,7 +1,9 @@
 """The engine as a program uses it for its whole life: one session, one token cache, one
 table of backends with their health.
 
-``generate`` routes a job through its model's backends in order: a backend whose circuit
+``generate`` draws images (from a prompt, or from a prompt and an input image for the models
+that take one); ``describe`` turns an image into prompts. Both route a job through its
+model's backends in order: a backend whose circuit
 breaker is open is skipped; a transient failure or a quota refusal opens its breaker and the
 job moves on to the next healthy backend at once; when the last one fails transiently, it is
 retried once after a short backoff before the error is raised. Other errors (a refused prompt,
@@ -12,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
-from collections.abc import AsyncGenerator, Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from typing import Any, cast
 
 import aiohttp
 
@@ -24,9 +27,11 @@ from .fetch import FetchedImage, fetch_image
 from .health import Breaker
 from .http import new_session
 from .logsafe import Redactor
-from .providers.base import ImageRequest
+from .media import check_media
+from .providers.base import ImageProvider, ImageRequest
+from .providers.describe import DescribeProvider
 from .providers.openai import list_models as list_openai_models
-from .responses import ImageResponse, Notice, Response
+from .responses import Description, ImagePreview, ImageResponse, Notice, Reasoning, Response
 from .settings import Settings
 from .zerogpu import ZeroGPUTokens
 
@@ -34,6 +39,10 @@ log = logging.getLogger(__name__)
 
 RETRY_BACKOFF = 1.5
 """Seconds before the one retry of a transient failure (when no other backend is left)."""
+
+Item = Response | Description
+InputImages = Sequence[tuple[bytes, str]]
+"""Input images as gpt4free takes them: ``[(bytes, filename), ...]``."""
 
 
 class Engine:
@@ -105,6 +114,26 @@ class Engine:
     def resolve_model(self, name: str | None) -> str:
         return self.table.resolve(name)
 
+    def accepts_images(self, model: str | None) -> bool:
+        """Can ``model`` start from an input image (``generate(..., images=...)``)? False for
+        a model we do not serve."""
+        return self.table.accepts_images(model or "")
+
+    def requires_images(self, model: str | None) -> bool:
+        """Does ``model`` only edit images (it draws nothing without one)?"""
+        if not self.accepts_images(model):
+            return False
+        backends = self.table.backends_for(model or "", images=True)
+        return all(image_provider(b).requires_images for b in backends)
+
+    def image_models(self) -> list[str]:
+        """The models that take an input image."""
+        return self.table.image_models()
+
+    def describe_models(self) -> list[str]:
+        """The models ``describe`` takes (``janus-pro-7b`` first)."""
+        return self.table.describe_models()
+
     def breaker(self, backend: str) -> Breaker:
         breaker = self.health.get(backend)
         if breaker is None:
@@ -123,15 +152,28 @@ class Engine:
         width: Any = 1024,
         height: Any = 1024,
         seed: Any = None,
+        negative: Any = None,
+        images: InputImages | None = None,
     ) -> ImageRequest:
-        """Check a request as the model's first backend would; ``BadInput`` says what is wrong."""
+        """Check a request as the model's first backend would; ``BadInput`` says what is wrong
+        (an input image for a model that takes none names the models that do)."""
         name = self.resolve_model(model)
-        backend = self.table.backends_for(name)[0]
-        request = backend.provider.prepare(
+        media = check_media(images, max_bytes=self.settings.max_image_bytes)
+        backends = self.table.backends_for(name, images=bool(media))
+        if not backends:
+            able = ", ".join(self.image_models()) or "none is configured"
+            raise BadInput(f"{name} cannot start from an image. Models that can: {able}.")
+        backend = backends[0]
+        provider = image_provider(backend)
+        request = provider.prepare(
             backend_model(backend, name), messages, prompt=prompt, width=width, height=height,
-            seed=seed,
+            seed=seed, negative=negative, media=media,
+            max_image_bytes=self.settings.max_image_bytes,
         )  # fmt: skip
-        return ImageRequest(name, request.prompt, request.width, request.height, request.seed)
+        return ImageRequest(
+            name, request.prompt, request.width, request.height, request.seed, request.negative,
+            request.images,
+        )  # fmt: skip
 
     # -- drawing ----------------------------------------------------------------------
 
@@ -144,30 +186,92 @@ class Engine:
         width: Any = 1024,
         height: Any = 1024,
         seed: Any = None,
+        negative: str | None = None,
+        images: InputImages | None = None,
         proxy: str | None = None,
         avoid: set[str] | None = None,
         **options: Any,
     ) -> AsyncGenerator[Response, None]:
         """Statuses, maybe previews, then one ``ImageResponse`` (see the providers).
 
-        The request is checked at once: ``BadInput`` is raised by this call, not later.
+        ``negative`` is a negative prompt (a backend that cannot use it says so in
+        ``ImageResponse.ignored``); ``images`` an input image as ``[(bytes, filename)]`` for
+        the models that take one (``image_models()``): only their image-taking backends are
+        tried. The request is checked at once: ``BadInput`` is raised by this call, not later.
         ``avoid`` names backends this job must not use (they stalled earlier in it); the engine
         adds every backend that stalls now, so a caller trying another model passes it on.
         """
         request = self.prepare(
-            model, messages, prompt=prompt, width=width, height=height, seed=seed
+            model, messages, prompt=prompt, width=width, height=height, seed=seed,
+            negative=negative, images=images,
+        )  # fmt: skip
+        job = dict(
+            prompt=request.prompt, width=width, height=height, seed=seed, proxy=proxy,
+            negative=request.negative, media=list(request.images),
+        )  # fmt: skip
+        backends = self.table.backends_for(request.model, images=bool(request.images))
+        avoid = set() if avoid is None else avoid
+        # Image routes hold image backends only, which yield nothing but ``Response`` items.
+        return cast(
+            AsyncGenerator[Response, None],
+            self._route(request.model, {**job, **options}, avoid, backends),
         )
-        job = dict(prompt=request.prompt, width=width, height=height, seed=seed, proxy=proxy)
-        return self._route(request.model, {**job, **options}, set() if avoid is None else avoid)
+
+    def describing(
+        self,
+        image: tuple[bytes, str],
+        *,
+        count: int = 4,
+        model: str | None = None,
+        proxy: str | None = None,
+        avoid: set[str] | None = None,
+    ) -> AsyncGenerator[Reasoning | Description, None]:
+        """Statuses, then one ``Description``: up to ``count`` prompts that would draw an
+        image like ``image`` (``(bytes, filename)``). Checked at once, like ``generate``."""
+        name = self.table.resolve_describer(model)
+        backends = self.table.describers_for(name)
+        request = describe_provider(backends[0]).prepare(
+            name, [image], count=count, max_image_bytes=self.settings.max_image_bytes
+        )
+        job = {"media": [request.image], "count": request.count, "proxy": proxy}
+        avoid = set() if avoid is None else avoid
+        # Describe routes hold describe backends only: statuses and one Description.
+        return cast(
+            AsyncGenerator[Reasoning | Description, None], self._route(name, job, avoid, backends)
+        )
+
+    async def describe(
+        self,
+        image: tuple[bytes, str],
+        *,
+        count: int = 4,
+        model: str | None = None,
+        on_status: Callable[[Reasoning], object] | None = None,
+    ) -> Description:
+        """``describing`` to its end: the ``Description``. ``on_status`` (optional, plain or
+        async) is called with each status, failover notices included."""
+        result: Description | None = None
+        stream = self.describing(image, count=count, model=model)
+        async with contextlib.aclosing(stream) as items:
+            async for item in items:
+                if isinstance(item, Description):
+                    result = item
+                elif on_status is not None:
+                    called = on_status(item)
+                    if inspect.isawaitable(called):
+                        await called
+        if result is None:
+            raise BackendError("The backend finished without a description")
+        return result
 
     async def _route(
-        self, model: str, job: dict[str, Any], avoid: set[str]
-    ) -> AsyncGenerator[Response, None]:
+        self, model: str, job: dict[str, Any], avoid: set[str], backends: list[Backend]
+    ) -> AsyncGenerator[Item, None]:
         """Try the model's backends in order; see the module notes. A breaker is asked only
         right before its backend would be tried, so a backend this job never reaches does not
         take the one trial a recovering backend allows."""
         errors: list[tuple[Backend, ImagineError]] = []
-        backends = [b for b in self.table.backends_for(model) if b.name not in avoid]
+        backends = [b for b in backends if b.name not in avoid]
         queue = list(backends)
         tried = retried = False
         while True:
@@ -237,7 +341,7 @@ class Engine:
 
     def _start(
         self, backend: Backend, model: str, job: dict[str, Any]
-    ) -> AsyncGenerator[Response, None]:
+    ) -> AsyncGenerator[Item, None]:
         """One backend's own stream for this job (no wrapper: routing adds no layer per item)."""
         return backend.provider.start(
             backend_model(backend, model),
@@ -251,7 +355,7 @@ class Engine:
 
     async def attempt(
         self, backend: Backend, model: str, job: dict[str, Any]
-    ) -> AsyncGenerator[Response, None]:
+    ) -> AsyncGenerator[Item, None]:
         """One backend, bypassing routing and health (``--check --generate`` uses it)."""
         try:
             async with contextlib.aclosing(self._start(backend, model, job)) as items:
@@ -261,9 +365,10 @@ class Engine:
             raise self.public(exc) from None
 
     async def download(
-        self, image: ImageResponse, index: int = 0, *, filename: str | None = None
+        self, image: ImageResponse | ImagePreview, index: int = 0, *, filename: str | None = None
     ) -> FetchedImage:
-        """The bytes of one result image, fetched under ``imagine.fetch``'s rules."""
+        """The bytes of one result (or preview) image, fetched under ``imagine.fetch``'s rules:
+        only from the origin of the backend that made it."""
         try:
             return await fetch_image(
                 self.session,
@@ -277,12 +382,29 @@ class Engine:
             raise self.public(exc) from None
 
 
-def tagged(item: Response, model: str, backend: Backend) -> Response:
-    """A result names the model asked for and the backend that drew it."""
-    if isinstance(item, ImageResponse):
+def tagged(item: Item, model: str, backend: Backend) -> Item:
+    """A result names the model asked for and the backend that drew it; a preview names the
+    backend too (its ``origin`` is set where it is made)."""
+    if isinstance(item, ImageResponse | Description):
         item.model = model
         item.backend = backend.label
+    elif isinstance(item, ImagePreview):
+        item.backend = backend.label
     return item
+
+
+def image_provider(backend: Backend) -> type[ImageProvider]:
+    provider = backend.provider
+    if not issubclass(provider, ImageProvider):
+        raise BadInput(f"{backend.name} does not draw images")
+    return provider
+
+
+def describe_provider(backend: Backend) -> type[DescribeProvider]:
+    provider = backend.provider
+    if not issubclass(provider, DescribeProvider):
+        raise BadInput(f"{backend.name} does not describe images")
+    return provider
 
 
 def backend_model(backend: Backend, model: str) -> str:

@@ -1,11 +1,13 @@
 """One client for Gradio's APIs, shared by every Space backend.
 
-Two ways in: the queue (``POST …/gradio_api/queue/join`` then an SSE stream from
+Two ways in (and one for files): the queue (``POST …/gradio_api/queue/join`` then an SSE stream from
 ``GET …/gradio_api/queue/data``), which Spaces require for queued functions, and the old direct
 ``POST …/run/predict``. Stream messages become engine responses: ``estimation`` → queue position,
 ``progress`` → ``"{desc} {index}/{length}"``, ``log`` → its text, ``heartbeat`` → ``Generating…``,
 ``process_generating`` → a preview (later ones are diffs applied to the first),
-``process_completed`` → the output or an error. Unknown messages are ignored.
+``process_completed`` → the output or an error. Unknown messages are ignored. Input files
+(an image to edit or describe) go first to ``POST …/gradio_api/upload`` and travel in the
+job's data as Gradio ``FileData``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,7 @@ import aiohttp
 
 from .errors import BackendError, BackendTimeout
 from .http import MAX_JSON_BYTES, backend_error, raise_for_status, read_capped
+from .media import InputImage
 from .responses import ImagePreview, Reasoning
 from .sse import SSEDecoder, SSEError
 
@@ -107,11 +110,20 @@ def apply_diff(value: Any, diff: list[Any]) -> Any:
 class GradioStream:
     """Turns one job's Gradio messages into responses, keeping preview state."""
 
-    def __init__(self, *, base_url: str, alt: str, backend: str, prefix: str = "/gradio_api"):
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        alt: str,
+        backend: str,
+        prefix: str = "/gradio_api",
+        previews: bool = True,
+    ):
         self.base_url = base_url
         self.alt = alt
         self.backend = backend
         self.prefix = prefix
+        self.previews = previews
         self._outputs: list[Any] | None = None
         self._heartbeats = 0
 
@@ -133,7 +145,7 @@ class GradioStream:
             self._heartbeats += 1
             return Reasoning("Generating" + "." * (2 + self._heartbeats))
         if kind == "process_generating":
-            return self._preview(message.get("output"))
+            return self._preview(message.get("output")) if self.previews else None
         if kind == "process_completed":
             return self._completed(message)
         if kind == "unexpected_error":
@@ -176,7 +188,9 @@ class GradioStream:
                 self._outputs[i] = apply_diff(self._outputs[i], diff)
         first = self._outputs[0] if self._outputs else None
         url = file_url(self.base_url, first, prefix=self.prefix) if first else None
-        return ImagePreview([url], self.alt) if url else None
+        if not url:
+            return None
+        return ImagePreview([url], self.alt, origin=self.base_url, backend=self.backend)
 
     def _completed(self, message: dict[str, Any]) -> Completed:
         output = message.get("output")
@@ -241,9 +255,15 @@ async def run_queued(
     limits: Limits,
     prefix: str = "/gradio_api",
     proxy: str | None = None,
+    session_hash: str | None = None,
+    previews: bool = True,
 ) -> AsyncGenerator[Reasoning | ImagePreview | Completed, None]:
-    """Run one queued Gradio function; yield progress, then one ``Completed``."""
-    session_hash = new_session_hash()
+    """Run one queued Gradio function; yield progress, then one ``Completed``.
+
+    ``session_hash`` is the one files were uploaded under (a new one otherwise); ``previews``
+    false ignores ``process_generating`` (a text answer is no image to preview).
+    """
+    session_hash = session_hash or new_session_hash()
     payload = {
         "data": data,
         "event_data": None,
@@ -252,7 +272,9 @@ async def run_queued(
         "session_hash": session_hash,
     }
     timeout = limits.client_timeout()
-    stream = GradioStream(base_url=base_url, alt=alt, backend=backend, prefix=prefix)
+    stream = GradioStream(
+        base_url=base_url, alt=alt, backend=backend, prefix=prefix, previews=previews
+    )
     with translated_errors(backend, limits):
         async with session.post(
             f"{base_url}{prefix}/queue/join",
@@ -344,6 +366,59 @@ async def predict(
     if not isinstance(data, list) or not data:
         raise BackendError(f"{backend} answered without an image", transient=True, backend=backend)
     return data
+
+
+def file_data(
+    base_url: str, path: str, image: InputImage, *, prefix: str = "/gradio_api"
+) -> dict[str, Any]:
+    """Gradio's ``FileData`` for a file uploaded to ``path`` (what a job's data carries)."""
+    return {
+        "path": path,
+        "url": f"{base_url}{prefix}/file={path}",
+        "orig_name": image.name,
+        "size": len(image.data),
+        "mime_type": image.mime,
+        "meta": {"_type": "gradio.FileData"},
+    }
+
+
+async def upload_files(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    images: Sequence[InputImage],
+    *,
+    upload_id: str,
+    headers: Mapping[str, str],
+    backend: str,
+    limits: Limits,
+    prefix: str = "/gradio_api",
+    proxy: str | None = None,
+) -> list[dict[str, Any]]:
+    """``POST …/gradio_api/upload?upload_id=…`` (multipart, field ``files``): the Space keeps
+    the files and answers their server paths; returns their ``FileData``, in order."""
+    form = aiohttp.FormData()
+    for image in images:
+        form.add_field("files", image.data, filename=image.name, content_type=image.mime)
+    with translated_errors(backend, limits):
+        async with session.post(
+            f"{base_url}{prefix}/upload",
+            params={"upload_id": upload_id},
+            data=form,
+            headers=headers,
+            timeout=limits.client_timeout(),
+            proxy=proxy,
+        ) as response:
+            await raise_for_status(response, backend=backend)
+            paths = _decode(await read_capped(response, MAX_JSON_BYTES, backend=backend), backend)
+    if (
+        not isinstance(paths, list)
+        or len(paths) != len(images)
+        or not all(isinstance(p, str) and p for p in paths)
+    ):
+        raise BackendError(
+            f"{backend} did not keep the uploaded image", transient=True, backend=backend
+        )
+    return [file_data(base_url, p, i, prefix=prefix) for p, i in zip(paths, images, strict=True)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
-"""What providers yield: progress (``Reasoning``), previews and the final image.
+"""What providers yield: progress (``Reasoning``), previews and the final image, and what a
+describe job ends with (``Description``).
 
 These mirror gpt4free's response types, so code written against G4F reads the same here.
-``str()`` of each is what a terminal user wants to see: the status, or the image URL(s).
+``str()`` of each is what a terminal user wants to see: the status, the image URL(s), the prompts.
 """
 
 from __future__ import annotations
@@ -27,10 +28,16 @@ class Notice(Reasoning):
 
 @dataclass(slots=True)
 class ImagePreview:
-    """An intermediate image some Spaces stream while they work."""
+    """An intermediate image some Spaces stream while they work.
+
+    ``origin`` and ``backend`` are filled as for ``ImageResponse``, so a preview is downloaded
+    under the same rules (``Engine.download`` takes either).
+    """
 
     images: list[str]
     alt: str
+    origin: str = ""
+    backend: str = ""
 
     def __str__(self) -> str:
         return "\n".join(self.images)
@@ -52,9 +59,25 @@ class ImageResponse:
     origin: str = ""
     backend: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    ignored: tuple[str, ...] = ()
+    """Options of the request this backend could not use (e.g. ``("negative prompt",)``), so
+    the result can say so instead of silently dropping them."""
 
     def __str__(self) -> str:
         return "\n".join(self.images)
+
+
+@dataclass(slots=True)
+class Description:
+    """Prompts that would draw an image like a given one (``Engine.describe``): 1 to
+    ``count`` of them, each clean, distinct and at most 1000 characters."""
+
+    prompts: list[str]
+    backend: str = ""
+    model: str = ""
+
+    def __str__(self) -> str:
+        return "\n".join(self.prompts)
 
 
 Response = Reasoning | ImagePreview | ImageResponse

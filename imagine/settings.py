@@ -70,6 +70,12 @@ class Settings:
     flux_dev_official_space_id: str = "black-forest-labs/FLUX.1-dev"
     sd35_space_url: str = "https://stabilityai-stable-diffusion-3-5-large.hf.space"
     sd35_space_id: str = "stabilityai/stable-diffusion-3.5-large"
+    # Image in: FLUX.1 Kontext [dev] (model flux-kontext-dev).
+    kontext_space_url: str = "https://black-forest-labs-flux-1-kontext-dev.hf.space"
+    kontext_space_id: str = "black-forest-labs/FLUX.1-Kontext-Dev"
+    # Image understanding (describe): the official Janus-Pro-7B Space, behind JANUS_SPACE_URL.
+    janus_official_space_url: str = "https://deepseek-ai-janus-pro-7b.hf.space"
+    janus_official_space_id: str = "deepseek-ai/Janus-Pro-7B"
     hf_endpoint: str = "https://huggingface.co"
     hf_token: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
@@ -87,6 +93,7 @@ class Settings:
     openai_base_url: str | None = None
     openai_api_key: str | None = field(default=None, repr=False)
     openai_image_models: str | None = None
+    openai_vision_model: str | None = None
     imagine_backends: str | None = None
 
     @classmethod
@@ -116,6 +123,14 @@ class Settings:
             ),
             sd35_space_url=_text_or(env, "SD35_SPACE_URL", d.sd35_space_url),
             sd35_space_id=_text_or(env, "SD35_SPACE_ID", d.sd35_space_id),
+            kontext_space_url=_text_or(env, "KONTEXT_SPACE_URL", d.kontext_space_url),
+            kontext_space_id=_text_or(env, "KONTEXT_SPACE_ID", d.kontext_space_id),
+            janus_official_space_url=_text_or(
+                env, "JANUS_OFFICIAL_SPACE_URL", d.janus_official_space_url
+            ),
+            janus_official_space_id=_text_or(
+                env, "JANUS_OFFICIAL_SPACE_ID", d.janus_official_space_id
+            ),
             hf_endpoint=_text_or(env, "HF_ENDPOINT", d.hf_endpoint),
             hf_token=_text(env, "HF_TOKEN"),
             log_level=_text_or(env, "LOG_LEVEL", d.log_level).upper(),
@@ -141,6 +156,7 @@ class Settings:
             openai_base_url=_text(env, "OPENAI_BASE_URL"),
             openai_api_key=_text(env, "OPENAI_API_KEY"),
             openai_image_models=_text(env, "OPENAI_IMAGE_MODELS"),
+            openai_vision_model=_text(env, "OPENAI_VISION_MODEL"),
             imagine_backends=_text(env, "IMAGINE_BACKENDS"),
         )
 

@@ -34,7 +34,15 @@ def test_builtin_table_keeps_the_seeds_routing_first():
     assert [b.name for b in table.backends_for("flux-dev")] == ["g4f-flux-dev", "flux-dev-official"]
     assert [b.name for b in table.backends_for("janus-pro-7b-image")] == ["g4f-janus"]
     assert table.models(aliases=True) == [
-        "flux", "flux-dev", "janus-pro-7b-image", "sd-3.5-large", "flux-schnell",
+        "flux", "flux-dev", "janus-pro-7b-image", "sd-3.5-large", "flux-kontext-dev",
+        "flux-schnell",
+    ]  # fmt: skip
+    assert [b.name for b in table.backends_for("flux-kontext-dev")] == ["flux-kontext-dev"]
+    assert table.image_models() == ["flux-kontext-dev"]
+    # Describe models have routes of their own: not image models, not in models().
+    assert table.describe_models() == ["janus-pro-7b"]
+    assert [b.name for b in table.describers_for(None)] == [
+        "janus-describe", "janus-official-describe",
     ]  # fmt: skip
 
 

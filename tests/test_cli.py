@@ -74,7 +74,10 @@ async def test_default_file_name_and_gallery(space, tmp_path):
 async def test_list_models(space, tmp_path):
     code, out, _ = await run_cli(space, "--list-models", cwd=tmp_path)
     assert code == 0
-    assert out.split() == ["flux", "flux-dev", "janus-pro-7b-image", "flux-schnell"]
+    assert [line.split()[0] for line in out.splitlines()] == [
+        "flux", "flux-dev", "janus-pro-7b-image", "flux-kontext-dev", "flux-schnell",
+        "janus-pro-7b",
+    ]  # fmt: skip
 
 
 async def test_bad_input_exits_2_with_a_clear_message(space, tmp_path):

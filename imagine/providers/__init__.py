@@ -1,24 +1,33 @@
 """Image providers: ``G4F`` (the seed's entry point), ``FluxDev``, ``JanusPro7B``, the official
-Spaces (``FluxSchnell``, ``FluxDevOfficial``, ``StableDiffusion35Large``) and ``OpenAIImages``.
+Spaces (``FluxSchnell``, ``FluxDevOfficial``, ``StableDiffusion35Large``), ``FluxKontext``
+(image in) and ``OpenAIImages``; describe providers (image to prompts): ``JanusDescribe``,
+``JanusOfficialDescribe`` and ``OpenAIVision``.
 
 Which models exist, their aliases and which backends draw each live in ``imagine.backends``.
 """
 
 from .base import ImageProvider, ImageRequest
+from .describe import DescribeProvider, JanusDescribe, JanusOfficialDescribe, OpenAIVision
 from .flux_dev import FluxDev
 from .g4f import G4F
 from .infer import FluxDevOfficial, FluxSchnell, StableDiffusion35Large
 from .janus import JanusPro7B
+from .kontext import FluxKontext
 from .openai import OpenAIImages
 
 __all__ = [
     "G4F",
+    "DescribeProvider",
     "FluxDev",
     "FluxDevOfficial",
+    "FluxKontext",
     "FluxSchnell",
     "ImageProvider",
     "ImageRequest",
+    "JanusDescribe",
+    "JanusOfficialDescribe",
     "JanusPro7B",
     "OpenAIImages",
+    "OpenAIVision",
     "StableDiffusion35Large",
 ]

@@ -1,7 +1,7 @@
 """What every image provider shares: checking a request, the job context, token headers.
 
-A request is checked completely before anything is sent: a bad prompt, size, seed or model
-is a ``BadInput`` naming the problem, and no Space ever sees it.
+A request is checked completely before anything is sent: a bad prompt, negative prompt, size,
+seed, input image or model is a ``BadInput`` naming the problem, and no Space ever sees it.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from typing import Any, ClassVar
 import aiohttp
 
 from ..errors import BackendError, BadInput, UnknownModel
-from ..gradio import Completed, Limits, run_queued
+from ..fetch import DEFAULT_MAX_BYTES
+from ..gradio import Completed, Limits, new_session_hash, run_queued, upload_files
 from ..http import session_scope
+from ..media import InputImage, check_media
 from ..messages import format_image_prompt
 from ..responses import ImageResponse, Reasoning, Response
 from ..settings import MAX_SIDE, Settings
@@ -29,6 +31,9 @@ MAX_SEED = 2**32 - 1
 """The largest seed anyone may ask for; a Space may accept less (FLUX.1-dev: 2**31 - 1)."""
 INT32_MAX = 2**31 - 1
 MAX_PROMPT_CHARS = 2000
+MAX_NEGATIVE_CHARS = 1000
+NEGATIVE_PROMPT = "negative prompt"
+"""How ``ImageResponse.ignored`` names a negative prompt a backend could not use."""
 
 
 def clean_prompt(text: str) -> str:
@@ -42,6 +47,21 @@ def clean_prompt(text: str) -> str:
             f"The prompt is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}."
         )
     return text
+
+
+def clean_negative(text: Any) -> str | None:
+    """A negative prompt cleaned as prompts are (``clean_text``); None when there is none."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise BadInput(f"The negative prompt must be text, not {text!r}.")
+    text = clean_text(text.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    if len(text) > MAX_NEGATIVE_CHARS:
+        raise BadInput(
+            f"The negative prompt is {len(text)} characters long; the limit is "
+            f"{MAX_NEGATIVE_CHARS}."
+        )
+    return text or None
 
 
 def check_side(name: str, value: Any) -> int:
@@ -77,13 +97,16 @@ def random_seed(maximum: int = INT32_MAX) -> int:
 
 @dataclass(frozen=True, slots=True)
 class ImageRequest:
-    """A checked request: a clean prompt, sizes after the size rule, a seed or None."""
+    """A checked request: a clean prompt, sizes after the size rule, a seed or None, a clean
+    negative prompt or None, and the checked input images (most jobs have none)."""
 
     model: str
     prompt: str
     width: int
     height: int
     seed: int | None
+    negative: str | None = None
+    images: tuple[InputImage, ...] = ()
 
 
 @dataclass(slots=True)
@@ -139,6 +162,13 @@ class ImageProvider:
     side_step: ClassVar[int] = 1
     """Sizes are rounded down to a multiple of this (a Space's slider step) before clamping."""
     max_seed: ClassVar[int] = INT32_MAX
+    accepts_images: ClassVar[bool] = False
+    """Takes an input image (``media=``): image-to-image."""
+    requires_images: ClassVar[bool] = False
+    """Draws nothing without one (an editing model)."""
+    max_images: ClassVar[int] = 1
+    takes_negative: ClassVar[bool] = False
+    """Uses a negative prompt; others report it in ``ImageResponse.ignored``."""
 
     @classmethod
     def get_model(cls, model: str | None) -> str:
@@ -160,17 +190,34 @@ class ImageProvider:
         width: Any = 1024,
         height: Any = 1024,
         seed: Any = None,
+        negative: Any = None,
+        media: Any = None,
+        max_image_bytes: int = DEFAULT_MAX_BYTES,
     ) -> ImageRequest:
         """Check everything about a request before any byte is sent."""
         canonical = cls.get_model(model)
         text = clean_prompt(format_image_prompt(messages, prompt))
+        images = check_media(media, max_bytes=max_image_bytes)
+        if images and not cls.accepts_images:
+            raise BadInput(f"{canonical} does not take an input image.")
+        if len(images) > cls.max_images:
+            raise BadInput(f"{canonical} takes one input image, not {len(images)}.")
+        if cls.requires_images and not images:
+            raise BadInput(f"{canonical} edits an image: give it one to start from.")
         return ImageRequest(
             model=canonical,
             prompt=text,
             width=round_side(check_side("width", width)),
             height=round_side(check_side("height", height)),
             seed=check_seed(seed),
+            negative=clean_negative(negative),
+            images=images,
         )
+
+    @classmethod
+    def ignored(cls, request: ImageRequest) -> tuple[str, ...]:
+        """What of ``request`` this provider cannot use (``ImageResponse.ignored``)."""
+        return (NEGATIVE_PROMPT,) if request.negative and not cls.takes_negative else ()
 
     @classmethod
     def start(
@@ -185,6 +232,8 @@ class ImageProvider:
         width: Any = 1024,
         height: Any = 1024,
         seed: Any = None,
+        negative: Any = None,
+        media: Any = None,
         proxy: str | None = None,
         api_key: str | None = None,
         zerogpu_uuid: str | None = None,
@@ -193,8 +242,18 @@ class ImageProvider:
     ) -> AsyncGenerator[Response, None]:
         """Check the request now (``BadInput`` is raised here, before any I/O) and return
         the job's stream of responses, running on the caller's session.
+
+        ``media`` is gpt4free's ``[(bytes, filename), ...]``; ``negative`` a negative prompt
+        (gpt4free's ``negative_prompt`` is taken too).
         """
-        request = cls.prepare(model, messages, prompt=prompt, width=width, height=height, seed=seed)
+        if negative is None:
+            negative = options.pop("negative_prompt", None)
+        else:
+            options.pop("negative_prompt", None)
+        request = cls.prepare(
+            model, messages, prompt=prompt, width=width, height=height, seed=seed,
+            negative=negative, media=media, max_image_bytes=settings.max_image_bytes,
+        )  # fmt: skip
         context = Context(
             session=session,
             settings=settings,
@@ -222,7 +281,8 @@ class ImageProvider:
         """Draw an image: yields ``Reasoning`` statuses, maybe previews, one ``ImageResponse``.
 
         The seed's entry point (gpt4free's signature): ``prompt``, ``width``, ``height``,
-        ``seed``, ``proxy``, ``api_key`` and ``zerogpu_uuid`` are keyword options. Pass
+        ``seed``, ``negative``, ``media`` (``[(bytes, filename), ...]``, for models that take
+        an image), ``proxy``, ``api_key`` and ``zerogpu_uuid`` are keyword options. Pass
         ``session`` to reuse one ``aiohttp.ClientSession`` (the bot does, for its whole life);
         without it a session is opened and closed for this job alone.
         """
@@ -284,8 +344,15 @@ class GradioQueueProvider(ImageProvider):
 
     @classmethod
     def payload(
-        cls, request: ImageRequest, seed: int, width: int, height: int, options: dict[str, Any]
+        cls,
+        request: ImageRequest,
+        seed: int,
+        width: int,
+        height: int,
+        options: dict[str, Any],
+        files: list[dict[str, Any]],
     ) -> list[Any]:
+        """The job's data; ``files`` are the input images as uploaded (``FileData``)."""
         raise NotImplementedError
 
     @classmethod
@@ -309,9 +376,18 @@ class GradioQueueProvider(ImageProvider):
         if headers is None:
             yield Reasoning("Acquiring GPU Token")
             headers = (await context.tokens.get(context.session, space)).headers()
-        data = cls.payload(request, seed, width, height, options)
+        session_hash = new_session_hash()
         delivered = False
         try:
+            files: list[dict[str, Any]] = []
+            if request.images:
+                yield Reasoning("Uploading the image")
+                files = await upload_files(
+                    context.session, base_url, request.images, upload_id=session_hash,
+                    headers=headers, backend=cls.label, limits=context.limits,
+                    proxy=context.proxy,
+                )  # fmt: skip
+            data = cls.payload(request, seed, width, height, options, files)
             stream = run_queued(
                 context.session,
                 base_url,
@@ -323,6 +399,7 @@ class GradioQueueProvider(ImageProvider):
                 backend=cls.label,
                 limits=context.limits,
                 proxy=context.proxy,
+                session_hash=session_hash,
             )
             async with contextlib.aclosing(stream) as items:
                 async for item in items:
@@ -360,6 +437,7 @@ class GradioQueueProvider(ImageProvider):
             height=height,
             origin=base_url,
             backend=cls.label,
+            ignored=cls.ignored(request),
         )
 
 

@@ -23,7 +23,13 @@ class FluxDev(GradioQueueProvider):
 
     @classmethod
     def payload(
-        cls, request: ImageRequest, seed: int, width: int, height: int, options: dict[str, Any]
+        cls,
+        request: ImageRequest,
+        seed: int,
+        width: int,
+        height: int,
+        options: dict[str, Any],
+        files: list[dict[str, Any]],
     ) -> list[Any]:
         # randomize_seed is false so that the seed we show is the seed that was used.
         return [

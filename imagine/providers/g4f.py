@@ -101,6 +101,7 @@ class G4F(JanusPro7B):
             height=request.height,
             origin=url,
             backend=cls.label,
+            ignored=cls.ignored(request),
         )
         yield Reasoning(f"Finished {context.elapsed():.2f}s")
 

@@ -10,8 +10,31 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..errors import BackendError
-from ..gradio import describe_endpoint, file_url
+from ..gradio import Endpoint, describe_endpoint, file_url
 from .base import INT32_MAX, Context, GradioQueueProvider, ImageRequest, integer_or_none
+
+
+async def checked_endpoint(
+    context: Context, base_url: str, api_name: str, parameters: tuple[str, ...], label: str
+) -> Endpoint:
+    """The Space's ``api_name`` function, once its API description says it still takes
+    ``parameters``; looked up once per program (``context.endpoints``)."""
+    key = (base_url, api_name)
+    endpoint = context.endpoints.get(key)
+    if endpoint is None:
+        endpoint = await describe_endpoint(
+            context.session, base_url, api_name, backend=label, limits=context.limits
+        )
+        if endpoint.parameters != parameters:
+            raise BackendError(
+                f"{label} changed its inputs: it now takes "
+                f"({', '.join(endpoint.parameters) or 'nothing'}) instead of "
+                f"({', '.join(parameters)}); not sending a request that would not fit",
+                unavailable=True,
+                backend=label,
+            )
+        context.endpoints[key] = endpoint
+    return endpoint
 
 
 class GradioInferProvider(GradioQueueProvider):
@@ -24,21 +47,9 @@ class GradioInferProvider(GradioQueueProvider):
 
     @classmethod
     async def endpoint(cls, context: Context, base_url: str) -> tuple[int, int | None]:
-        key = (base_url, cls.api_name)
-        endpoint = context.endpoints.get(key)
-        if endpoint is None:
-            endpoint = await describe_endpoint(
-                context.session, base_url, cls.api_name, backend=cls.label, limits=context.limits
-            )
-            if endpoint.parameters != cls.parameters:
-                raise BackendError(
-                    f"{cls.label} changed its inputs: it now takes "
-                    f"({', '.join(endpoint.parameters) or 'nothing'}) instead of "
-                    f"({', '.join(cls.parameters)}); not sending a request that would not fit",
-                    unavailable=True,
-                    backend=cls.label,
-                )
-            context.endpoints[key] = endpoint
+        endpoint = await checked_endpoint(
+            context, base_url, cls.api_name, cls.parameters, cls.label
+        )
         return endpoint.fn_index, endpoint.trigger_id
 
     @classmethod
@@ -50,10 +61,10 @@ class GradioInferProvider(GradioQueueProvider):
         return ([url] if url else []), seed, None
 
 
-def steps(options: dict[str, Any], default: int) -> int:
+def steps(options: dict[str, Any], default: int, maximum: int = 50) -> int:
     value = options.get("num_inference_steps", default)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 50:
-        raise BackendError("num_inference_steps must be a whole number from 1 to 50")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise BackendError(f"num_inference_steps must be a whole number from 1 to {maximum}")
     return value
 
 
@@ -70,7 +81,13 @@ class FluxSchnell(GradioInferProvider):
 
     @classmethod
     def payload(
-        cls, request: ImageRequest, seed: int, width: int, height: int, options: dict[str, Any]
+        cls,
+        request: ImageRequest,
+        seed: int,
+        width: int,
+        height: int,
+        options: dict[str, Any],
+        files: list[dict[str, Any]],
     ) -> list[Any]:
         return [request.prompt, seed, False, width, height, steps(options, 4)]
 
@@ -91,7 +108,13 @@ class FluxDevOfficial(GradioInferProvider):
 
     @classmethod
     def payload(
-        cls, request: ImageRequest, seed: int, width: int, height: int, options: dict[str, Any]
+        cls,
+        request: ImageRequest,
+        seed: int,
+        width: int,
+        height: int,
+        options: dict[str, Any],
+        files: list[dict[str, Any]],
     ) -> list[Any]:
         guidance = options.get("guidance_scale", 3.5)
         return [request.prompt, seed, False, width, height, guidance, steps(options, 28)]
@@ -106,6 +129,7 @@ class StableDiffusion35Large(GradioInferProvider):
     side_range = (512, 1440)
     url_setting = "sd35_space_url"
     space_setting = "sd35_space_id"
+    takes_negative = True
     parameters = (
         "prompt", "negative_prompt", "seed", "randomize_seed", "width", "height",
         "guidance_scale", "num_inference_steps",
@@ -113,11 +137,17 @@ class StableDiffusion35Large(GradioInferProvider):
 
     @classmethod
     def payload(
-        cls, request: ImageRequest, seed: int, width: int, height: int, options: dict[str, Any]
+        cls,
+        request: ImageRequest,
+        seed: int,
+        width: int,
+        height: int,
+        options: dict[str, Any],
+        files: list[dict[str, Any]],
     ) -> list[Any]:
         return [
             request.prompt,
-            options.get("negative_prompt", ""),
+            request.negative or "",
             seed,
             False,
             width,

@@ -27,7 +27,13 @@ class JanusPro7B(GradioQueueProvider):
 
     @classmethod
     def payload(
-        cls, request: ImageRequest, seed: int, width: int, height: int, options: dict[str, Any]
+        cls,
+        request: ImageRequest,
+        seed: int,
+        width: int,
+        height: int,
+        options: dict[str, Any],
+        files: list[dict[str, Any]],
     ) -> list[Any]:
         return [
             request.prompt,

@@ -1,4 +1,6 @@
-"""An OpenAI-compatible images API: ``POST {OPENAI_BASE_URL}/images/generations``.
+"""An OpenAI-compatible images API: ``POST {OPENAI_BASE_URL}/images/generations``, and
+``POST {OPENAI_BASE_URL}/images/edits`` (multipart, the image as a file) when a job has an
+input image.
 
 This covers OpenAI itself, gpt4free's own API server and local servers that speak the same
 API. Results come as ``b64_json`` (asked for; kept as a ``data:`` URL, decoded by
@@ -35,6 +37,7 @@ def answer_limit(max_image_bytes: int) -> int:
 class OpenAIImages(ImageProvider):
     label = "OpenAI-compatible API"
     side_range = (64, 2048)
+    accepts_images = True  # through /images/edits; whether a model edits is the API's say
 
     @classmethod
     def get_model(cls, model: str | None) -> str:
@@ -64,9 +67,11 @@ class OpenAIImages(ImageProvider):
         if settings.openai_api_key:
             headers["Authorization"] = f"Bearer {settings.openai_api_key}"
         started = time.monotonic()
-        task = asyncio.ensure_future(
-            cls._post(context, f"{base}/images/generations", payload, headers)
-        )
+        body: dict[str, Any] | aiohttp.FormData = payload
+        url = f"{base}/images/generations"
+        if request.images:
+            url, body = f"{base}/images/edits", edit_form(payload, request)
+        task = asyncio.ensure_future(cls._post(context, url, body, headers))
         async for status in ticking(task, started):
             yield status
         answer = task.result()
@@ -87,27 +92,35 @@ class OpenAIImages(ImageProvider):
             height=height,
             origin=base,
             backend=cls.label,
+            ignored=cls.ignored(request),
         )
         yield Reasoning(f"Finished {context.elapsed():.2f}s")
 
     @classmethod
     async def _post(
-        cls, context: Context, url: str, payload: dict[str, Any], headers: dict[str, str]
+        cls,
+        context: Context,
+        url: str,
+        body: dict[str, Any] | aiohttp.FormData,
+        headers: dict[str, str],
     ) -> dict[str, Any]:
+        """POST JSON (a dict) or a multipart form; the answer's JSON object."""
         limits = context.limits
+        data, payload = (body, None) if isinstance(body, aiohttp.FormData) else (None, body)
         with translated_errors(cls.label, limits):
             async with context.session.post(
                 url,
                 json=payload,
+                data=data,
                 headers=headers,
                 timeout=limits.client_timeout(),
                 proxy=context.proxy,
             ) as response:
                 await raise_for_status(response, backend=cls.label)
                 limit = answer_limit(context.settings.max_image_bytes)
-                body = await read_capped(response, limit, backend=cls.label)
+                raw = await read_capped(response, limit, backend=cls.label)
         try:
-            answer = json.loads(body)
+            answer = json.loads(raw)
         except ValueError:
             raise BackendError(f"{cls.label} sent malformed data", backend=cls.label) from None
         if not isinstance(answer, dict):
@@ -115,13 +128,28 @@ class OpenAIImages(ImageProvider):
         return answer
 
 
+def edit_form(fields: dict[str, Any], request: ImageRequest) -> aiohttp.FormData:
+    """``/images/edits``' multipart body: the text fields, then the image as a file."""
+    form = aiohttp.FormData()
+    for name, value in fields.items():
+        form.add_field(name, str(value))
+    image = request.images[-1]
+    form.add_field("image", image.data, filename=image.name, content_type=image.mime)
+    return form
+
+
 async def list_models(
-    session: aiohttp.ClientSession, base_url: str, api_key: str | None, *, time_limit: float = 15
+    session: aiohttp.ClientSession,
+    base_url: str,
+    api_key: str | None,
+    *,
+    time_limit: float = 15,
+    images_only: bool = True,
 ) -> list[str]:
     """The image models an OpenAI-compatible server lists at ``GET /models``.
 
     Entries flagged ``"image": true`` (gpt4free marks image models so) when any entry has the
-    flag; otherwise every listed id.
+    flag; otherwise every listed id. ``images_only=False``: every listed id.
     """
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     async with session.get(
@@ -133,6 +161,6 @@ async def list_models(
         answer = json.loads(await read_capped(response, MAX_JSON_BYTES, backend=OpenAIImages.label))
     data = answer.get("data") if isinstance(answer, dict) else None
     entries = [e for e in (data or []) if isinstance(e, dict) and e.get("id")]
-    if any(isinstance(e.get("image"), bool) for e in entries):
+    if images_only and any(isinstance(e.get("image"), bool) for e in entries):
         entries = [e for e in entries if e.get("image") is True]
     return [str(e["id"]) for e in entries]

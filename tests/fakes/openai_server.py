@@ -1,26 +1,45 @@
-"""A local OpenAI-compatible images API: ``POST /v1/images/generations`` and ``GET /v1/models``.
+"""A local OpenAI-compatible API: ``POST /v1/images/generations``, ``POST /v1/images/edits``
+(multipart), ``POST /v1/chat/completions`` (vision) and ``GET /v1/models``.
 
-It answers like OpenAI does (``{"created", "data": [{"b64_json"}|{"url"}]}``, errors as
-``{"error": {"message", "type", "code"}}``), checks ``Authorization: Bearer <key>``, and has
-knobs for the cases tests need: url results, a content-policy refusal, a 401, a 503.
+It answers like OpenAI does (``{"created", "data": [{"b64_json"}|{"url"}]}``, chat
+``{"choices": [{"message": {"content"}}]}``, errors as ``{"error": {"message", "type",
+"code"}}``), checks ``Authorization: Bearer <key>``, and has knobs for the cases tests need:
+url results, a content-policy refusal, a 401, a 503. An edit's result is the uploaded image with
+its colours inverted, and a vision answer names the image's mean colour, so a test can tell
+which image arrived; ``uploads`` keeps every received image byte for byte.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
-from PIL import Image
+from aiohttp import BodyPartReader, web
+from PIL import Image, ImageOps
 
 
 def png(width: int, height: int, color: tuple[int, int, int] = (30, 120, 200)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), color).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def inverted_png(data: bytes, width: int, height: int) -> bytes:
+    """The edit's result: the input, colours inverted, at the size asked."""
+    image = ImageOps.invert(Image.open(io.BytesIO(data)).convert("RGB")).resize((width, height))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def mean_colour(data: bytes) -> str:
+    pixel = Image.open(io.BytesIO(data)).convert("RGB").resize((1, 1)).getpixel((0, 0))
+    assert isinstance(pixel, tuple)
+    return "#{:02x}{:02x}{:02x}".format(*pixel[:3])
 
 
 @dataclass
@@ -35,7 +54,9 @@ class FakeOpenAI:
     )
     response_format: str | None = None  # None: as asked; "url": always URLs
     refuse: str | None = None  # "policy", "auth", "unavailable"
+    vision_answer: str | None = None  # None: prompts naming the image's mean colour
     requests: list[dict[str, Any]] = field(default_factory=list)
+    uploads: list[bytes] = field(default_factory=list)
     served: dict[str, bytes] = field(default_factory=dict)
     port: int = 0
     _runner: web.AppRunner | None = None
@@ -50,6 +71,8 @@ class FakeOpenAI:
     async def __aenter__(self) -> FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/images/generations", self._generate)
+        app.router.add_post("/v1/images/edits", self._edit)
+        app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/files/{name}", self._file)
         self._runner = web.AppRunner(app, access_log=None)
@@ -82,7 +105,91 @@ class FakeOpenAI:
 
     async def _generate(self, request: web.Request) -> web.Response:
         body = await request.json()
-        self.requests.append({"json": body, "headers": dict(request.headers)})
+        self.requests.append({"path": request.path, "json": body, "headers": dict(request.headers)})
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        width, height = (int(v) for v in str(body.get("size", "1024x1024")).split("x"))
+        return self._image_answer(png(width, height), body.get("response_format"))
+
+    async def _edit(self, request: web.Request) -> web.Response:
+        """``/images/edits``: multipart text fields and the ``image`` file."""
+        form: dict[str, str] = {}
+        files: dict[str, dict[str, Any]] = {}
+        reader = await request.multipart()
+        async for part in reader:
+            if not isinstance(part, BodyPartReader) or part.name is None:
+                continue
+            if part.filename is not None:
+                data = bytes(await part.read())
+                files[part.name] = {
+                    "filename": part.filename,
+                    "content_type": part.headers.get("Content-Type"),
+                    "data": data,
+                }
+            else:
+                form[part.name] = await part.text()
+        self.requests.append(
+            {"path": request.path, "form": form, "files": files, "headers": dict(request.headers)}
+        )
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        image = files.get("image")
+        if image is None or not form.get("prompt"):
+            return self._error(
+                400, "'image' and 'prompt' are required.", "invalid_request_error", None
+            )
+        self.uploads.append(image["data"])
+        width, height = (int(v) for v in form.get("size", "1024x1024").split("x"))
+        return self._image_answer(
+            inverted_png(image["data"], width, height), form.get("response_format")
+        )
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        """``/chat/completions`` with a ``data:`` image: prompts naming its colour."""
+        body = await request.json()
+        self.requests.append({"path": request.path, "json": body, "headers": dict(request.headers)})
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        images = [
+            part["image_url"]["url"]
+            for message in body.get("messages", [])
+            if isinstance(message.get("content"), list)
+            for part in message["content"]
+            if part.get("type") == "image_url"
+        ]
+        try:
+            data = base64.b64decode(images[0].split(",", 1)[1], validate=True)
+            colour = mean_colour(data)
+        except (IndexError, ValueError, binascii.Error, OSError):
+            return self._error(400, "Invalid image.", "invalid_request_error", "invalid_image")
+        self.uploads.append(data)
+        answer = self.vision_answer
+        if answer is None:
+            answer = "\n".join(
+                f"{i}. A plain field of colour {colour}, {style}"
+                for i, style in enumerate(("oil painting", "photograph", "pixel art"), 1)
+            )
+        return web.json_response(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": answer},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+        )
+
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        """The refusal the ``refuse`` knob (or a wrong key) calls for, else None."""
         if self.refuse == "auth" or not self._authorized(request):
             return self._error(
                 401, "Incorrect API key provided: sk-te****cdef.", "invalid_request_error",
@@ -97,11 +204,12 @@ class FakeOpenAI:
             )
         if self.refuse == "unavailable":
             return self._error(503, "The server is overloaded.", "server_error", None)
-        width, height = (int(v) for v in str(body.get("size", "1024x1024")).split("x"))
-        data = png(width, height)
+        return None
+
+    def _image_answer(self, data: bytes, response_format: str | None) -> web.Response:
         name = f"img-{len(self.served)}.png"
         self.served[name] = data
-        if (self.response_format or body.get("response_format")) == "url":
+        if (self.response_format or response_format) == "url":
             item = {"url": f"http://127.0.0.1:{self.port}/files/{name}"}
         else:
             item = {"b64_json": base64.b64encode(data).decode()}

@@ -1,8 +1,16 @@
-"""A fake Hugging Face hub and three Gradio Spaces on 127.0.0.1, for tests and benchmarks.
+"""A fake Hugging Face hub and its Gradio Spaces on 127.0.0.1, for tests and benchmarks.
 
 Why: the engine talks to the hub (token page, ZeroGPU JWT route) and to Spaces through
-gradio's wire protocols (``/run/predict`` and ``queue/join`` + SSE ``queue/data``).  Tests
-need those protocols byte-for-byte, offline, fast, and with faults on demand.
+gradio's wire protocols (``/run/predict``, ``queue/join`` + SSE ``queue/data``, and
+``/gradio_api/upload`` for input files).  Tests need those protocols byte-for-byte, offline,
+fast, and with faults on demand.
+
+The Spaces: the seed's three (``g4f-flux``, ``flux-dev``, ``janus``, the last also with
+Janus-Pro-7B's image understanding), the official image Spaces (``flux-schnell``,
+``flux-dev-official``, ``sd35``), FLUX.1 Kontext [dev] (``kontext``: edits an uploaded image;
+its result is the upload with its colours inverted, so a test can tell which image was sent)
+and the official Janus-Pro-7B (``janus-official``: ``/multimodal_understanding`` answers
+prompts naming the upload's average colour). Uploads are kept in ``space.uploads``.
 
 Use it as ``async with FakeSpace() as space: ...`` or, for a benchmark in its own process,
 ``python -m tests.fakes.space --port 0 [--delay S] [--noise] [--failure-rate R]``.
@@ -44,10 +52,13 @@ from dataclasses import dataclass, field, replace
 from io import BytesIO
 from typing import Any, Literal
 
-from aiohttp import web
-from PIL import Image, ImageDraw
+from aiohttp import BodyPartReader, web
+from PIL import Image, ImageDraw, ImageOps
 
-SPACE_NAMES = ("g4f-flux", "flux-dev", "janus", "flux-schnell", "flux-dev-official", "sd35")
+SPACE_NAMES = (
+    "g4f-flux", "flux-dev", "janus", "flux-schnell", "flux-dev-official", "sd35", "kontext",
+    "janus-official",
+)  # fmt: skip
 FAULT_TARGETS = (*SPACE_NAMES, "hub")
 MAX_SEED = 2**31 - 1
 JANUS_SIZE = 384
@@ -59,14 +70,19 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
-# Gradio endpoints per queue Space: (fn_index, trigger_id, number of inputs).
-QUEUE_FNS = {
-    "flux-dev": (2, 4, 7),
-    "janus": (3, 20, 4),
-    "flux-schnell": (2, 5, 6),
-    "flux-dev-official": (3, 7, 7),
-    "sd35": (1, 9, 8),
-}
+
+
+@dataclass(frozen=True)
+class Fn:
+    """One queued Gradio function of a Space: its numbering, API name, inputs and what it does
+    (``image``: draw from a prompt; ``edit``: draw from an uploaded image and a prompt;
+    ``describe``: answer a question about an uploaded image)."""
+
+    fn_index: int
+    trigger_id: int
+    api_name: str
+    parameters: tuple[str, ...]
+    task: Literal["image", "edit", "describe"] = "image"
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,41 @@ INFER_SPACES = {
 }  # fmt: skip
 """The official Spaces; each also serves ``/config`` and ``/gradio_api/info`` (the API
 description the engine checks at first use)."""
+
+OTHER_OFFICIAL = {
+    "kontext": ("black-forest-labs/FLUX.1-Kontext-Dev", "KONTEXT_SPACE_URL", "KONTEXT_SPACE_ID"),
+    "janus-official": (
+        "deepseek-ai/Janus-Pro-7B", "JANUS_OFFICIAL_SPACE_URL", "JANUS_OFFICIAL_SPACE_ID",
+    ),
+}  # fmt: skip
+"""The other official Spaces: hub id and the settings that point the engine at them."""
+
+# The real Spaces' inputs: FLUX.1-Kontext-Dev's app.py ``infer(input_image, prompt, seed,
+# randomize_seed, guidance_scale, steps)``; Janus-Pro-7B's app ``multimodal_understanding(image,
+# question, seed, top_p, temperature)`` and ``generate_image(prompt, seed, guidance,
+# t2i_temperature)``.
+KONTEXT_PARAMETERS = ("input_image", "prompt", "seed", "randomize_seed", "guidance_scale", "steps")
+UNDERSTANDING_PARAMETERS = ("image", "question", "seed", "top_p", "temperature")
+JANUS_IMAGE_PARAMETERS = ("prompt", "seed", "guidance", "t2i_temperature")
+KONTEXT_STEPS = (1, 30)
+
+# Gradio functions per queue Space (the engine's function first: ``api_parameters`` changes
+# its advertised inputs).
+QUEUE_FNS: dict[str, tuple[Fn, ...]] = {
+    "flux-dev": (Fn(2, 4, "generate", INFER_SPACES["flux-dev-official"].parameters),),
+    "janus": (
+        Fn(3, 20, "generate_image", JANUS_IMAGE_PARAMETERS),
+        Fn(2, 10, "multimodal_understanding", UNDERSTANDING_PARAMETERS, "describe"),
+    ),
+    "flux-schnell": (Fn(2, 5, "infer", INFER_SPACES["flux-schnell"].parameters),),
+    "flux-dev-official": (Fn(3, 7, "infer", INFER_SPACES["flux-dev-official"].parameters),),
+    "sd35": (Fn(1, 9, "infer", INFER_SPACES["sd35"].parameters),),
+    "kontext": (Fn(2, 7, "infer", KONTEXT_PARAMETERS, "edit"),),
+    "janus-official": (
+        Fn(4, 12, "multimodal_understanding", UNDERSTANDING_PARAMETERS, "describe"),
+        Fn(5, 22, "generate_image", JANUS_IMAGE_PARAMETERS),
+    ),
+}
 KNOB_NAMES = frozenset(
     {
         "generation_delay",
@@ -112,6 +163,7 @@ KNOB_NAMES = frozenset(
         "log_lines",
         "enforce_tokens",
         "failure_rate",
+        "describe_answer",
     }
 )
 
@@ -130,6 +182,19 @@ class RecordedRequest:
     headers: dict[str, str]  # lower-case names
     json: Any | None
     at: float  # time.monotonic()
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One file received by ``/gradio_api/upload``, byte for byte."""
+
+    space: str
+    upload_id: str
+    path: str
+    filename: str
+    content_type: str
+    data: bytes
+    headers: dict[str, str]  # lower-case names
 
 
 @dataclass(frozen=True)
@@ -566,6 +631,7 @@ class _Job:
     data: list[Any]
     fault: Fault | None
     token_error: str | None
+    fn: Fn
 
 
 @dataclass(frozen=True)
@@ -645,7 +711,7 @@ def _space_of(path: str) -> str:
 
 
 class FakeSpace:
-    """The hub plus the g4f-flux, flux-dev and janus Spaces on one aiohttp server."""
+    """The hub plus every Space of ``SPACE_NAMES`` on one aiohttp server."""
 
     def __init__(
         self,
@@ -678,6 +744,8 @@ class FakeSpace:
         self.token_ttl = token_ttl
         self.enforce_tokens = enforce_tokens
         self.noise = noise
+        #: What image understanding answers (None: prompts naming the upload's colour).
+        self.describe_answer: str | None = None
         #: Share of generation requests failed with one of RANDOM_FAILURES (see the docstring).
         self.failure_rate = failure_rate
         self.failure_seed = failure_seed
@@ -692,6 +760,8 @@ class FakeSpace:
         self.page_fetches: Counter[str] = Counter()
         self.jwt_fetches: Counter[str] = Counter()
         self.jwt_bearers: list[str] = []
+        #: Files received by ``/gradio_api/upload``, in arrival order.
+        self.uploads: list[Upload] = []
         self.issued_tokens: dict[str, IssuedToken] = {}
         #: Successful generations, in the order their results were sent.
         self.completions: list[Completion] = []
@@ -757,6 +827,14 @@ class FakeSpace:
     def janus_url(self) -> str:
         return f"{self.url}/janus"
 
+    @property
+    def kontext_url(self) -> str:
+        return f"{self.url}/kontext"
+
+    @property
+    def janus_official_url(self) -> str:
+        return f"{self.url}/janus-official"
+
     def env(self) -> dict[str, str]:
         """The environment that points the engine at this fake (every Space it knows)."""
         env = {
@@ -768,6 +846,9 @@ class FakeSpace:
         for name, infer in INFER_SPACES.items():
             env[infer.env_url] = f"{self.url}/{name}"
             env[infer.env_id] = infer.space_id
+        for name, (space_id, env_url, env_id) in OTHER_OFFICIAL.items():
+            env[env_url] = f"{self.url}/{name}"
+            env[env_id] = space_id
         return env
 
     # ------------------------------------------------------------- knobs, faults
@@ -812,12 +893,24 @@ class FakeSpace:
                 del self._faults[space_name]
         return slot.fault
 
-    def _random_failure(self, space_name: str, data: list[Any]) -> Fault | None:
+    def _take_request_fault(self, space_name: str) -> Fault | None:
+        """The pending fault if it fails a request outright (an upload takes no other)."""
+        slot = self._faults.get(space_name)
+        if slot is None or not (
+            isinstance(slot.fault, _REQUEST_FAULTS)
+            or (isinstance(slot.fault, Hang) and slot.fault.stage == "request")
+        ):
+            return None
+        return self._take_fault(space_name)
+
+    def _random_failure(
+        self, space_name: str, data: list[Any], fn: Fn | None = None
+    ) -> Fault | None:
         """``failure_rate``'s draw for one generation request (recorded when it fails)."""
         rate = float(self.knob(space_name, "failure_rate"))
         if rate <= 0:
             return None
-        prompt = str(data[0]) if data else ""
+        prompt = _prompt_of(fn, data)
         attempt = self._attempts[(space_name, prompt)]
         self._attempts[(space_name, prompt)] += 1
         rng = random.Random(f"{self.failure_seed}:{space_name}:{prompt}:{attempt}")
@@ -846,7 +939,7 @@ class FakeSpace:
         if request.path.startswith("/_control/"):
             return await handler(request)  # not part of what the engine sent
         body: Any | None = None
-        if request.can_read_body:
+        if request.can_read_body and not request.content_type.startswith("multipart/"):
             raw = await request.read()
             with contextlib.suppress(ValueError):
                 body = json.loads(raw) if raw else None
@@ -875,10 +968,10 @@ class FakeSpace:
             app.router.add_post(f"/{name}/gradio_api/queue/join", self._join_route(name))
             app.router.add_get(f"/{name}/gradio_api/queue/data", self._data_route(name))
             app.router.add_get(f"/{name}/gradio_api/file={{path:.+}}", self._file_route(name))
+            app.router.add_post(f"/{name}/gradio_api/upload", self._upload_route(name))
+            app.router.add_get(f"/{name}/gradio_api/info", self._info_route(name))
         for name in (*QUEUE_FNS, "g4f-flux"):
             app.router.add_get(f"/{name}/config", self._config_route(name))
-        for name in INFER_SPACES:
-            app.router.add_get(f"/{name}/gradio_api/info", self._info_route(name))
 
     def _config_route(self, space_name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         """``/config``: gradio's app config; its ``dependencies`` give fn_index and triggers."""
@@ -892,14 +985,12 @@ class FakeSpace:
             dependencies: list[dict[str, Any]] = [
                 {"id": 0, "targets": [[1, "load"]], "api_name": "load", "backend_fn": True}
             ]
-            if space_name in QUEUE_FNS:
-                fn_index, trigger_id, _ = QUEUE_FNS[space_name]
-                api_name = "infer" if space_name in INFER_SPACES else "generate"
+            for fn in QUEUE_FNS.get(space_name, ()):
                 dependencies.append(
                     {
-                        "id": fn_index,
-                        "targets": [[trigger_id, "click"], [trigger_id + 1, "submit"]],
-                        "api_name": api_name,
+                        "id": fn.fn_index,
+                        "targets": [[fn.trigger_id, "click"], [fn.trigger_id + 1, "submit"]],
+                        "api_name": fn.api_name,
                         "backend_fn": True,
                         "queue": True,
                     }
@@ -914,31 +1005,60 @@ class FakeSpace:
         """``/gradio_api/info``: the API description (``api_parameters`` changes it)."""
 
         async def handler(request: web.Request) -> web.Response:
-            names = self.api_parameters.get(space_name) or INFER_SPACES[space_name].parameters
-            parameters = [
-                {
-                    "label": name.replace("_", " ").title(),
-                    "parameter_name": name,
-                    "parameter_has_default": name != "prompt",
-                    "parameter_default": None,
-                    "type": {"type": "string" if name.endswith("prompt") else "number"},
-                    "python_type": {"type": "str" if name.endswith("prompt") else "float"},
-                    "component": "Textbox" if name.endswith("prompt") else "Slider",
+            endpoints = {}
+            for i, fn in enumerate(QUEUE_FNS[space_name]):
+                names = (self.api_parameters.get(space_name) if i == 0 else None) or fn.parameters
+                endpoints[f"/{fn.api_name}"] = {
+                    "parameters": [_parameter_info(name) for name in names],
+                    "returns": _returns_info(fn),
                 }
-                for name in names
-            ]
-            returns = [
-                {"label": "Result", "component": "Image", "python_type": {"type": "filepath"}},
-                {"label": "Seed", "component": "Slider", "python_type": {"type": "float"}},
-            ]
-            return web.json_response(
-                {
-                    "named_endpoints": {"/infer": {"parameters": parameters, "returns": returns}},
-                    "unnamed_endpoints": {},
-                }
-            )
+            return web.json_response({"named_endpoints": endpoints, "unnamed_endpoints": {}})
 
         return handler
+
+    # ------------------------------------------------------------------ uploads
+
+    def _upload_route(self, space_name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            return await self._upload(request, space_name)
+
+        return handler
+
+    async def _upload(self, request: web.Request, space_name: str) -> web.Response:
+        """``/gradio_api/upload``: multipart field ``files``; answers the files' server paths."""
+        fault = self._take_request_fault(space_name)
+        if fault is not None:
+            response = await self._request_fault_response(fault)
+            if response is not None:
+                return response
+        if not request.content_type.startswith("multipart/form-data"):
+            return web.json_response({"detail": "There was an error parsing the body"}, 400)
+        upload_id = request.query.get("upload_id", "")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        paths = []
+        reader = await request.multipart()
+        async for part in reader:
+            if not isinstance(part, BodyPartReader) or part.name != "files":
+                continue
+            data = await part.read()
+            filename = part.filename or "file"
+            path = f"/tmp/gradio/{uuid.uuid4().hex}/{filename}"
+            content_type = part.headers.get("Content-Type", "application/octet-stream")
+            self._files[(space_name, path)] = _StoredFile(space_name, bytes(data), result=False)
+            self.uploads.append(
+                Upload(space_name, upload_id, path, filename, content_type, bytes(data), headers)
+            )
+            paths.append(path)
+        if not paths:
+            return web.json_response(
+                {
+                    "detail": [
+                        {"type": "missing", "loc": ["body", "files"], "msg": "Field required"}
+                    ]
+                },
+                status=422,
+            )
+        return web.json_response(paths)
 
     # ----------------------------------------------------------------- helpers
 
@@ -1175,8 +1295,10 @@ class FakeSpace:
         problem = self._validate_join(space_name, body)
         if problem:
             return web.json_response({"detail": problem}, status=422)
+        fn = _fn(space_name, body["fn_index"])
+        assert fn is not None  # checked by _validate_join
         if fault is None:
-            fault = self._random_failure(space_name, body["data"])
+            fault = self._random_failure(space_name, body["data"], fn)
             response = await self._request_fault_response(fault) if fault else None
             if response is not None:
                 return response
@@ -1187,6 +1309,7 @@ class FakeSpace:
             data=body["data"],
             fault=fault,
             token_error=self._token_error(space_name, request),
+            fn=fn,
         )
         session = self._sessions.setdefault(job.session_hash, _Session())
         if session.stream is not None and not session.stream.finishing:
@@ -1205,11 +1328,12 @@ class FakeSpace:
                 {"type": "missing", "loc": ["body", k], "msg": "Field required", "input": body}
                 for k in missing
             ]
-        fn_index, trigger_id, _ = QUEUE_FNS[space_name]
-        if body["fn_index"] != fn_index:
-            return f"Function with fn_index {body['fn_index']!r} not found (this Space: {fn_index})"
-        if body.get("trigger_id") not in (None, trigger_id):
-            return f"trigger_id {body['trigger_id']!r} does not match fn_index {fn_index}"
+        fn = _fn(space_name, body["fn_index"])
+        if fn is None:
+            known = ", ".join(str(f.fn_index) for f in QUEUE_FNS[space_name])
+            return f"Function with fn_index {body['fn_index']!r} not found (this Space: {known})"
+        if body.get("trigger_id") not in (None, fn.trigger_id):
+            return f"trigger_id {body['trigger_id']!r} does not match fn_index {fn.fn_index}"
         if not isinstance(body["data"], list) or not isinstance(body["session_hash"], str):
             return "data must be a list and session_hash a string"
         return None
@@ -1344,13 +1468,13 @@ class FakeSpace:
         if steps <= 0:
             await self._pause(delay)
         outputs, seed, (width, height) = self._job_outputs(job)
-        if self.knob(space_name, "previews"):
+        if self.knob(space_name, "previews") and job.fn.task == "image":
             for message in self._previews(job, seed, width, height):
                 yield message
         duration = time.monotonic() - start
         # Recorded once the pump has written this message (the moment the result is sent).
         self._finishing[event_id] = Completion(
-            space_name, str(job.data[0]), seed, job.session_hash, 0.0
+            space_name, _prompt_of(job.fn, job.data), seed, job.session_hash, 0.0
         )
         yield {
             "msg": "process_completed",
@@ -1371,16 +1495,42 @@ class FakeSpace:
         """(error, title) when ZeroGPU, input validation or a fault fails the job."""
         if job.token_error:
             return job.token_error, "ZeroGPU error"
-        problem = _validate_inputs(job.space, job.data)
+        problem = self._validate_inputs(job)
         if problem:
             return problem, "Error"
         if isinstance(job.fault, CompletedError):
             return job.fault.error, job.fault.title
         return None
 
+    def _validate_inputs(self, job: _Job) -> str | None:
+        def uploaded(file: Any) -> bool:
+            return (job.space, str(file.get("path"))) in self._uploaded_paths()
+
+        return _validate_inputs(job.space, job.fn, job.data, uploaded)
+
+    def _uploaded_paths(self) -> set[tuple[str, str]]:
+        return {(u.space, u.path) for u in self.uploads}
+
+    def _uploaded_image(self, space_name: str, file: dict[str, Any]) -> Image.Image:
+        """The uploaded file a job's ``FileData`` names, opened (validated before)."""
+        return Image.open(BytesIO(self._files[(space_name, file["path"])].data))
+
     def _job_outputs(self, job: _Job) -> tuple[list[Any], int, tuple[int, int]]:
         """The completed output data, the seed used and the produced size."""
-        if job.space == "janus":
+        if job.fn.task == "describe":
+            seed = job.data[2]
+            image = self._uploaded_image(job.space, job.data[0])
+            answer = self.knob(job.space, "describe_answer")
+            return [answer if answer is not None else describe_answer(image)], seed, image.size
+        if job.fn.task == "edit":
+            seed, randomize = job.data[2], job.data[3]
+            if randomize:
+                seed = random.randint(0, MAX_SEED)
+            edited = edited_png(self._uploaded_image(job.space, job.data[0]))
+            file_data = self._publish(job.space, edited, result=True)
+            size = Image.open(BytesIO(edited)).size
+            return [file_data, seed, {"visible": True, "__type__": "update"}], seed, size
+        if job.space in ("janus", "janus-official"):
             seed = job.data[1]
             gallery = [
                 {
@@ -1409,7 +1559,7 @@ class FakeSpace:
         size = (max(16, width // 4), max(16, height // 4))
         first = self._publish(job.space, solid_png(*size, seed + 101), result=False)
         second = self._publish(job.space, solid_png(*size, seed + 202), result=False)
-        if job.space == "janus":
+        if job.space in ("janus", "janus-official"):
             full: list[Any] = [[{"image": first, "caption": None}]]
             diff: list[Any] = [
                 [
@@ -1487,21 +1637,29 @@ def _completed_error(event_id: str, error: str, title: str | None) -> dict[str, 
     }
 
 
-def _validate_inputs(space_name: str, data: list[Any]) -> str | None:
-    """Gradio (>= 5.39) checks inputs before the function runs; a message fails the event."""
-    needed = QUEUE_FNS[space_name][2]
+def _validate_inputs(
+    space_name: str, fn: Fn, data: list[Any], uploaded: Callable[[Any], bool]
+) -> str | None:
+    """Gradio (>= 5.39) checks inputs before the function runs; a message fails the event.
+
+    ``uploaded(value)`` says whether a file input names a file uploaded to this Space: Gradio
+    refuses to open any other path.
+    """
+    needed = len(fn.parameters)
     if len(data) != needed:
         return (
             "An event handler didn't receive enough input values "
             f"(needed: {needed}, got: {len(data)})."
         )
+    if fn.task != "image":
+        return _validate_file_inputs(fn, data, uploaded)
     if not isinstance(data[0], str):
         return f"Invalid value for Prompt: {data[0]!r} is not a string."
     infer = INFER_SPACES.get(space_name)
     seed_at, size_at = (infer.seed_at, infer.size_at) if infer else (1, 3)
     if not _is_int(data[seed_at]):
         return f"Invalid value for Seed: {data[seed_at]!r} is not a valid integer."
-    if space_name == "janus":
+    if space_name in ("janus", "janus-official"):
         return None
     low, high = infer.side_range if infer else FLUX_DEV_RANGE
     for label, value in (("Width", data[size_at]), ("Height", data[size_at + 1])):
@@ -1512,6 +1670,108 @@ def _validate_inputs(space_name: str, data: list[Any]) -> str | None:
         if value > high:
             return f"Value {value} for {label} is greater than maximum value {high}."
     return None
+
+
+def _validate_file_inputs(fn: Fn, data: list[Any], uploaded: Callable[[Any], bool]) -> str | None:
+    """Kontext's ``[image, prompt, seed, randomize_seed, guidance_scale, steps]`` and Janus's
+    understanding ``[image, question, seed, top_p, temperature]``."""
+    file = data[0]
+    if not isinstance(file, dict) or file.get("meta", {}).get("_type") != "gradio.FileData":
+        return f"Invalid value for Image: {file!r} is not a gradio.FileData."
+    if not uploaded(file):
+        return f"File {file.get('path')!r} is not in the upload folder and cannot be accessed."
+    if not isinstance(data[1], str) or not data[1].strip():
+        return f"Invalid value for {fn.parameters[1].title()}: {data[1]!r} is not a string."
+    if not _is_int(data[2]):
+        return f"Invalid value for Seed: {data[2]!r} is not a valid integer."
+    if fn.task == "edit":
+        if not isinstance(data[3], bool):
+            return f"Invalid value for Randomize seed: {data[3]!r} is not a boolean."
+        if not _is_number(data[4]) or not 1 <= data[4] <= 10:
+            return f"Invalid value for Guidance Scale: {data[4]!r} (1..10)."
+        low, high = KONTEXT_STEPS
+        if not _is_int(data[5]) or not low <= data[5] <= high:
+            return f"Invalid value for Steps: {data[5]!r} ({low}..{high})."
+        return None
+    for label, value in (("top_p", data[3]), ("temperature", data[4])):
+        if not _is_number(value) or not 0 <= value <= 1:
+            return f"Invalid value for {label}: {value!r} (0..1)."
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _fn(space_name: str, fn_index: Any) -> Fn | None:
+    return next((f for f in QUEUE_FNS.get(space_name, ()) if f.fn_index == fn_index), None)
+
+
+def _prompt_of(fn: Fn | None, data: list[Any]) -> str:
+    """The text a job is about: its prompt (an edit's or a question's is second)."""
+    at = 1 if fn is not None and fn.task != "image" else 0
+    return str(data[at]) if len(data) > at else ""
+
+
+def _parameter_info(name: str) -> dict[str, Any]:
+    """One input as ``/gradio_api/info`` describes it."""
+    if name in ("image", "input_image"):
+        return {
+            "label": "Upload the image for editing" if name == "input_image" else "Image",
+            "parameter_name": name,
+            "parameter_has_default": False,
+            "parameter_default": None,
+            "type": {"$ref": "#/$defs/ImageData"},
+            "python_type": {"type": "filepath", "description": ""},
+            "component": "Image",
+        }
+    text = name in ("prompt", "negative_prompt", "question")
+    return {
+        "label": name.replace("_", " ").title(),
+        "parameter_name": name,
+        "parameter_has_default": name not in ("prompt", "question"),
+        "parameter_default": None,
+        "type": {"type": "string" if text else "number"},
+        "python_type": {"type": "str" if text else "float"},
+        "component": "Textbox" if text else "Slider",
+    }
+
+
+def _returns_info(fn: Fn) -> list[dict[str, Any]]:
+    if fn.task == "describe":
+        return [{"label": "Response", "component": "Textbox", "python_type": {"type": "str"}}]
+    if fn.api_name == "generate_image":
+        return [{"label": "Generated Images", "component": "Gallery", "python_type": {}}]
+    returns = [
+        {"label": "Result", "component": "Image", "python_type": {"type": "filepath"}},
+        {"label": "Seed", "component": "Slider", "python_type": {"type": "float"}},
+    ]
+    if fn.task == "edit":
+        returns.append({"label": "Reuse this image", "component": "Button", "python_type": {}})
+    return returns
+
+
+def average_colour(image: Image.Image) -> str:
+    """``#rrggbb``: the image's mean colour (how the fake's answers name an upload)."""
+    pixel = image.convert("RGB").resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+    assert isinstance(pixel, tuple)
+    return "#{:02x}{:02x}{:02x}".format(*pixel[:3])
+
+
+def describe_answer(image: Image.Image) -> str:
+    """What the fake's image understanding answers: four numbered prompts, naming the upload's
+    mean colour so a test can tell which image was described."""
+    colour = average_colour(image)
+    styles = ("flat colour study", "minimalist poster", "soft studio light", "matte painting")
+    lines = [f"{i}. A plain field of colour {colour}, {style}" for i, style in enumerate(styles, 1)]
+    return "Here are four prompts:\n\n" + "\n".join(lines)
+
+
+def edited_png(image: Image.Image) -> bytes:
+    """Kontext's fake edit: the upload with its colours inverted, cut to multiples of 16."""
+    rgb = ImageOps.invert(image.convert("RGB"))
+    width, height = max(16, rgb.width // 16 * 16), max(16, rgb.height // 16 * 16)
+    return _encode_png(rgb.crop((0, 0, width, height)) if rgb.size != (width, height) else rgb)
 
 
 # ----------------------------------------------------------------------------- CLI
