@@ -61,7 +61,9 @@ async def test_imagine_end_to_end(tmp_path):
         # The embed shows the attached file (Discord resolves attachment:// to its URL).
         assert message.attachments[0]["filename"] in embed["image"]["url"]
         job_id = buttons(message)[0].rsplit(":", 1)[1]
-        assert buttons(message) == [f"imagine:reroll:{job_id}", f"imagine:delete:{job_id}"]
+        assert buttons(message) == [
+            f"imagine:{action}:{job_id}" for action in ("vary", "edit", "reroll", "delete")
+        ]
         assert h.space.joins("flux-dev")[0].json["data"][:5] == [
             "a red fox in snow",
             7,
@@ -187,7 +189,7 @@ async def test_buttons_cancel_reroll_delete_and_who_may_press_them(tmp_path):
 
         h.space.generation_delay = 0
         done = await h.final(await h.slash({"prompt": "a quick sketch", "seed": 5}))
-        reroll, delete = buttons(done)
+        _vary, _edit, reroll, delete = buttons(done)
         # Anyone may reroll: a new reply, same prompt, new seed.
         again = await h.discord.press_button(done, reroll, user=h.bob)
         assert (await again.wait_callback(3))["type"] == 5

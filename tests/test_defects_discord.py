@@ -99,12 +99,16 @@ async def test_item04_cancel_racing_the_result_keeps_its_buttons(tmp_path):
         cancel = buttons(reply)[0]
         done = await h.final(interaction)
         job_id = cancel.rsplit(":", 1)[1]
-        assert buttons(done) == [f"imagine:reroll:{job_id}", f"imagine:delete:{job_id}"]
+        assert buttons(done) == [
+            f"imagine:{action}:{job_id}" for action in ("vary", "edit", "reroll", "delete")
+        ]
         # The click left alice's client just before the result replaced the Cancel button.
         late = await h.discord.press_button(done, cancel, user=h.alice, stale=True)
         assert "already finished" in await h.ephemeral(late)
         await asyncio.sleep(0.3)
-        assert buttons(done) == [f"imagine:reroll:{job_id}", f"imagine:delete:{job_id}"]
+        assert buttons(done) == [
+            f"imagine:{action}:{job_id}" for action in ("vary", "edit", "reroll", "delete")
+        ]
         assert done.attachments and done.embeds
 
 
