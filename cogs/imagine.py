@@ -102,6 +102,11 @@ class Imagine(commands.Cog):
             count=count,
         )
         if image is not None:
+            try:
+                launcher.check_image_model(model)  # before reading the image, not after
+            except Refusal as refusal:
+                await refuse(interaction, str(refusal))
+                return
             safe = await image_from(self.bot.http_session, interaction, image)
             if safe is None:
                 return

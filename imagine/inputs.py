@@ -82,6 +82,10 @@ class InputImage:
     def size(self) -> int:
         return len(self.data)
 
+    def as_media(self) -> tuple[bytes, str]:
+        """As the engine takes input images (gpt4free's ``media`` item)."""
+        return self.data, self.filename
+
 
 def prepare_input_image(
     data: bytes | IO[bytes],

@@ -108,6 +108,23 @@ class Harness:
         assert callback["data"].get("flags", 0) & 64, callback
         return callback["data"]["content"]
 
+    async def refusal(self, interaction: FakeInteraction, within: float = 10) -> str:
+        """The text of a private refusal: an ephemeral answer, or (when the bot had to
+        acknowledge first, to read an image) an ephemeral follow-up after the "thinking…"
+        placeholder was removed, so that nothing is left stuck."""
+        callback = await interaction.wait_callback(3)
+        if callback["type"] == 4:
+            assert callback["data"].get("flags", 0) & 64, callback
+            return callback["data"]["content"]
+        assert callback["type"] == 5, callback
+
+        def told():
+            followups = [m for m in interaction.followups if m.ephemeral]
+            return followups and interaction.original.deleted and followups[-1]
+
+        message = await self.discord.wait_until(told, within)
+        return message.content
+
     def bot_messages(self) -> list[MessageRecord]:
         bot_id = int(self.discord.bot_user_id)
         return [m for m in self.discord.messages.values() if int(m.author["id"]) == bot_id]

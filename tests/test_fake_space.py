@@ -202,13 +202,17 @@ async def test_flux_dev_event_sequence_and_image(
 ) -> None:
     space.log_lines = ["Loading pipeline"]
     messages = await run_flux_dev(http, space)
+    # Previews come while the steps run (FLUX.1-dev streams them): after steps 1 and 2 of 4.
     assert names(messages) == [
         "estimation",
         "process_starts",
         "log",
-        *["progress"] * 4,
+        "progress",
         "process_generating",
+        "progress",
         "process_generating",
+        "progress",
+        "progress",
         "process_completed",
         "close_stream",
     ]
@@ -216,9 +220,10 @@ async def test_flux_dev_event_sequence_and_image(
     assert all(m["event_id"] == event_id for m in messages[:-1])
     assert messages[-1] == {"msg": "close_stream", "event_id": None}
     assert messages[3]["progress_data"][0]["length"] == 4
-    diff = messages[8]["output"]["data"]
+    diff = messages[6]["output"]["data"]
     assert diff[0][0][:2] == ["replace", ["url"]] and diff[1] == []
     done = messages[9]
+    assert done["msg"] == "process_completed"
     assert done["success"] is True and done["output"]["is_generating"] is False
     file_data, seed = done["output"]["data"]
     assert seed == 42

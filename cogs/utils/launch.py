@@ -100,7 +100,7 @@ class Plan:
     image_index: int | None = None
 
     def work(self) -> Work:
-        images = () if self.input is None else ((self.input.data, self.input.filename),)
+        images = () if self.input is None else (self.input.as_media(),)
         return Work(fallback=self.fallback, images=images)
 
 
@@ -109,6 +109,13 @@ def allowed_models(engine: Engine, settings: GuildSettings | None) -> list[str]:
     if settings is None or settings.allowed_models is None:
         return everything
     return [m for m in everything if m in settings.allowed_models]
+
+
+def cannot_start_from_image(model: str, able: list[str]) -> str:
+    return (
+        f"The model {model} cannot start from an image; "
+        f"{'try ' + ', '.join(able) if able else 'no model here can'}."
+    )
 
 
 def clean_negative(text: str | None) -> str | None:
@@ -241,10 +248,17 @@ class Launcher:
         width, height = self._size(settings, request)
         count = self._count(settings, request)
         try:
-            checked = self.engine.prepare(
-                name, prompt=request.prompt, width=width, height=height, seed=request.seed
-            )
             negative = clean_negative(request.negative)
+            images = None if request.input is None else [request.input.as_media()]
+            checked = self.engine.prepare(
+                name,
+                prompt=request.prompt,
+                width=width,
+                height=height,
+                seed=request.seed,
+                negative=negative,
+                images=images,
+            )
         except BadInput as exc:
             raise Refusal(str(exc)) from None
         if settings and find_blocked_word(checked.prompt, settings.blocked_words) is not None:
@@ -273,6 +287,18 @@ class Launcher:
             image_index=request.image_index,
         )
 
+    def check_image_model(self, model: str | None) -> None:
+        """``Refusal`` when ``model`` (if given) cannot start from an image: cheap, so it runs
+        before an attachment is read."""
+        if model is None:
+            return
+        try:
+            name = self.engine.resolve_model(model)
+        except BadInput as exc:
+            raise Refusal(str(exc)) from None
+        if not self.engine.accepts_images(name):
+            raise Refusal(cannot_start_from_image(name, self.engine.image_models()))
+
     def _model(self, settings: GuildSettings | None, request: Request) -> str:
         """The model asked for, else the server's default; one that takes an image when the
         job starts from one."""
@@ -296,10 +322,7 @@ class Launcher:
             )
         if request.input is not None and not engine.accepts_images(name):
             able = [m for m in engine.image_models() if m in allowed]
-            raise Refusal(
-                f"The model {name} cannot start from an image; "
-                f"{'try ' + ', '.join(able) if able else 'no model here can'}."
-            )
+            raise Refusal(cannot_start_from_image(name, able))
         return name
 
     @staticmethod

@@ -1462,14 +1462,22 @@ class FakeSpace:
         for line in self.knob(space_name, "log_lines"):
             yield {"msg": "log", "event_id": event_id, "log": line, "level": "info"}
         steps = int(self.knob(space_name, "progress_steps"))
+        outputs, seed, (width, height) = self._job_outputs(job)
+        previews: list[dict[str, Any]] = []
+        if self.knob(space_name, "previews") and job.fn.task == "image":
+            previews = self._previews(job, seed, width, height)
+        # As FLUX.1-dev does: previews while the steps run (one a third of the way, the next
+        # two thirds), not all at the end.
+        due = {max(0, steps * (n + 1) // (len(previews) + 1) - 1): n for n in range(len(previews))}
         for i in range(steps):
             await self._pause(delay / steps)
             yield _progress(event_id, i, steps)
+            if i in due:
+                yield previews[due[i]]
         if steps <= 0:
             await self._pause(delay)
-        outputs, seed, (width, height) = self._job_outputs(job)
-        if self.knob(space_name, "previews") and job.fn.task == "image":
-            for message in self._previews(job, seed, width, height):
+        for n, message in enumerate(previews):
+            if steps <= 0 or n not in due.values():
                 yield message
         duration = time.monotonic() - start
         # Recorded once the pump has written this message (the moment the result is sent).
