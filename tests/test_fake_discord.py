@@ -20,7 +20,12 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from PIL import Image
 
-from tests.fakes.discord_server import FakeDiscord, FakeInteraction, compute_pings
+from tests.fakes.discord_server import (
+    FakeAttachment,
+    FakeDiscord,
+    FakeInteraction,
+    compute_pings,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -584,3 +589,140 @@ async def test_raw_gateway_protocol(fake: FakeDiscord) -> None:
 
     # Leaving ``async with`` closed with 1000: a clean close ends the session, as on Discord.
     assert session_id not in {s.session_id for s in fake.sessions}
+
+
+# --------------------------------------------------------------------------- media features
+
+
+class MediaBot(Bot):
+    """The throwaway bot plus what image commands need: attachment options, image menus."""
+
+    MAX_BYTES = 10 * 2**20
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen_attachments: list[list[discord.Attachment]] = []
+        self.downloaded: list[bytes] = []
+
+        @self.tree.command(name="describe", description="Describe an image")
+        async def describe(interaction: discord.Interaction, image: discord.Attachment) -> None:
+            self.seen_attachments.append([image])
+            if image.size > self.MAX_BYTES:  # refused by its declared size, never downloaded
+                await interaction.response.send_message("too big", ephemeral=True)
+                return
+            await interaction.response.defer(thinking=True)
+            self.downloaded.append(await image.read())
+            await interaction.edit_original_response(content=f"{image.size} bytes")
+
+        @app_commands.context_menu(name="Describe this image")
+        async def describe_menu(interaction: discord.Interaction, message: discord.Message) -> None:
+            self.seen_attachments.append(list(message.attachments))
+            await interaction.response.defer(thinking=True, ephemeral=True)
+            self.downloaded.append(await message.attachments[0].read())
+            await interaction.edit_original_response(content=f"{len(message.attachments)} files")
+
+        self.tree.add_command(describe_menu)
+
+
+async def test_user_message_attachments_reach_a_message_command(fake: FakeDiscord) -> None:
+    guild = fake.add_guild()
+    alice = fake.add_user("alice")
+    async with run_bot(fake, MediaBot()) as bot:
+        await bot.tree.sync()
+        target = fake.post_user_message(
+            guild.channel_id,
+            alice,
+            "my cat",
+            attachments=[("cat.png", PNG), ("notes.txt", b"just text")],
+        )
+        cat, notes = target.attachments
+        assert (cat["filename"], cat["content_type"], cat["size"]) == (
+            "cat.png",
+            "image/png",
+            len(PNG),
+        )
+        assert (cat["width"], cat["height"]) == (16, 8) and "ephemeral" not in cat
+        assert (notes["content_type"], notes["size"]) == ("text/plain", 9) and "width" not in notes
+        assert [a["id"] for a in target.to_json()["attachments"]] == [cat["id"], notes["id"]]
+        assert "data" not in target.to_json()["attachments"][0]
+        # Without the Message Content intent the gateway strips them; the menu target keeps them.
+        await eventually(lambda: bot.seen_messages)
+        assert bot.seen_messages[-1].attachments == []
+
+        menu = await fake.send_message_command("Describe this image", target, user=alice)
+        resolved = menu.payload["data"]["resolved"]["messages"][str(target.id)]
+        assert [a["filename"] for a in resolved["attachments"]] == ["cat.png", "notes.txt"]
+        await menu.wait_for(lambda i: i.original is not None and i.original.content == "2 files")
+        assert menu.original is not None and menu.original.ephemeral
+        [seen] = bot.seen_attachments
+        assert [(a.filename, a.size, a.content_type) for a in seen] == [
+            ("cat.png", len(PNG), "image/png"),
+            ("notes.txt", 9, "text/plain"),
+        ]
+        assert (seen[0].width, seen[0].height, seen[1].width) == (16, 8, None)
+        assert bot.downloaded == [PNG]
+        assert fake.attachment_downloads(cat) == 1 and fake.attachment_downloads(notes) == 0
+        async with aiohttp.ClientSession() as http, http.get(notes["url"]) as resp:
+            assert resp.headers["Content-Type"].startswith("text/plain")
+            assert await resp.read() == b"just text"
+    with pytest.raises(ValueError, match="at most 10"):
+        fake.post_user_message(guild.channel_id, alice, "", attachments=[PNG] * 11)
+
+
+async def test_attachment_option_resolves_like_discord_and_declared_size(
+    fake: FakeDiscord,
+) -> None:
+    fake.add_guild()
+    async with run_bot(fake, MediaBot()) as bot:
+        await bot.tree.sync()
+        small = await _slash(fake, {"image": ("cat.png", PNG)}, name="describe")
+        [att_id] = small.payload["data"]["resolved"]["attachments"]
+        att = small.payload["data"]["resolved"]["attachments"][att_id]
+        assert small.payload["data"]["options"] == [{"name": "image", "type": 11, "value": att_id}]
+        assert att["url"].startswith(f"{fake.http_base}/attachments/{small.channel_id}/{att_id}/")
+        assert att["proxy_url"] == att["url"] and att["ephemeral"] is True
+        assert (att["size"], att["content_type"], att["width"], att["height"]) == (
+            len(PNG),
+            "image/png",
+            16,
+            8,
+        )
+        await fake.wait_for_message(lambda m: m.content == f"{len(PNG)} bytes", timeout=5)
+        assert bot.downloaded == [PNG] and fake.attachment_downloads(att_id) == 1
+
+        # A "30 MiB upload" without 30 MiB: the JSON claims the size, the CDN serves the bytes.
+        huge = await _slash(
+            fake, {"image": ("huge.png", PNG, {"size": 30 * 2**20})}, name="describe"
+        )
+        callback = await huge.wait_callback()
+        assert callback["data"]["content"] == "too big" and callback["data"]["flags"] == 64
+        [declared] = bot.seen_attachments[-1]
+        assert (declared.size, declared.width) == (30 * 2**20, 16)
+        assert fake.attachment_downloads(declared.id) == 0
+
+        photo = FakeAttachment("photo.jpg", b"not decoded", width=4000, height=3000)
+        claimed = await _slash(fake, {"image": photo}, name="describe")
+        await claimed.wait_callback()
+        [shown] = bot.seen_attachments[-1]
+        assert (shown.content_type, shown.width, shown.height, shown.size) == (
+            "image/jpeg",
+            4000,
+            3000,
+            11,
+        )
+
+    url = att["url"]
+    async with aiohttp.ClientSession() as http:
+        async with http.head(url) as resp:
+            assert resp.status == 200 and resp.headers["Content-Length"] == str(len(PNG))
+            assert resp.headers["Accept-Ranges"] == "bytes"
+        async with http.get(url, headers={"Range": "bytes=0-3"}) as resp:
+            assert resp.status == 206 and await resp.read() == PNG[:4]
+            assert resp.headers["Content-Range"] == f"bytes 0-3/{len(PNG)}"
+        async with http.get(url, headers={"Range": "bytes=-5"}) as resp:
+            assert resp.status == 206 and await resp.read() == PNG[-5:]
+        async with http.get(url, headers={"Range": f"bytes={len(PNG)}-"}) as resp:
+            assert resp.status == 416 and resp.headers["Content-Range"] == f"bytes */{len(PNG)}"
+        async with http.get(f"{fake.http_base}/attachments/1/2/gone.png") as resp:
+            assert resp.status == 404
+    assert fake.attachment_downloads(att_id) == 3  # GETs that served bytes; not HEAD, not 416

@@ -12,7 +12,7 @@ The real, unmodified discord.py client talks to :class:`FakeDiscord` on 127.0.0.
 ``messages``        storing messages, history, MESSAGE_* events, what users post
 ``bodies``          message create/edit bodies: validation, attachments keep/replace, embeds
 ``components``      component trees: numbering and finding
-``cdn``             attachments and the CDN that serves them
+``cdn``             attachments and the CDN that serves them (``FakeAttachment``)
 ``ratelimits``      buckets, ``X-RateLimit-*`` headers and 429s
 ``routing``         the route table and the middleware every REST call goes through
 ``gateway``         the zlib-stream websocket, sessions, RESUME, heartbeats, dispatch
@@ -26,6 +26,7 @@ The real, unmodified discord.py client talks to :class:`FakeDiscord` on 127.0.0.
 ==================  ========================================================================
 """
 
+from .cdn import FakeAttachment
 from .errors import DiscordAPIError, form_error, json_response
 from .gateway import GatewaySession
 from .interactions import FakeInteraction
@@ -48,6 +49,7 @@ __all__ = [
     "DEFAULT_PERMISSIONS",
     "Channel",
     "DiscordAPIError",
+    "FakeAttachment",
     "FakeDiscord",
     "FakeInteraction",
     "GatewaySession",

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .cdn import Cdn
+from .cdn import Cdn, FakeAttachment
 from .components import number_components
 from .errors import DiscordAPIError, form_error
 from .models import MessageRecord
@@ -180,15 +180,12 @@ class MessageBodies:
                 result.append(by_id[ident])
             elif ident in files:
                 used.add(ident)
-                result.append(
-                    self.cdn.store(
-                        channel_id,
-                        entry.get("filename") or files[ident][0],
-                        files[ident][1],
-                        description=entry.get("description"),
-                        ephemeral=ephemeral,
-                    )
+                upload = FakeAttachment(
+                    entry.get("filename") or files[ident][0],
+                    files[ident][1],
+                    description=entry.get("description"),
                 )
+                result.append(self.cdn.store(channel_id, upload, ephemeral=ephemeral))
             else:
                 raise form_error(
                     f"attachments.{i}.id", "ATTACHMENT_NOT_FOUND", f"Attachment {ident} not found"
@@ -197,7 +194,9 @@ class MessageBodies:
             result = list(existing)
         for index in sorted(set(files) - used):
             filename, data = files[index]
-            result.append(self.cdn.store(channel_id, filename, data, ephemeral=ephemeral))
+            result.append(
+                self.cdn.store(channel_id, FakeAttachment(filename, data), ephemeral=ephemeral)
+            )
         if len(result) > MAX_ATTACHMENTS:
             raise form_error(
                 "attachments",

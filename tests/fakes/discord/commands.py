@@ -4,8 +4,8 @@ Discord applies that commonly bite), and the typed options of an invocation.
 Registration keeps a command's id across re-syncs of the same name and type, as Discord does.
 When a test runs a command, its options are typed from the registered schema (or, for a
 command never registered, from the Python values): strings, integers, numbers, booleans,
-users (a user dict, resolved with its member), channels (an id), and attachments (``bytes``
-or ``(filename, bytes)``, stored on the CDN as an ephemeral upload and resolved). A
+users (a user dict, resolved with its member), channels (an id), and attachments (any form
+``cdn.as_attachment`` takes, stored on the CDN as an ephemeral upload and resolved). A
 missing required option, an unknown one or a value outside the choices is a ``ValueError``:
 Discord's client would not send it.
 """
@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from .bodies import read_body
-from .cdn import Cdn
+from .cdn import Cdn, FakeAttachment, as_attachment
 from .errors import DiscordAPIError, form_error, json_response
 from .models import Channel, Guild, public_attachment
 from .protocol import (
@@ -310,11 +310,7 @@ class Commands:
             }
             return str(target.id)
         if otype == OPT_ATTACHMENT:
-            if isinstance(value, bytes):
-                filename, data = "upload.bin", value
-            else:
-                filename, data = value[0], value[1]
-            att = self.cdn.store(channel.id, filename, data, ephemeral=True)
+            att = self.cdn.store(channel.id, as_attachment(value), ephemeral=True)
             resolved.setdefault("attachments", {})[att["id"]] = public_attachment(att)
             return att["id"]
         return str(value)
@@ -327,7 +323,7 @@ def _infer_option_type(value: Any) -> int:
         return OPT_INTEGER
     if isinstance(value, float):
         return OPT_NUMBER
-    if isinstance(value, bytes | tuple):
+    if isinstance(value, bytes | tuple | FakeAttachment):
         return OPT_ATTACHMENT
     if isinstance(value, dict):
         return OPT_USER

@@ -224,7 +224,8 @@ class InteractionDriver:
         ``channel_id`` defaults to the guild's channel (or the user's DM without a guild);
         ``permissions`` defaults to what the member has (@everyone's unless overridden).
         ``subcommand`` may be ``"sub"`` or ``"group sub"``. Attachment options take
-        ``bytes`` or ``(filename, bytes)``; user options take a user dict.
+        ``bytes``, ``(filename, bytes)``, ``(filename, bytes, {"size": ...})`` or a
+        ``FakeAttachment``; user options take a user dict.
         """
         channel, guild = self._context(user=user, guild_id=guild_id, channel_id=channel_id)
         data = self.commands.command_data(
@@ -280,8 +281,12 @@ class InteractionDriver:
         user: dict[str, Any],
         permissions: int | None = None,
         context: int | None = None,
+        attachment_size_limit: int = DEFAULT_ATTACHMENT_LIMIT,
     ) -> FakeInteraction:
-        """A user picks Apps > ``name`` on ``target`` (message context menu, data type 3)."""
+        """A user picks Apps > ``name`` on ``target`` (message context menu, data type 3).
+
+        The target is resolved as it is now, attachments included.
+        """
         channel, guild = self._context(
             user=user, guild_id=target.guild_id, channel_id=target.channel_id
         )
@@ -303,7 +308,7 @@ class InteractionDriver:
             channel=channel,
             guild=guild,
             permissions=permissions,
-            attachment_size_limit=DEFAULT_ATTACHMENT_LIMIT,
+            attachment_size_limit=attachment_size_limit,
             context=context,
         )
 

@@ -8,10 +8,13 @@ module only stores what it is handed, snapshots each version and tells the gatew
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any, Protocol
 
+from .cdn import Cdn, Upload, as_attachment
 from .errors import DiscordAPIError
 from .models import Channel, MessageRecord, Snapshot, snowflake_time
+from .protocol import MAX_ATTACHMENTS
 from .state import DiscordState
 
 __all__ = ["MessageEvents", "MessageStore", "reference_json"]
@@ -34,9 +37,10 @@ def reference_json(target: MessageRecord) -> dict[str, Any]:
 class MessageStore:
     """Every message by id and per channel, oldest first."""
 
-    def __init__(self, state: DiscordState, events: MessageEvents) -> None:
+    def __init__(self, state: DiscordState, events: MessageEvents, cdn: Cdn) -> None:
         self.state = state
         self.events = events
+        self.cdn = cdn
         self.messages: dict[int, MessageRecord] = {}
         self._by_channel: dict[int, list[MessageRecord]] = {}
 
@@ -104,8 +108,18 @@ class MessageStore:
         *,
         mentions_bot: bool = False,
         reply_to: MessageRecord | None = None,
+        attachments: Iterable[Upload] = (),
     ) -> MessageRecord:
-        """A user writes in a channel: stored, then dispatched as MESSAGE_CREATE."""
+        """A user writes in a channel: stored, then dispatched as MESSAGE_CREATE.
+
+        ``attachments``: files as the drivers take them (``(filename, bytes)``,
+        ``(filename, bytes, {"size": ...})``, a ``FakeAttachment``, bare bytes), stored on
+        the CDN in order and listed in the message JSON, so a message command on this
+        message resolves it with them.
+        """
+        uploads = [as_attachment(a) for a in attachments]
+        if len(uploads) > MAX_ATTACHMENTS:
+            raise ValueError(f"a message carries at most {MAX_ATTACHMENTS} attachments")
         channel = self.state.channel(channel_id)
         bot_id = self.state.bot_user_id
         self.state.users.setdefault(int(author["id"]), author)
@@ -121,6 +135,7 @@ class MessageStore:
             content=content,
         )
         record.created_at = snowflake_time(record.id)
+        record.attachments = [self.cdn.store(channel_id, upload) for upload in uploads]
         if reply_to is not None:
             record.type = 19
             record.referenced = reply_to

@@ -110,7 +110,7 @@ class FakeDiscord:
             self.state, url=lambda: self.gateway_url, heartbeat_interval=heartbeat_interval
         )
         self.state.events = self.gateway
-        self.store = MessageStore(self.state, self.gateway)
+        self.store = MessageStore(self.state, self.gateway, self.cdn)
         self.bodies = MessageBodies(self.state, self.cdn)
         self.app_commands = Commands(self.state, self.cdn)
         self.drivers = InteractionDriver(self.state, self.app_commands, self.gateway, waiter=self)
@@ -276,7 +276,12 @@ class FakeDiscord:
 
     def attachment(self, attachment_id: int) -> dict[str, Any]:
         """An attachment object the CDN holds (with its bytes under ``data``)."""
-        return self.cdn.attachments[attachment_id]
+        return self.cdn.attachments[int(attachment_id)]
+
+    def attachment_downloads(self, attachment: int | str | dict[str, Any]) -> int:
+        """How many times the CDN served that attachment's bytes (GET; HEAD is not counted)."""
+        ident = attachment["id"] if isinstance(attachment, dict) else attachment
+        return self.cdn.downloads[int(ident)]
 
     def count_by_route(self) -> Counter[str]:
         """``"METHOD /route/{template}"`` -> number of requests (any status)."""
