@@ -623,6 +623,13 @@ class MediaBot(Bot):
 
         self.tree.add_command(describe_menu)
 
+        @self.tree.command(name="whisper", description="Ephemeral reply and follow-ups")
+        async def whisper(interaction: discord.Interaction) -> None:
+            await interaction.response.defer(thinking=True, ephemeral=True)
+            await interaction.edit_original_response(content="only you")
+            await interaction.followup.send("public news")
+            await interaction.followup.send("psst", ephemeral=True)
+
 
 async def test_user_message_attachments_reach_a_message_command(fake: FakeDiscord) -> None:
     guild = fake.add_guild()
@@ -652,8 +659,8 @@ async def test_user_message_attachments_reach_a_message_command(fake: FakeDiscor
         menu = await fake.send_message_command("Describe this image", target, user=alice)
         resolved = menu.payload["data"]["resolved"]["messages"][str(target.id)]
         assert [a["filename"] for a in resolved["attachments"]] == ["cat.png", "notes.txt"]
-        await menu.wait_for(lambda i: i.original is not None and i.original.content == "2 files")
-        assert menu.original is not None and menu.original.ephemeral
+        reply = await menu.wait_ephemeral(lambda m: m.content == "2 files")
+        assert reply is menu.original
         [seen] = bot.seen_attachments
         assert [(a.filename, a.size, a.content_type) for a in seen] == [
             ("cat.png", len(PNG), "image/png"),
@@ -694,8 +701,7 @@ async def test_attachment_option_resolves_like_discord_and_declared_size(
         huge = await _slash(
             fake, {"image": ("huge.png", PNG, {"size": 30 * 2**20})}, name="describe"
         )
-        callback = await huge.wait_callback()
-        assert callback["data"]["content"] == "too big" and callback["data"]["flags"] == 64
+        assert (await huge.wait_ephemeral()).content == "too big"
         [declared] = bot.seen_attachments[-1]
         assert (declared.size, declared.width) == (30 * 2**20, 16)
         assert fake.attachment_downloads(declared.id) == 0
@@ -726,3 +732,19 @@ async def test_attachment_option_resolves_like_discord_and_declared_size(
         async with http.get(f"{fake.http_base}/attachments/1/2/gone.png") as resp:
             assert resp.status == 404
     assert fake.attachment_downloads(att_id) == 3  # GETs that served bytes; not HEAD, not 416
+
+
+async def test_helpers_find_ephemeral_replies_and_followups(fake: FakeDiscord) -> None:
+    fake.add_guild()
+    async with run_bot(fake, MediaBot()) as bot:
+        await bot.tree.sync()
+        inter = await _slash(fake, {}, name="whisper")
+        secret = await inter.wait_ephemeral(lambda m: m.content == "psst")
+        public = await inter.wait_followup(lambda m: not m.ephemeral)
+        assert public.content == "public news"
+        assert (await inter.wait_followup()).content == "public news"  # the first one
+        assert (await inter.wait_ephemeral()).content == "only you"  # no longer "thinking…"
+        assert inter.messages == [inter.original, public, secret]
+        assert inter.ephemeral_messages == [inter.original, secret]
+        with pytest.raises(TimeoutError):
+            await inter.wait_followup(lambda m: m.content == "never", timeout=0.2)

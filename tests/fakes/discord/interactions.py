@@ -81,6 +81,16 @@ class FakeInteraction:
     def error_codes(self) -> list[int]:
         return [code for _, code in self.errors]
 
+    @property
+    def messages(self) -> list[MessageRecord]:
+        """The reply (if any) then every follow-up, in order."""
+        return [m for m in [self.original, *self.followups] if m is not None]
+
+    @property
+    def ephemeral_messages(self) -> list[MessageRecord]:
+        """The reply and follow-ups only the user sees (not deleted)."""
+        return [m for m in self.messages if m.ephemeral and not m.deleted]
+
     async def wait_callback(self, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
         """Wait until the bot answered this interaction; returns the callback body."""
         await self.fake.wait_until(lambda: self.callback is not None, timeout=timeout)
@@ -95,6 +105,42 @@ class FakeInteraction:
         """Wait until ``predicate(self)`` holds (re-checked on every store change)."""
         await self.fake.wait_until(lambda: predicate(self), timeout=timeout)
         return self
+
+    async def wait_followup(
+        self,
+        predicate: Callable[[MessageRecord], bool] | None = None,
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> MessageRecord:
+        """The first follow-up message (optionally one for which ``predicate`` holds)."""
+
+        def find() -> MessageRecord | None:
+            return next((m for m in self.followups if predicate is None or predicate(m)), None)
+
+        return await self.fake.wait_until(find, timeout=timeout)
+
+    async def wait_ephemeral(
+        self,
+        predicate: Callable[[MessageRecord], bool] | None = None,
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> MessageRecord:
+        """The first ephemeral message the bot showed this user that says something.
+
+        The reply (``send_message(ephemeral=True)``, or a ``defer(ephemeral=True)`` once
+        edited past "thinking…") or an ephemeral follow-up; with ``predicate``, the first
+        for which it holds.
+        """
+
+        def find() -> MessageRecord | None:
+            return next(
+                (
+                    m
+                    for m in self.ephemeral_messages
+                    if not m.loading and (predicate is None or predicate(m))
+                ),
+                None,
+            )
+
+        return await self.fake.wait_until(find, timeout=timeout)
 
 
 class InteractionDriver:
