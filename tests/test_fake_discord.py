@@ -594,6 +594,73 @@ async def test_raw_gateway_protocol(fake: FakeDiscord) -> None:
 # --------------------------------------------------------------------------- media features
 
 
+class EditImageModal(discord.ui.Modal, title="Edit this image"):
+    """The classic layout: bare text inputs, which discord.py sends in action rows."""
+
+    change: discord.ui.TextInput = discord.ui.TextInput(
+        label="What should change",
+        style=discord.TextStyle.paragraph,
+        max_length=200,
+        custom_id="change",
+    )
+    strength: discord.ui.TextInput = discord.ui.TextInput(
+        label="Strength", required=False, default="0.8", max_length=4, custom_id="strength"
+    )
+
+    def __init__(self, bot: MediaBot, target_id: int) -> None:
+        super().__init__(custom_id=f"edit:{target_id}")
+        self.bot = bot
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        self.bot.submitted.append(
+            {"modal": self.custom_id, "change": self.change.value, "strength": self.strength.value}
+        )
+        self.bot.submit_messages.append(interaction.message)
+        await interaction.response.send_message(f"editing: {self.change.value}", ephemeral=True)
+
+
+class VaryModal(discord.ui.Modal, title="Vary"):
+    """The newer layout: a text display, then labels around a text input, a select, files."""
+
+    def __init__(self, bot: MediaBot) -> None:
+        super().__init__(custom_id="vary-modal")
+        self.bot = bot
+        self.change = discord.ui.TextInput(custom_id="vary-change", min_length=3, max_length=50)
+        self.style = discord.ui.Select(
+            custom_id="vary-style",
+            options=[
+                discord.SelectOption(label="Photo", value="photo"),
+                discord.SelectOption(label="Anime", value="anime", default=True),
+            ],
+        )
+        self.reference = discord.ui.FileUpload(custom_id="vary-ref", required=False, max_values=2)
+        self.add_item(discord.ui.TextDisplay("Describe the variation"))
+        self.add_item(
+            discord.ui.Label(text="What should change", description="Words", component=self.change)
+        )
+        self.add_item(discord.ui.Label(text="Style", component=self.style))
+        self.add_item(discord.ui.Label(text="Reference image", component=self.reference))
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        files = [await a.read() for a in self.reference.values]
+        self.bot.submitted.append(
+            {"change": self.change.value, "style": list(self.style.values), "files": files}
+        )
+        self.bot.submit_messages.append(interaction.message)
+        content = f"varying: {self.change.value} ({self.style.values[0]})"
+        await interaction.response.edit_message(content=content, view=None)
+
+
+class VaryView(discord.ui.View):
+    def __init__(self, bot: MediaBot) -> None:
+        super().__init__(timeout=None)
+        self.bot = bot
+
+    @discord.ui.button(label="Vary", custom_id="vary:open")
+    async def vary(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await interaction.response.send_modal(VaryModal(self.bot))
+
+
 class MediaBot(Bot):
     """The throwaway bot plus what image commands need: attachment options, image menus."""
 
@@ -603,6 +670,8 @@ class MediaBot(Bot):
         super().__init__()
         self.seen_attachments: list[list[discord.Attachment]] = []
         self.downloaded: list[bytes] = []
+        self.submitted: list[dict[str, Any]] = []
+        self.submit_messages: list[discord.Message | None] = []
 
         @self.tree.command(name="describe", description="Describe an image")
         async def describe(interaction: discord.Interaction, image: discord.Attachment) -> None:
@@ -622,6 +691,25 @@ class MediaBot(Bot):
             await interaction.edit_original_response(content=f"{len(message.attachments)} files")
 
         self.tree.add_command(describe_menu)
+
+        @app_commands.context_menu(name="Edit this image")
+        async def edit_menu(interaction: discord.Interaction, message: discord.Message) -> None:
+            await interaction.response.send_modal(EditImageModal(self, message.id))
+
+        self.tree.add_command(edit_menu)
+
+        @self.tree.command(name="vary", description="A message with a Vary button")
+        async def vary(interaction: discord.Interaction) -> None:
+            await interaction.response.send_message("a cat", view=VaryView(self))
+
+        @self.tree.command(name="long-title", description="A modal Discord refuses")
+        async def long_title(interaction: discord.Interaction) -> None:
+            modal = EditImageModal(self, 0)
+            modal.title = "x" * 46
+            try:
+                await interaction.response.send_modal(modal)
+            except discord.HTTPException as exc:
+                self.failures.append(exc)
 
         @self.tree.command(name="whisper", description="Ephemeral reply and follow-ups")
         async def whisper(interaction: discord.Interaction) -> None:
@@ -748,3 +836,163 @@ async def test_helpers_find_ephemeral_replies_and_followups(fake: FakeDiscord) -
         assert inter.ephemeral_messages == [inter.original, secret]
         with pytest.raises(TimeoutError):
             await inter.wait_followup(lambda m: m.content == "never", timeout=0.2)
+
+
+async def test_modal_from_a_message_command_classic_layout(fake: FakeDiscord) -> None:
+    guild = fake.add_guild()
+    alice, bob = fake.add_user("alice"), fake.add_user("bob")
+    async with run_bot(fake, MediaBot()) as bot:
+        await bot.tree.sync()
+        target = fake.post_user_message(guild.channel_id, alice, "", attachments=[("c.png", PNG)])
+        menu = await fake.send_message_command("Edit this image", target, user=alice)
+        modal = await menu.wait_modal()
+        assert modal is menu.modal and menu.original is None
+        assert (modal["custom_id"], modal["title"]) == (f"edit:{target.id}", "Edit this image")
+        rows = modal["components"]
+        assert [
+            (r["type"], r["id"], [(c["type"], c["id"]) for c in r["components"]]) for r in rows
+        ] == [
+            (1, 1, [(4, 2)]),
+            (1, 3, [(4, 4)]),
+        ]
+        assert rows[1]["components"][0]["value"] == "0.8"  # pre-filled
+
+        with pytest.raises(ValueError, match="required"):
+            await fake.submit_modal(menu, {"change": ""})
+        with pytest.raises(ValueError, match="no field"):
+            await fake.submit_modal(menu, {"nope": "x"})
+        with pytest.raises(ValueError, match=r"0\.\.200"):
+            await fake.submit_modal(menu, {"change": "x" * 201})
+        with pytest.raises(ValueError, match="shown to"):
+            await fake.submit_modal(menu, {"change": "blue"}, user=bob)
+
+        submit = await fake.submit_modal(menu, {"change": "make it blue"})
+        assert submit.type == 5 and submit.trigger is menu and "message" not in submit.payload
+        assert submit.payload["data"] == {
+            "custom_id": f"edit:{target.id}",
+            "components": [
+                {
+                    "type": 1,
+                    "id": 1,
+                    "components": [
+                        {"type": 4, "id": 2, "custom_id": "change", "value": "make it blue"}
+                    ],
+                },
+                {
+                    "type": 1,
+                    "id": 3,
+                    "components": [{"type": 4, "id": 4, "custom_id": "strength", "value": "0.8"}],
+                },
+            ],
+        }
+        reply = await submit.wait_ephemeral()
+        assert reply.content == "editing: make it blue"
+        assert bot.submitted == [
+            {"modal": f"edit:{target.id}", "change": "make it blue", "strength": "0.8"}
+        ]
+        assert bot.submit_messages == [None]
+        metadata = reply.interaction_metadata
+        assert metadata is not None and metadata["type"] == 5
+        assert metadata["triggering_interaction_metadata"]["name"] == "Edit this image"
+
+        # Discord refuses a title over 45 characters (discord.py does not check it).
+        refused = await _slash(fake, {}, name="long-title")
+        await refused.wait_for(lambda i: bool(i.errors))
+        await eventually(lambda: bot.failures)
+        assert refused.errors == [(400, 50035)] and refused.modal is None
+        assert "title" in bot.failures[0].text
+        with pytest.raises(ValueError, match="did not open a modal"):
+            await fake.submit_modal(refused, {})
+
+
+async def test_modal_from_a_button_label_layout_updates_the_message(fake: FakeDiscord) -> None:
+    fake.add_guild()
+    alice = fake.add_user("alice")
+    async with run_bot(fake, MediaBot()) as bot:
+        await bot.tree.sync()
+        command = await _slash(fake, {}, name="vary", user=alice)
+        await command.wait_callback()
+        message = command.original
+        assert message is not None
+        click = await fake.press_button(message, "vary:open", user=alice)
+        modal = await click.wait_modal()
+        kinds = [(c["type"], c.get("component", {}).get("type")) for c in modal["components"]]
+        assert kinds == [(10, None), (18, 4), (18, 3), (18, 19)]
+        with pytest.raises(ValueError, match=r"3\.\.50"):
+            await fake.submit_modal(click, {"vary-change": "ab"})
+        with pytest.raises(ValueError, match="no option"):
+            await fake.submit_modal(click, {"vary-change": "abc", "vary-style": ["oil"]})
+
+        submit = await fake.submit_modal(
+            click, {"vary-change": "more clouds", "vary-ref": [("ref.png", PNG)]}
+        )
+        data = submit.payload["data"]
+        display, change, style, ref = data["components"]
+        assert display == {"type": 10, "id": modal["components"][0]["id"]}
+        assert change["type"] == 18 and change["component"] == {
+            "type": 4,
+            "id": modal["components"][1]["component"]["id"],
+            "custom_id": "vary-change",
+            "value": "more clouds",
+        }
+        assert style["component"]["values"] == ["anime"]  # the default option
+        [ref_id] = ref["component"]["values"]
+        assert data["resolved"]["attachments"][ref_id]["filename"] == "ref.png"
+        assert submit.payload["message"]["id"] == str(message.id)
+
+        await fake.wait_until(lambda: message.content.startswith("varying"))
+        assert message.content == "varying: more clouds (anime)" and message.components == []
+        assert submit.callback is not None and submit.callback["type"] == 7
+        assert submit.original is message
+        assert bot.submitted == [{"change": "more clouds", "style": ["anime"], "files": [PNG]}]
+        [seen_message] = bot.submit_messages
+        assert seen_message is not None and seen_message.id == message.id
+        assert fake.attachment_downloads(ref_id) == 1
+
+
+async def test_modal_rules_on_the_wire(fake: FakeDiscord) -> None:
+    guild = fake.add_guild()
+    alice = fake.add_user("alice")
+
+    def text_input(custom_id: str, **extra: Any) -> dict[str, Any]:
+        return {"type": 4, "custom_id": custom_id, "style": 1, "label": "Prompt", **extra}
+
+    def row(item: dict[str, Any]) -> dict[str, Any]:
+        return {"type": 1, "components": [item]}
+
+    good = {"custom_id": "m", "title": "Edit", "components": [row(text_input("a"))]}
+    bad_modals = {
+        "title": {**good, "title": "x" * 46},
+        "components": {**good, "components": [row(text_input(f"t{i}")) for i in range(6)]},
+        "max_length": {**good, "components": [row(text_input("a", max_length=4001))]},
+        "label": {**good, "components": [row(text_input("a", label="y" * 46))]},
+        "duplicate": {**good, "components": [row(text_input("a")), row(text_input("a"))]},
+        "two in a row": {
+            **good,
+            "components": [{"type": 1, "components": [text_input("a"), text_input("b")]}],
+        },
+        "button": {**good, "components": [row({"type": 2, "custom_id": "b", "style": 1})]},
+    }
+    interaction = await fake.send_slash("edit", user=alice, guild_id=guild.id)
+    url = f"{fake.rest_base}/interactions/{interaction.id}/{interaction.token}/callback"
+    async with aiohttp.ClientSession() as http:
+        for name, modal in bad_modals.items():
+            async with http.post(url, json={"type": 9, "data": modal}) as resp:
+                body = await resp.json()
+                assert (resp.status, body["code"]) == (400, 50035), (name, body)
+                assert "data" in body["errors"], (name, body)
+        assert interaction.modal is None and interaction.callback is None
+        async with http.post(url, json={"type": 9, "data": good}) as resp:
+            assert resp.status == 204
+        assert interaction.modal is not None and interaction.modal["title"] == "Edit"
+
+        submit = await fake.submit_modal(interaction, {"a": "blue"})
+        submit_url = f"{fake.rest_base}/interactions/{submit.id}/{submit.token}/callback"
+        # A modal opened by a slash command has no message to update; nor can it open another.
+        for cb_type in (6, 7, 9):
+            async with http.post(submit_url, json={"type": cb_type, "data": good}) as resp:
+                assert resp.status == 400 and (await resp.json())["code"] == 50035
+        async with http.post(submit_url, json={"type": 4, "data": {"content": "ok"}}) as resp:
+            assert resp.status == 204
+    assert submit.original is not None and submit.original.content == "ok"
+    assert submit.errors == [(400, 50035)] * 3

@@ -18,8 +18,9 @@ The real, unmodified discord.py client talks to :class:`FakeDiscord` on 127.0.0.
 ``gateway``         the zlib-stream websocket, sessions, RESUME, heartbeats, dispatch
 ``rest``            users, application, channels, messages, guilds routes
 ``commands``        application command registration/sync and typed options
-``interactions``    ``FakeInteraction`` and the drivers (slash, autocomplete, menus, buttons)
+``interactions``    ``FakeInteraction`` and the drivers (slash, buttons, menus, modal submits)
 ``responses``       the interaction callback and webhook routes, with Discord's rules
+``modals``          modal validation and MODAL_SUBMIT data
 ``control``         the JSON control API for another process
 ``server``          ``FakeDiscord``, composing the above
 ``cli``             ``python -m tests.fakes.discord`` (or ``tests.fakes.discord_server``)

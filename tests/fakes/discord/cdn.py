@@ -1,7 +1,7 @@
 """Discord's CDN: attachments as Discord describes them, and their bytes at their ``url``.
 
 Every file the fake stores (a bot's upload, a user's message attachment, an attachment
-option of a slash command) becomes an attachment object here: ``id``,
+option of a slash command, a file in a modal) becomes an attachment object here: ``id``,
 ``filename``, ``size``, ``content_type``, ``url``/``proxy_url`` (signed-looking, on this
 server), ``width``/``height`` and a ``placeholder`` for images (read with Pillow), plus the
 bytes under ``data`` (never sent to the client).

@@ -1,13 +1,13 @@
 """Interactions, from the user's side: :class:`FakeInteraction` (one interaction and
 everything the bot did with it) and the drivers a test calls to make one — a slash command,
-an autocomplete, a message or user context menu, a button press, a select.
+an autocomplete, a message or user context menu, a button press, a select, a modal submit.
 
 Each driver builds the full INTERACTION_CREATE payload Discord would send (ids, a fresh
 token, the member with its permissions, ``app_permissions``, ``channel``, ``context``,
 ``authorizing_integration_owners``, ``attachment_size_limit``...) and hands it to the
 gateway. Discord's 3 s deadline runs from the moment the fake created the interaction
 (``created_at``), not from its delivery. What a user's client would not send (a disabled or
-missing button, a required option left out) is a ``ValueError``.
+missing button, a required option left out, a modal never opened) is a ``ValueError``.
 How the bot's answers are checked and stored is ``responses.py``'s job.
 """
 
@@ -15,20 +15,24 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .cdn import Cdn
 from .commands import Commands
 from .components import find_component
 from .gateway import Gateway
+from .modals import submission
 from .models import Channel, Guild, MessageRecord
 from .protocol import (
     APPLICATION_COMMAND,
     AUTOCOMPLETE,
     BUTTON,
+    CB_MODAL,
     DEFAULT_ATTACHMENT_LIMIT,
     MESSAGE_COMPONENT,
+    MODAL_SUBMIT,
     OPT_USER,
     STRING_SELECT,
 )
@@ -67,8 +71,14 @@ class FakeInteraction:
     followups: list[MessageRecord] = field(default_factory=list)
     #: (HTTP status, Discord error code) of every error answered for this interaction.
     errors: list[tuple[int, int]] = field(default_factory=list)
-    #: For component interactions: the message whose component was used.
+    #: For component interactions: the message whose component was used (and for the
+    #: submit of a modal opened from a component: that same message).
     source_message: MessageRecord | None = None
+    #: The modal the bot opened in answer (callback 9): ``custom_id``, ``title`` and
+    #: ``components`` as Discord keeps them (numbered). See ``FakeDiscord.submit_modal``.
+    modal: dict[str, Any] | None = None
+    #: For a modal submit: the interaction whose modal this submits.
+    trigger: FakeInteraction | None = field(default=None, repr=False)
 
     @property
     def ack_latency(self) -> float | None:
@@ -105,6 +115,14 @@ class FakeInteraction:
         """Wait until ``predicate(self)`` holds (re-checked on every store change)."""
         await self.fake.wait_until(lambda: predicate(self), timeout=timeout)
         return self
+
+    async def wait_modal(self, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
+        """The modal the bot answered with; AssertionError if it answered otherwise."""
+        callback = await self.wait_callback(timeout)
+        assert callback["type"] == CB_MODAL and self.modal is not None, (
+            f"the bot answered with callback type {callback['type']}, not a modal: {callback}"
+        )
+        return self.modal
 
     async def wait_followup(
         self,
@@ -151,11 +169,13 @@ class InteractionDriver:
         state: DiscordState,
         commands: Commands,
         gateway: Gateway,
+        cdn: Cdn,
         waiter: Waiter,
     ) -> None:
         self.state = state
         self.commands = commands
         self.gateway = gateway
+        self.cdn = cdn
         self.waiter = waiter
 
     def _context(
@@ -194,6 +214,7 @@ class InteractionDriver:
         context: int | None,
         extra: dict[str, Any] | None = None,
         source_message: MessageRecord | None = None,
+        trigger: FakeInteraction | None = None,
     ) -> FakeInteraction:
         """Build the full INTERACTION_CREATE payload and dispatch it."""
         state = self.state
@@ -244,6 +265,7 @@ class InteractionDriver:
             user=user,
             fake=self.waiter,
             source_message=source_message,
+            trigger=trigger,
         )
         state.register_interaction(interaction)
         self.gateway.interaction_created(interaction)
@@ -478,4 +500,60 @@ class InteractionDriver:
             context=None,
             extra={"message": shown or message.to_json()},
             source_message=message,
+        )
+
+    # ------------------------------------------------------------------ modals
+
+    async def submit_modal(
+        self,
+        interaction: FakeInteraction,
+        values: Mapping[str, Any] | None = None,
+        *,
+        user: dict[str, Any] | None = None,
+        permissions: int | None = None,
+    ) -> FakeInteraction:
+        """The user fills in the modal ``interaction``'s answer opened, and submits it.
+
+        ``values``: custom id -> a ``str`` for a text input (left out: its pre-filled value,
+        else ""), a list of option values for a string select, a list of files for a file
+        upload. The MODAL_SUBMIT carries ``data.custom_id`` and the answers in the modal's
+        own layout (labels or action rows, with Discord's component ids), and ``message``
+        when the modal was opened from a message component. ``user`` defaults to (and must
+        be) the user the modal was shown to; ``permissions`` to what that interaction said.
+        """
+        modal = interaction.modal
+        if modal is None:
+            raise ValueError(
+                f"interaction {interaction.id} did not open a modal "
+                f"(its callback: {interaction.callback})"
+            )
+        user = user or interaction.user
+        if int(user["id"]) != int(interaction.user["id"]):
+            raise ValueError("only the user the modal was shown to can submit it")
+        if permissions is None and "member" in interaction.payload:
+            permissions = int(interaction.payload["member"]["permissions"])
+        channel, guild = self._context(
+            user=user, guild_id=interaction.guild_id, channel_id=interaction.channel_id
+        )
+        components, resolved = submission(
+            modal, values or {}, lambda upload: self.cdn.store(channel.id, upload, ephemeral=True)
+        )
+        data: dict[str, Any] = {"custom_id": modal["custom_id"], "components": components}
+        if resolved:
+            data["resolved"] = resolved
+        source = interaction.source_message if interaction.type == MESSAGE_COMPONENT else None
+        return self._new_interaction(
+            MODAL_SUBMIT,
+            data,
+            user=user,
+            channel=channel,
+            guild=guild,
+            permissions=permissions,
+            attachment_size_limit=interaction.payload.get(
+                "attachment_size_limit", DEFAULT_ATTACHMENT_LIMIT
+            ),
+            context=interaction.payload.get("context"),
+            extra={"message": source.to_json()} if source is not None else None,
+            source_message=source,
+            trigger=interaction,
         )

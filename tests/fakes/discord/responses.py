@@ -6,7 +6,8 @@ interaction token (edit/delete the reply, follow-ups), with Discord's rules.
   a second one is 400 40060 already acknowledged. The callback type must suit the
   interaction (:data:`CALLBACKS_FOR`): 4/5 create the reply (5 as "thinking…", flag 128,
   ephemeral when asked), 6/7 acknowledge/update the component's message, 8 answers an
-  autocomplete (≤ 25 choices), 9 opens a modal.
+  autocomplete (≤ 25 choices), 9 opens a modal (validated, kept on ``interaction.modal``).
+  A modal submit may update the message only when the modal came from one of its buttons.
   ``?with_response=true`` answers the callback resource as Discord does.
 * Webhook routes work for ``token_lifetime`` (15 min) after creation, then 401 50027; they
   are rate limited per token (the ``webhook`` bucket) and exempt from the global limit.
@@ -27,6 +28,7 @@ from .bodies import Files, MessageBodies, read_body
 from .errors import DiscordAPIError, form_error, json_response
 from .interactions import FakeInteraction
 from .messages import MessageStore
+from .modals import validate_modal
 from .models import Channel, MessageRecord
 from .protocol import (
     APPLICATION_COMMAND,
@@ -121,7 +123,12 @@ class InteractionResponses:
         if interaction.callback is not None:
             raise self._error(interaction, 400, 40060, "Interaction has already been acknowledged.")
         cb_type = body.get("type")
-        if cb_type not in CALLBACKS_FOR.get(interaction.type, set()):
+        updates_nothing = (
+            cb_type in (CB_DEFERRED_UPDATE, CB_UPDATE)
+            and interaction.type == MODAL_SUBMIT
+            and interaction.source_message is None
+        )
+        if cb_type not in CALLBACKS_FOR.get(interaction.type, set()) or updates_nothing:
             interaction.errors.append((400, 50035))
             raise form_error(
                 "type", "INTERACTION_RESPONSE_TYPE_INVALID", "Interaction response type is invalid"
@@ -188,6 +195,8 @@ class InteractionResponses:
                     "BASE_TYPE_MAX_LENGTH",
                     f"Must be {MAX_AUTOCOMPLETE_CHOICES} or fewer in length.",
                 )
+        if cb_type == CB_MODAL:
+            interaction.modal = validate_modal(data)
         return None
 
     def _interaction_message(self, interaction: FakeInteraction, channel: Channel) -> MessageRecord:
@@ -310,6 +319,9 @@ def _metadata(interaction: FakeInteraction) -> dict[str, Any]:
     if interaction.type == APPLICATION_COMMAND:
         cmd = interaction.payload["data"]
         metadata.update(name=cmd["name"], command_type=cmd.get("type", 1))
+    elif interaction.type == MODAL_SUBMIT:
+        if interaction.trigger is not None:
+            metadata["triggering_interaction_metadata"] = _metadata(interaction.trigger)
     elif interaction.source_message is not None:
         metadata["interacted_message_id"] = str(interaction.source_message.id)
     return metadata

@@ -113,7 +113,9 @@ class FakeDiscord:
         self.store = MessageStore(self.state, self.gateway, self.cdn)
         self.bodies = MessageBodies(self.state, self.cdn)
         self.app_commands = Commands(self.state, self.cdn)
-        self.drivers = InteractionDriver(self.state, self.app_commands, self.gateway, waiter=self)
+        self.drivers = InteractionDriver(
+            self.state, self.app_commands, self.gateway, self.cdn, waiter=self
+        )
         self.responses = InteractionResponses(
             self.state,
             self.store,
@@ -185,6 +187,7 @@ class FakeDiscord:
     send_user_command = _Part("drivers")
     press_button = _Part("drivers")
     choose_select = _Part("drivers")
+    submit_modal = _Part("drivers")
 
     # ------------------------------------------------------------------ lifecycle
 
