@@ -37,6 +37,7 @@ def _png(colour: str = "red") -> bytes:
 
 
 PNG = _png()
+GRID = [_png(colour) for colour in ("red", "green", "blue", "yellow", "white", "black", "gray")]
 
 
 class PingView(discord.ui.View):
@@ -711,6 +712,13 @@ class MediaBot(Bot):
             except discord.HTTPException as exc:
                 self.failures.append(exc)
 
+        @self.tree.command(name="grid", description="Four images in one edit")
+        async def grid(interaction: discord.Interaction) -> None:
+            await interaction.response.defer(thinking=True)
+            files = [discord.File(io.BytesIO(GRID[i]), filename=f"u{i + 1}.png") for i in range(4)]
+            embed = discord.Embed(title="grid").set_image(url="attachment://u3.png")
+            await interaction.edit_original_response(content="", embed=embed, attachments=files)
+
         @self.tree.command(name="whisper", description="Ephemeral reply and follow-ups")
         async def whisper(interaction: discord.Interaction) -> None:
             await interaction.response.defer(thinking=True, ephemeral=True)
@@ -996,3 +1004,59 @@ async def test_modal_rules_on_the_wire(fake: FakeDiscord) -> None:
             assert resp.status == 204
     assert submit.original is not None and submit.original.content == "ok"
     assert submit.errors == [(400, 50035)] * 3
+
+
+async def test_four_files_in_one_edit_then_keep_and_replace(fake: FakeDiscord) -> None:
+    fake.add_guild()
+    fake.webhook_limit = 10  # seven calls on one token: no need to wait out a window
+    async with run_bot(fake, MediaBot()) as bot:
+        await bot.tree.sync()
+        command = await _slash(fake, {}, name="grid")
+        await command.wait_for(lambda i: i.original is not None and bool(i.original.attachments))
+        message = command.original
+        assert message is not None
+        patch = "/webhooks/{application_id}/{token}/messages/{message_id}"
+        assert [r.status for r in fake.requests_for("PATCH", patch)] == [200]  # one edit
+
+        def shown() -> list[tuple[str, bytes]]:
+            return [(a["filename"], a["data"]) for a in message.attachments]
+
+        assert shown() == [(f"u{i + 1}.png", GRID[i]) for i in range(4)]
+        first = [a["id"] for a in message.attachments]
+        assert len(set(first)) == 4
+        assert message.embeds[0]["image"]["url"] == message.attachments[2]["url"]  # u3.png
+        async with aiohttp.ClientSession() as http:
+            for att, data in zip(message.attachments, GRID[:4], strict=True):
+                async with http.get(att["url"]) as resp:
+                    assert await resp.read() == data
+
+        # The test edits with the bot's own discord.py interaction object.
+        [interaction] = [i for i in bot.seen_interactions if i.id == command.id]
+
+        # Only new files: they replace every old one.
+        await interaction.edit_original_response(
+            attachments=[
+                discord.File(io.BytesIO(GRID[4]), filename="v1.png"),
+                discord.File(io.BytesIO(GRID[5]), filename="v2.png"),
+            ]
+        )
+        assert shown() == [("v1.png", GRID[4]), ("v2.png", GRID[5])]
+        assert not {a["id"] for a in message.attachments} & set(first)
+
+        # Listing a kept attachment keeps it (same id and url), beside a new file.
+        current = await interaction.original_response()
+        kept = current.attachments[1]
+        await interaction.edit_original_response(
+            attachments=[kept, discord.File(io.BytesIO(GRID[6]), filename="v3.png")]
+        )
+        assert shown() == [("v2.png", GRID[5]), ("v3.png", GRID[6])]
+        assert message.attachments[0]["id"] == str(kept.id)
+        assert message.attachments[0]["url"] == kept.url
+
+        # No attachments in the edit: they stay; an empty list removes them all.
+        await interaction.edit_original_response(content="two left")
+        assert shown() == [("v2.png", GRID[5]), ("v3.png", GRID[6])]
+        await interaction.edit_original_response(attachments=[])
+        assert message.attachments == [] and message.content == "two left"
+        assert [len(v["attachments"]) for v in message.versions] == [0, 4, 2, 2, 2, 0]
+        assert command.errors == [] and fake.count_429 == 0
