@@ -20,7 +20,12 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from PIL import Image
 
-from tests.fakes.discord_server import FakeDiscord, FakeInteraction, compute_pings
+from tests.fakes.discord_server import (
+    FakeAttachment,
+    FakeDiscord,
+    FakeInteraction,
+    compute_pings,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -32,6 +37,7 @@ def _png(colour: str = "red") -> bytes:
 
 
 PNG = _png()
+GRID = [_png(colour) for colour in ("red", "green", "blue", "yellow", "white", "black", "gray")]
 
 
 class PingView(discord.ui.View):
@@ -584,3 +590,473 @@ async def test_raw_gateway_protocol(fake: FakeDiscord) -> None:
 
     # Leaving ``async with`` closed with 1000: a clean close ends the session, as on Discord.
     assert session_id not in {s.session_id for s in fake.sessions}
+
+
+# --------------------------------------------------------------------------- media features
+
+
+class EditImageModal(discord.ui.Modal, title="Edit this image"):
+    """The classic layout: bare text inputs, which discord.py sends in action rows."""
+
+    change: discord.ui.TextInput = discord.ui.TextInput(
+        label="What should change",
+        style=discord.TextStyle.paragraph,
+        max_length=200,
+        custom_id="change",
+    )
+    strength: discord.ui.TextInput = discord.ui.TextInput(
+        label="Strength", required=False, default="0.8", max_length=4, custom_id="strength"
+    )
+
+    def __init__(self, bot: MediaBot, target_id: int) -> None:
+        super().__init__(custom_id=f"edit:{target_id}")
+        self.bot = bot
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        self.bot.submitted.append(
+            {"modal": self.custom_id, "change": self.change.value, "strength": self.strength.value}
+        )
+        self.bot.submit_messages.append(interaction.message)
+        await interaction.response.send_message(f"editing: {self.change.value}", ephemeral=True)
+
+
+class VaryModal(discord.ui.Modal, title="Vary"):
+    """The newer layout: a text display, then labels around a text input, a select, files."""
+
+    def __init__(self, bot: MediaBot) -> None:
+        super().__init__(custom_id="vary-modal")
+        self.bot = bot
+        self.change = discord.ui.TextInput(custom_id="vary-change", min_length=3, max_length=50)
+        self.style = discord.ui.Select(
+            custom_id="vary-style",
+            options=[
+                discord.SelectOption(label="Photo", value="photo"),
+                discord.SelectOption(label="Anime", value="anime", default=True),
+            ],
+        )
+        self.reference = discord.ui.FileUpload(custom_id="vary-ref", required=False, max_values=2)
+        self.add_item(discord.ui.TextDisplay("Describe the variation"))
+        self.add_item(
+            discord.ui.Label(text="What should change", description="Words", component=self.change)
+        )
+        self.add_item(discord.ui.Label(text="Style", component=self.style))
+        self.add_item(discord.ui.Label(text="Reference image", component=self.reference))
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        files = [await a.read() for a in self.reference.values]
+        self.bot.submitted.append(
+            {"change": self.change.value, "style": list(self.style.values), "files": files}
+        )
+        self.bot.submit_messages.append(interaction.message)
+        content = f"varying: {self.change.value} ({self.style.values[0]})"
+        await interaction.response.edit_message(content=content, view=None)
+
+
+class VaryView(discord.ui.View):
+    def __init__(self, bot: MediaBot) -> None:
+        super().__init__(timeout=None)
+        self.bot = bot
+
+    @discord.ui.button(label="Vary", custom_id="vary:open")
+    async def vary(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await interaction.response.send_modal(VaryModal(self.bot))
+
+
+class MediaBot(Bot):
+    """The throwaway bot plus what image commands need: attachment options, image menus."""
+
+    MAX_BYTES = 10 * 2**20
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen_attachments: list[list[discord.Attachment]] = []
+        self.downloaded: list[bytes] = []
+        self.submitted: list[dict[str, Any]] = []
+        self.submit_messages: list[discord.Message | None] = []
+
+        @self.tree.command(name="describe", description="Describe an image")
+        async def describe(interaction: discord.Interaction, image: discord.Attachment) -> None:
+            self.seen_attachments.append([image])
+            if image.size > self.MAX_BYTES:  # refused by its declared size, never downloaded
+                await interaction.response.send_message("too big", ephemeral=True)
+                return
+            await interaction.response.defer(thinking=True)
+            self.downloaded.append(await image.read())
+            await interaction.edit_original_response(content=f"{image.size} bytes")
+
+        @app_commands.context_menu(name="Describe this image")
+        async def describe_menu(interaction: discord.Interaction, message: discord.Message) -> None:
+            self.seen_attachments.append(list(message.attachments))
+            await interaction.response.defer(thinking=True, ephemeral=True)
+            self.downloaded.append(await message.attachments[0].read())
+            await interaction.edit_original_response(content=f"{len(message.attachments)} files")
+
+        self.tree.add_command(describe_menu)
+
+        @app_commands.context_menu(name="Edit this image")
+        async def edit_menu(interaction: discord.Interaction, message: discord.Message) -> None:
+            await interaction.response.send_modal(EditImageModal(self, message.id))
+
+        self.tree.add_command(edit_menu)
+
+        @self.tree.command(name="vary", description="A message with a Vary button")
+        async def vary(interaction: discord.Interaction) -> None:
+            await interaction.response.send_message("a cat", view=VaryView(self))
+
+        @self.tree.command(name="long-title", description="A modal Discord refuses")
+        async def long_title(interaction: discord.Interaction) -> None:
+            modal = EditImageModal(self, 0)
+            modal.title = "x" * 46
+            try:
+                await interaction.response.send_modal(modal)
+            except discord.HTTPException as exc:
+                self.failures.append(exc)
+
+        @self.tree.command(name="grid", description="Four images in one edit")
+        async def grid(interaction: discord.Interaction) -> None:
+            await interaction.response.defer(thinking=True)
+            files = [discord.File(io.BytesIO(GRID[i]), filename=f"u{i + 1}.png") for i in range(4)]
+            embed = discord.Embed(title="grid").set_image(url="attachment://u3.png")
+            await interaction.edit_original_response(content="", embed=embed, attachments=files)
+
+        @self.tree.command(name="whisper", description="Ephemeral reply and follow-ups")
+        async def whisper(interaction: discord.Interaction) -> None:
+            await interaction.response.defer(thinking=True, ephemeral=True)
+            await interaction.edit_original_response(content="only you")
+            await interaction.followup.send("public news")
+            await interaction.followup.send("psst", ephemeral=True)
+
+
+async def test_user_message_attachments_reach_a_message_command(fake: FakeDiscord) -> None:
+    guild = fake.add_guild()
+    alice = fake.add_user("alice")
+    async with run_bot(fake, MediaBot()) as bot:
+        await bot.tree.sync()
+        target = fake.post_user_message(
+            guild.channel_id,
+            alice,
+            "my cat",
+            attachments=[("cat.png", PNG), ("notes.txt", b"just text")],
+        )
+        cat, notes = target.attachments
+        assert (cat["filename"], cat["content_type"], cat["size"]) == (
+            "cat.png",
+            "image/png",
+            len(PNG),
+        )
+        assert (cat["width"], cat["height"]) == (16, 8) and "ephemeral" not in cat
+        assert (notes["content_type"], notes["size"]) == ("text/plain", 9) and "width" not in notes
+        assert [a["id"] for a in target.to_json()["attachments"]] == [cat["id"], notes["id"]]
+        assert "data" not in target.to_json()["attachments"][0]
+        # Without the Message Content intent the gateway strips them; the menu target keeps them.
+        await eventually(lambda: bot.seen_messages)
+        assert bot.seen_messages[-1].attachments == []
+
+        menu = await fake.send_message_command("Describe this image", target, user=alice)
+        resolved = menu.payload["data"]["resolved"]["messages"][str(target.id)]
+        assert [a["filename"] for a in resolved["attachments"]] == ["cat.png", "notes.txt"]
+        reply = await menu.wait_ephemeral(lambda m: m.content == "2 files")
+        assert reply is menu.original
+        [seen] = bot.seen_attachments
+        assert [(a.filename, a.size, a.content_type) for a in seen] == [
+            ("cat.png", len(PNG), "image/png"),
+            ("notes.txt", 9, "text/plain"),
+        ]
+        assert (seen[0].width, seen[0].height, seen[1].width) == (16, 8, None)
+        assert bot.downloaded == [PNG]
+        assert fake.attachment_downloads(cat) == 1 and fake.attachment_downloads(notes) == 0
+        async with aiohttp.ClientSession() as http, http.get(notes["url"]) as resp:
+            assert resp.headers["Content-Type"].startswith("text/plain")
+            assert await resp.read() == b"just text"
+    with pytest.raises(ValueError, match="at most 10"):
+        fake.post_user_message(guild.channel_id, alice, "", attachments=[PNG] * 11)
+
+
+async def test_attachment_option_resolves_like_discord_and_declared_size(
+    fake: FakeDiscord,
+) -> None:
+    fake.add_guild()
+    async with run_bot(fake, MediaBot()) as bot:
+        await bot.tree.sync()
+        small = await _slash(fake, {"image": ("cat.png", PNG)}, name="describe")
+        [att_id] = small.payload["data"]["resolved"]["attachments"]
+        att = small.payload["data"]["resolved"]["attachments"][att_id]
+        assert small.payload["data"]["options"] == [{"name": "image", "type": 11, "value": att_id}]
+        assert att["url"].startswith(f"{fake.http_base}/attachments/{small.channel_id}/{att_id}/")
+        assert att["proxy_url"] == att["url"] and att["ephemeral"] is True
+        assert (att["size"], att["content_type"], att["width"], att["height"]) == (
+            len(PNG),
+            "image/png",
+            16,
+            8,
+        )
+        await fake.wait_for_message(lambda m: m.content == f"{len(PNG)} bytes", timeout=5)
+        assert bot.downloaded == [PNG] and fake.attachment_downloads(att_id) == 1
+
+        # A "30 MiB upload" without 30 MiB: the JSON claims the size, the CDN serves the bytes.
+        huge = await _slash(
+            fake, {"image": ("huge.png", PNG, {"size": 30 * 2**20})}, name="describe"
+        )
+        assert (await huge.wait_ephemeral()).content == "too big"
+        [declared] = bot.seen_attachments[-1]
+        assert (declared.size, declared.width) == (30 * 2**20, 16)
+        assert fake.attachment_downloads(declared.id) == 0
+
+        photo = FakeAttachment("photo.jpg", b"not decoded", width=4000, height=3000)
+        claimed = await _slash(fake, {"image": photo}, name="describe")
+        await claimed.wait_callback()
+        [shown] = bot.seen_attachments[-1]
+        assert (shown.content_type, shown.width, shown.height, shown.size) == (
+            "image/jpeg",
+            4000,
+            3000,
+            11,
+        )
+
+    url = att["url"]
+    async with aiohttp.ClientSession() as http:
+        async with http.head(url) as resp:
+            assert resp.status == 200 and resp.headers["Content-Length"] == str(len(PNG))
+            assert resp.headers["Accept-Ranges"] == "bytes"
+        async with http.get(url, headers={"Range": "bytes=0-3"}) as resp:
+            assert resp.status == 206 and await resp.read() == PNG[:4]
+            assert resp.headers["Content-Range"] == f"bytes 0-3/{len(PNG)}"
+        async with http.get(url, headers={"Range": "bytes=-5"}) as resp:
+            assert resp.status == 206 and await resp.read() == PNG[-5:]
+        async with http.get(url, headers={"Range": f"bytes={len(PNG)}-"}) as resp:
+            assert resp.status == 416 and resp.headers["Content-Range"] == f"bytes */{len(PNG)}"
+        async with http.get(f"{fake.http_base}/attachments/1/2/gone.png") as resp:
+            assert resp.status == 404
+    assert fake.attachment_downloads(att_id) == 3  # GETs that served bytes; not HEAD, not 416
+
+
+async def test_helpers_find_ephemeral_replies_and_followups(fake: FakeDiscord) -> None:
+    fake.add_guild()
+    async with run_bot(fake, MediaBot()) as bot:
+        await bot.tree.sync()
+        inter = await _slash(fake, {}, name="whisper")
+        secret = await inter.wait_ephemeral(lambda m: m.content == "psst")
+        public = await inter.wait_followup(lambda m: not m.ephemeral)
+        assert public.content == "public news"
+        assert (await inter.wait_followup()).content == "public news"  # the first one
+        assert (await inter.wait_ephemeral()).content == "only you"  # no longer "thinking…"
+        assert inter.messages == [inter.original, public, secret]
+        assert inter.ephemeral_messages == [inter.original, secret]
+        with pytest.raises(TimeoutError):
+            await inter.wait_followup(lambda m: m.content == "never", timeout=0.2)
+
+
+async def test_modal_from_a_message_command_classic_layout(fake: FakeDiscord) -> None:
+    guild = fake.add_guild()
+    alice, bob = fake.add_user("alice"), fake.add_user("bob")
+    async with run_bot(fake, MediaBot()) as bot:
+        await bot.tree.sync()
+        target = fake.post_user_message(guild.channel_id, alice, "", attachments=[("c.png", PNG)])
+        menu = await fake.send_message_command("Edit this image", target, user=alice)
+        modal = await menu.wait_modal()
+        assert modal is menu.modal and menu.original is None
+        assert (modal["custom_id"], modal["title"]) == (f"edit:{target.id}", "Edit this image")
+        rows = modal["components"]
+        assert [
+            (r["type"], r["id"], [(c["type"], c["id"]) for c in r["components"]]) for r in rows
+        ] == [
+            (1, 1, [(4, 2)]),
+            (1, 3, [(4, 4)]),
+        ]
+        assert rows[1]["components"][0]["value"] == "0.8"  # pre-filled
+
+        with pytest.raises(ValueError, match="required"):
+            await fake.submit_modal(menu, {"change": ""})
+        with pytest.raises(ValueError, match="no field"):
+            await fake.submit_modal(menu, {"nope": "x"})
+        with pytest.raises(ValueError, match=r"0\.\.200"):
+            await fake.submit_modal(menu, {"change": "x" * 201})
+        with pytest.raises(ValueError, match="shown to"):
+            await fake.submit_modal(menu, {"change": "blue"}, user=bob)
+
+        submit = await fake.submit_modal(menu, {"change": "make it blue"})
+        assert submit.type == 5 and submit.trigger is menu and "message" not in submit.payload
+        assert submit.payload["data"] == {
+            "custom_id": f"edit:{target.id}",
+            "components": [
+                {
+                    "type": 1,
+                    "id": 1,
+                    "components": [
+                        {"type": 4, "id": 2, "custom_id": "change", "value": "make it blue"}
+                    ],
+                },
+                {
+                    "type": 1,
+                    "id": 3,
+                    "components": [{"type": 4, "id": 4, "custom_id": "strength", "value": "0.8"}],
+                },
+            ],
+        }
+        reply = await submit.wait_ephemeral()
+        assert reply.content == "editing: make it blue"
+        assert bot.submitted == [
+            {"modal": f"edit:{target.id}", "change": "make it blue", "strength": "0.8"}
+        ]
+        assert bot.submit_messages == [None]
+        metadata = reply.interaction_metadata
+        assert metadata is not None and metadata["type"] == 5
+        assert metadata["triggering_interaction_metadata"]["name"] == "Edit this image"
+
+        # Discord refuses a title over 45 characters (discord.py does not check it).
+        refused = await _slash(fake, {}, name="long-title")
+        await refused.wait_for(lambda i: bool(i.errors))
+        await eventually(lambda: bot.failures)
+        assert refused.errors == [(400, 50035)] and refused.modal is None
+        assert "title" in bot.failures[0].text
+        with pytest.raises(ValueError, match="did not open a modal"):
+            await fake.submit_modal(refused, {})
+
+
+async def test_modal_from_a_button_label_layout_updates_the_message(fake: FakeDiscord) -> None:
+    fake.add_guild()
+    alice = fake.add_user("alice")
+    async with run_bot(fake, MediaBot()) as bot:
+        await bot.tree.sync()
+        command = await _slash(fake, {}, name="vary", user=alice)
+        await command.wait_callback()
+        message = command.original
+        assert message is not None
+        click = await fake.press_button(message, "vary:open", user=alice)
+        modal = await click.wait_modal()
+        kinds = [(c["type"], c.get("component", {}).get("type")) for c in modal["components"]]
+        assert kinds == [(10, None), (18, 4), (18, 3), (18, 19)]
+        with pytest.raises(ValueError, match=r"3\.\.50"):
+            await fake.submit_modal(click, {"vary-change": "ab"})
+        with pytest.raises(ValueError, match="no option"):
+            await fake.submit_modal(click, {"vary-change": "abc", "vary-style": ["oil"]})
+
+        submit = await fake.submit_modal(
+            click, {"vary-change": "more clouds", "vary-ref": [("ref.png", PNG)]}
+        )
+        data = submit.payload["data"]
+        display, change, style, ref = data["components"]
+        assert display == {"type": 10, "id": modal["components"][0]["id"]}
+        assert change["type"] == 18 and change["component"] == {
+            "type": 4,
+            "id": modal["components"][1]["component"]["id"],
+            "custom_id": "vary-change",
+            "value": "more clouds",
+        }
+        assert style["component"]["values"] == ["anime"]  # the default option
+        [ref_id] = ref["component"]["values"]
+        assert data["resolved"]["attachments"][ref_id]["filename"] == "ref.png"
+        assert submit.payload["message"]["id"] == str(message.id)
+
+        await fake.wait_until(lambda: message.content.startswith("varying"))
+        assert message.content == "varying: more clouds (anime)" and message.components == []
+        assert submit.callback is not None and submit.callback["type"] == 7
+        assert submit.original is message
+        assert bot.submitted == [{"change": "more clouds", "style": ["anime"], "files": [PNG]}]
+        [seen_message] = bot.submit_messages
+        assert seen_message is not None and seen_message.id == message.id
+        assert fake.attachment_downloads(ref_id) == 1
+
+
+async def test_modal_rules_on_the_wire(fake: FakeDiscord) -> None:
+    guild = fake.add_guild()
+    alice = fake.add_user("alice")
+
+    def text_input(custom_id: str, **extra: Any) -> dict[str, Any]:
+        return {"type": 4, "custom_id": custom_id, "style": 1, "label": "Prompt", **extra}
+
+    def row(item: dict[str, Any]) -> dict[str, Any]:
+        return {"type": 1, "components": [item]}
+
+    good = {"custom_id": "m", "title": "Edit", "components": [row(text_input("a"))]}
+    bad_modals = {
+        "title": {**good, "title": "x" * 46},
+        "components": {**good, "components": [row(text_input(f"t{i}")) for i in range(6)]},
+        "max_length": {**good, "components": [row(text_input("a", max_length=4001))]},
+        "label": {**good, "components": [row(text_input("a", label="y" * 46))]},
+        "duplicate": {**good, "components": [row(text_input("a")), row(text_input("a"))]},
+        "two in a row": {
+            **good,
+            "components": [{"type": 1, "components": [text_input("a"), text_input("b")]}],
+        },
+        "button": {**good, "components": [row({"type": 2, "custom_id": "b", "style": 1})]},
+    }
+    interaction = await fake.send_slash("edit", user=alice, guild_id=guild.id)
+    url = f"{fake.rest_base}/interactions/{interaction.id}/{interaction.token}/callback"
+    async with aiohttp.ClientSession() as http:
+        for name, modal in bad_modals.items():
+            async with http.post(url, json={"type": 9, "data": modal}) as resp:
+                body = await resp.json()
+                assert (resp.status, body["code"]) == (400, 50035), (name, body)
+                assert "data" in body["errors"], (name, body)
+        assert interaction.modal is None and interaction.callback is None
+        async with http.post(url, json={"type": 9, "data": good}) as resp:
+            assert resp.status == 204
+        assert interaction.modal is not None and interaction.modal["title"] == "Edit"
+
+        submit = await fake.submit_modal(interaction, {"a": "blue"})
+        submit_url = f"{fake.rest_base}/interactions/{submit.id}/{submit.token}/callback"
+        # A modal opened by a slash command has no message to update; nor can it open another.
+        for cb_type in (6, 7, 9):
+            async with http.post(submit_url, json={"type": cb_type, "data": good}) as resp:
+                assert resp.status == 400 and (await resp.json())["code"] == 50035
+        async with http.post(submit_url, json={"type": 4, "data": {"content": "ok"}}) as resp:
+            assert resp.status == 204
+    assert submit.original is not None and submit.original.content == "ok"
+    assert submit.errors == [(400, 50035)] * 3
+
+
+async def test_four_files_in_one_edit_then_keep_and_replace(fake: FakeDiscord) -> None:
+    fake.add_guild()
+    fake.webhook_limit = 10  # seven calls on one token: no need to wait out a window
+    async with run_bot(fake, MediaBot()) as bot:
+        await bot.tree.sync()
+        command = await _slash(fake, {}, name="grid")
+        await command.wait_for(lambda i: i.original is not None and bool(i.original.attachments))
+        message = command.original
+        assert message is not None
+        patch = "/webhooks/{application_id}/{token}/messages/{message_id}"
+        assert [r.status for r in fake.requests_for("PATCH", patch)] == [200]  # one edit
+
+        def shown() -> list[tuple[str, bytes]]:
+            return [(a["filename"], a["data"]) for a in message.attachments]
+
+        assert shown() == [(f"u{i + 1}.png", GRID[i]) for i in range(4)]
+        first = [a["id"] for a in message.attachments]
+        assert len(set(first)) == 4
+        assert message.embeds[0]["image"]["url"] == message.attachments[2]["url"]  # u3.png
+        async with aiohttp.ClientSession() as http:
+            for att, data in zip(message.attachments, GRID[:4], strict=True):
+                async with http.get(att["url"]) as resp:
+                    assert await resp.read() == data
+
+        # The test edits with the bot's own discord.py interaction object.
+        [interaction] = [i for i in bot.seen_interactions if i.id == command.id]
+
+        # Only new files: they replace every old one.
+        await interaction.edit_original_response(
+            attachments=[
+                discord.File(io.BytesIO(GRID[4]), filename="v1.png"),
+                discord.File(io.BytesIO(GRID[5]), filename="v2.png"),
+            ]
+        )
+        assert shown() == [("v1.png", GRID[4]), ("v2.png", GRID[5])]
+        assert not {a["id"] for a in message.attachments} & set(first)
+
+        # Listing a kept attachment keeps it (same id and url), beside a new file.
+        current = await interaction.original_response()
+        kept = current.attachments[1]
+        await interaction.edit_original_response(
+            attachments=[kept, discord.File(io.BytesIO(GRID[6]), filename="v3.png")]
+        )
+        assert shown() == [("v2.png", GRID[5]), ("v3.png", GRID[6])]
+        assert message.attachments[0]["id"] == str(kept.id)
+        assert message.attachments[0]["url"] == kept.url
+
+        # No attachments in the edit: they stay; an empty list removes them all.
+        await interaction.edit_original_response(content="two left")
+        assert shown() == [("v2.png", GRID[5]), ("v3.png", GRID[6])]
+        await interaction.edit_original_response(attachments=[])
+        assert message.attachments == [] and message.content == "two left"
+        assert [len(v["attachments"]) for v in message.versions] == [0, 4, 2, 2, 2, 0]
+        assert command.errors == [] and fake.count_429 == 0
