@@ -1,6 +1,6 @@
 """The real bot in this process, the fakes in theirs: the pieces ``bench.bot`` drives them with.
 
-``DiscordControl`` speaks the fake Discord's control API (see ``tests/fakes/discord_server.py``),
+``DiscordControl`` speaks the fake Discord's control API (see ``tests/fakes/discord/control.py``),
 ``space_completions`` reads the fake Space's completion records (``space_records`` those and
 the failures its ``failure_rate`` injected), ``running_bot`` starts the real
 ``ImagineBot`` in this event loop the way ``tests/harness.py`` does, and ``reset_peak_rss`` /

@@ -183,3 +183,89 @@ async def test_attachment_downloads_are_counted(tmp_path):
     async with running_bot(tmp_path) as h:
         await h.final(await h.slash({"prompt": "night", "image": ("a.jpg", photo_with_gps())}))
         assert len(downloads(h)) == 1
+
+
+async def test_a_30_mib_attachment_is_refused_before_any_download(tmp_path):
+    from tests.fakes.discord_server import FakeAttachment
+
+    async with running_bot(tmp_path) as h:
+        huge = FakeAttachment("huge.jpg", photo_with_gps(), size=30 * 2**20)
+        refused = await h.slash({"prompt": "make it night", "image": huge})
+        text = await h.ephemeral(refused)
+        assert "30 MiB" in text and "10 MiB" in text
+        assert downloads(h) == [] and h.space.requests == []
+
+
+async def test_edit_button_opens_a_modal_and_edits_the_image(tmp_path):
+    async with running_bot(tmp_path) as h:
+        first = await h.final(await h.slash({"prompt": "a quiet street", "seed": 4}))
+        edit = next(b for b in buttons(first) if b.startswith("imagine:edit:"))
+        pressed = await h.discord.press_button(first, edit, user=h.alice)
+        modal = await pressed.wait_modal()
+        assert modal["title"] == "Edit this image"
+        submitted = await h.discord.submit_modal(
+            pressed, {modal_input(modal): "make it night"}, user=h.alice
+        )
+        edited = await h.final(submitted, within=30)
+        (upload,) = h.space.uploads
+        assert near(centre(upload.data), centre(first.attachment_bytes(0)))
+        assert h.space.joins("kontext")[0].json["data"][1] == "make it night"
+        assert edited.embeds[0]["title"] == "make it night"
+        assert field(edited.embeds[0], "Model") == "flux-kontext-dev"
+
+
+async def test_edit_this_image_on_a_members_photo(tmp_path):
+    async with running_bot(tmp_path) as h:
+        photo = photo_with_gps((10, 90, 220))
+        message = h.discord.post_user_message(
+            h.channel_id, h.bob, "my cat", attachments=[("cat.jpg", photo)]
+        )
+        menu = await h.discord.send_message_command("Edit this image", message, user=h.alice)
+        modal = await menu.wait_modal()
+        submitted = await h.discord.submit_modal(
+            menu, {modal_input(modal): "give it a hat"}, user=h.alice
+        )
+        edited = await h.final(submitted, within=30)
+        assert edited.attachments
+        (upload,) = h.space.uploads
+        assert near(centre(upload.data), (10, 90, 220)) and b"PhoneMaker" not in upload.data
+
+
+async def test_edit_this_image_on_a_message_without_one_is_refused(tmp_path):
+    async with running_bot(tmp_path) as h:
+        message = h.discord.post_user_message(h.channel_id, h.bob, "just words")
+        menu = await h.discord.send_message_command("Edit this image", message, user=h.alice)
+        assert "no image" in await h.ephemeral(menu)
+
+
+async def test_describe_this_image_menu_and_its_buttons_after_a_restart(tmp_path):
+    async with running_bot(tmp_path) as h:
+        h.space.describe_answer = "1. an orange boat\n2. a small orange ferry"
+        message = h.discord.post_user_message(
+            h.channel_id, h.bob, "look", attachments=[("boat.png", photo_with_gps())]
+        )
+        menu = await h.discord.send_message_command("Describe this image", message, user=h.alice)
+        described = await h.final(menu, within=30)
+        assert labels(described) == ["1", "2"]
+        await h.stop_bot()
+        await h.start_bot()
+        one = next(b for b in buttons(described) if b.startswith("imagine:p1:"))
+        drawn = await h.final(await h.discord.press_button(described, one, user=h.alice))
+        assert drawn.embeds[0]["title"] == "an orange boat"
+
+
+def modal_input(modal: dict) -> str:
+    """The custom_id of the modal's one text input (whichever layout discord.py sent)."""
+    found: list[str] = []
+
+    def walk(items):
+        for item in items:
+            if item.get("type") == 4:
+                found.append(item["custom_id"])
+            walk(item.get("components") or [])
+            if isinstance(item.get("component"), dict):
+                walk([item["component"]])
+
+    walk(modal["components"])
+    (custom_id,) = found
+    return custom_id
