@@ -22,7 +22,7 @@ from .images import EditModal
 from .utils.launch import Refusal, Request
 from .utils.render import NO_PINGS, Action
 from .utils.replies import InteractionReply
-from .utils.starting import image_from, image_from_url, may_manage, refuse, start_job
+from .utils.starting import checked_image, image_from_url, may_manage, refuse, start_job
 
 if TYPE_CHECKING:
     from bot import ImagineBot
@@ -119,12 +119,8 @@ class JobButtons(commands.Cog):
         if attachment is None:
             await refuse(interaction, GONE)
             return
-        try:
-            await self.bot.launcher.precheck(interaction.user.id, interaction.guild_id)
-        except Refusal as refusal:
-            await refuse(interaction, str(refusal))
-            return
-        safe = await image_from(self.bot.http_session, interaction, attachment)
+        launcher = self.bot.launcher
+        safe = await checked_image(launcher, self.bot.http_session, interaction, attachment)
         if safe is None:
             return
         request = Request(
@@ -138,7 +134,7 @@ class JobButtons(commands.Cog):
             image_index=index,
             flags=False,
         )
-        await start_job(self.bot.launcher, interaction, request)
+        await start_job(launcher, interaction, request)
 
     async def edit(self, interaction: discord.Interaction, job: JobRecord) -> None:
         """Edit: a modal asks what should change; then image to image from this image."""

@@ -14,8 +14,8 @@ from discord.ext import commands
 
 from imagine.store import JobKind
 
-from .utils.launch import Refusal, Request
-from .utils.starting import ANY_INSTALL, EVERYWHERE, first_image, image_from, refuse, start_job
+from .utils.launch import Request
+from .utils.starting import ANY_INSTALL, EVERYWHERE, checked_image, first_image, refuse, start_job
 
 if TYPE_CHECKING:
     from bot import ImagineBot
@@ -52,12 +52,7 @@ class EditModal(discord.ui.Modal, title="Edit this image"):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         launcher = self.bot.launcher
-        try:
-            await launcher.precheck(interaction.user.id, interaction.guild_id)
-        except Refusal as refusal:
-            await refuse(interaction, str(refusal))
-            return
-        safe = await image_from(self.bot.http_session, interaction, self.attachment)
+        safe = await checked_image(launcher, self.bot.http_session, interaction, self.attachment)
         if safe is None:
             return
         request = Request(
@@ -127,12 +122,7 @@ class Images(commands.Cog):
         self, interaction: discord.Interaction, attachment: discord.Attachment, *, source: str
     ) -> None:
         launcher = self.bot.launcher
-        try:
-            await launcher.precheck(interaction.user.id, interaction.guild_id)
-        except Refusal as refusal:
-            await refuse(interaction, str(refusal))
-            return
-        safe = await image_from(self.bot.http_session, interaction, attachment)
+        safe = await checked_image(launcher, self.bot.http_session, interaction, attachment)
         if safe is None:
             return
         request = Request(

@@ -92,6 +92,22 @@ async def image_from(
         return None
 
 
+async def checked_image(
+    launcher: Launcher,
+    session: aiohttp.ClientSession,
+    interaction: discord.Interaction,
+    attachment: discord.Attachment,
+) -> InputImage | None:
+    """The limits first (reading an image is work on the asker's behalf), then the
+    attachment made safe; None when either refused (the member has been told, privately)."""
+    try:
+        await launcher.precheck(interaction.user.id, interaction.guild_id)
+    except Refusal as refusal:
+        await refuse(interaction, str(refusal))
+        return None
+    return await image_from(session, interaction, attachment)
+
+
 def first_image(message: discord.Message) -> tuple[int, discord.Attachment] | None:
     """The first image attached to ``message``, with its place among the attachments."""
     for index, attachment in enumerate(message.attachments):
