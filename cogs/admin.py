@@ -22,11 +22,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from imagine.errors import BadInput
+from imagine.flags import MAX_COUNT
 from imagine.settings import MAX_SIDE
 from imagine.store import GuildSettings
 from imagine.wordfilter import matching_form
 
-from .utils.launch import MAX_COUNT
 from .utils.render import NO_PINGS
 
 if TYPE_CHECKING:

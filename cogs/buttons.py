@@ -18,8 +18,8 @@ from imagine.fetch import fetch_image
 from imagine.outcomes import Delivery, Picture
 from imagine.store import FINAL_STATES, JobKind, JobRecord, JobState
 
-from .images import EditModal
 from .utils.launch import Refusal, Request
+from .utils.modals import EditModal
 from .utils.render import NO_PINGS, Action
 from .utils.replies import InteractionReply
 from .utils.starting import checked_image, image_from_url, may_manage, refuse, start_job

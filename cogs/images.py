@@ -15,6 +15,7 @@ from discord.ext import commands
 from imagine.store import JobKind
 
 from .utils.launch import Request
+from .utils.modals import EditModal
 from .utils.starting import ANY_INSTALL, EVERYWHERE, checked_image, first_image, refuse, start_job
 
 if TYPE_CHECKING:
@@ -23,48 +24,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NO_IMAGE = "That message has no image (PNG, JPEG, WebP or GIF) to start from."
-
-
-class EditModal(discord.ui.Modal, title="Edit this image"):
-    """Asks what should change; then an image-to-image job starts from the image."""
-
-    change: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
-        label="What should change?",
-        style=discord.TextStyle.paragraph,
-        placeholder="make it night, add snow, turn the cat into a fox…",
-        min_length=1,
-        max_length=1000,
-    )
-
-    def __init__(
-        self,
-        bot: ImagineBot,
-        attachment: discord.Attachment,
-        *,
-        parent_id: int | None = None,
-        image_index: int | None = None,
-    ) -> None:
-        super().__init__(timeout=15 * 60)
-        self.bot = bot
-        self.attachment = attachment
-        self.parent_id = parent_id
-        self.image_index = image_index
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        launcher = self.bot.launcher
-        safe = await checked_image(launcher, self.bot.http_session, interaction, self.attachment)
-        if safe is None:
-            return
-        request = Request(
-            prompt=self.change.value,
-            source="edit",
-            kind=JobKind.EDIT,
-            input=safe,
-            input_url=self.attachment.url,
-            parent_id=self.parent_id,
-            image_index=self.image_index,
-        )
-        await start_job(launcher, interaction, request)
 
 
 class Images(commands.Cog):

@@ -14,12 +14,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from imagine.aspects import ASPECT_CHOICES
+from imagine.flags import MAX_COUNT
 from imagine.messages import format_image_prompt
 from imagine.settings import MAX_SIDE
 from imagine.store import JobKind
 
 from .utils.history import read_conversation
-from .utils.launch import MAX_COUNT, Refusal, Request, allowed_models
+from .utils.launch import Refusal, Request, allowed_models
 from .utils.starting import ANY_INSTALL, EVERYWHERE, image_from, refuse, start_job
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from imagine.aspects import size_for_aspect
 from imagine.drawing import Work
 from imagine.engine import Engine
 from imagine.errors import BadInput
-from imagine.flags import merge, parse_flags
+from imagine.flags import MAX_COUNT, merge, parse_flags
 from imagine.inputs import InputImage
 from imagine.jobs import QueueFull, Scheduler, SchedulerBusy, SchedulerClosed, Ticket
 from imagine.limits import Cooldowns, RateLimiter
@@ -32,9 +32,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "flux"
 DESCRIBE_MODEL = "janus-pro-7b"
 DEFAULT_SIDE = 1024
-MAX_COUNT = 4
 MAX_NEGATIVE = 1000
-"""Images per request unless a server lowers it (each one spends GPU quota)."""
 USER_BURST = (5, 60.0)
 """At most 5 accepted commands per user per minute, whatever the server's cooldown."""
 GUILD_BURST = (60, 60.0)
