@@ -269,3 +269,34 @@ def modal_input(modal: dict) -> str:
     walk(modal["components"])
     (custom_id,) = found
     return custom_id
+
+
+async def test_grid_and_edit_jobs_cut_off_by_a_crash_are_told_and_retried(tmp_path):
+    async with running_bot(tmp_path) as h:
+        h.space.generation_delay = 60
+        grid = await h.slash({"prompt": "four moons", "count": 4})
+        edit = await h.slash(
+            {"prompt": "add a moon", "image": ("sky.jpg", photo_with_gps())}, user=h.bob
+        )
+        await h.discord.wait_until(
+            lambda: all(
+                i.original is not None and i.original.edit_count >= 1 for i in (grid, edit)
+            ),
+            10,
+        )
+        for active in list(h.bot.runner.active.values()):  # the process dies
+            active.task.cancel()
+        await h.stop_bot()
+        h.space.generation_delay = 0
+        await h.start_bot()
+        told = [await h.final(i) for i in (grid, edit)]
+        assert all(m.embeds[0]["title"] == "Interrupted" for m in told)
+        retried_grid = await h.final(
+            await h.discord.press_button(told[0], buttons(told[0])[0], user=h.alice), within=30
+        )
+        assert len(retried_grid.attachments) == 4
+        retried_edit = await h.final(
+            await h.discord.press_button(told[1], buttons(told[1])[0], user=h.bob), within=30
+        )
+        assert retried_edit.attachments
+        assert h.space.joins("kontext")[-1].json["data"][1] == "add a moon"
