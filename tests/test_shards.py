@@ -128,3 +128,30 @@ async def test_two_shard_processes_split_the_servers_and_sync_once(tmp_path: Pat
         await h.start_bot(SHARD_COUNT="2", SHARD_IDS="0")
         assert len(fake.requests_for(*COMMANDS_PUT)) == 1
         assert fake.internal_errors == []
+
+
+async def test_a_starting_shard_recovers_only_its_own_servers_jobs(tmp_path: Path) -> None:
+    """A job running in the other process is not this restart's to call interrupted."""
+    from imagine.store import JobState, Store
+
+    async with running_bot(tmp_path, start=False, shards=2) as h:
+        guilds = [h.discord.add_guild(f"Shard {n}", shard=(n, 2)) for n in (0, 1)]
+        store = await Store.open(h.settings.database_url)
+        try:
+            jobs = [
+                await store.create_job(
+                    user_id=int(h.alice["id"]), guild_id=guild_id, channel_id=1,
+                    source="slash", prompt="a fox", model="flux", width=512, height=512, seed=None,
+                    state=JobState.RUNNING,
+                )  # fmt: skip
+                for guild_id in (guilds[0].id, guilds[1].id, None)
+            ]
+        finally:
+            await store.close()
+        bot = await h.start_bot(SHARD_COUNT="2", SHARD_IDS="1")
+        states = [(await bot.store.job(job.id)).state for job in jobs]
+        assert states == [JobState.RUNNING, JobState.INTERRUPTED, JobState.RUNNING]
+        await h.stop_bot()
+        bot = await h.start_bot(SHARD_COUNT="2", SHARD_IDS="0")
+        states = [(await bot.store.job(job.id)).state for job in jobs]
+        assert states == [JobState.INTERRUPTED] * 3
