@@ -138,14 +138,14 @@ async def test_a_starting_shard_recovers_only_its_own_servers_jobs(tmp_path: Pat
         guilds = [h.discord.add_guild(f"Shard {n}", shard=(n, 2)) for n in (0, 1)]
         store = await Store.open(h.settings.database_url)
         try:
-            jobs = [
-                await store.create_job(
+            jobs = []
+            for guild_id in (guilds[0].id, guilds[1].id, None):
+                job = await store.create_job(
                     user_id=int(h.alice["id"]), guild_id=guild_id, channel_id=1,
-                    source="slash", prompt="a fox", model="flux", width=512, height=512, seed=None,
-                    state=JobState.RUNNING,
+                    source="slash", prompt="a fox", model="flux", width=512, height=512,
+                    seed=None, state=JobState.RUNNING,
                 )  # fmt: skip
-                for guild_id in (guilds[0].id, guilds[1].id, None)
-            ]
+                jobs.append(job)
         finally:
             await store.close()
         bot = await h.start_bot(SHARD_COUNT="2", SHARD_IDS="1")
