@@ -53,7 +53,10 @@ def point_at_api(base_url: str) -> None:
     discord.http.Route.BASE = base_url.rstrip("/")
 
 
-class ImagineBot(commands.Bot):
+class ImagineBot(commands.AutoShardedBot):
+    """The bot: sharded always, so one process or several run the same code. Without
+    ``SHARD_COUNT`` discord.py asks ``GET /gateway/bot`` for the count (1 for a small bot)."""
+
     def __init__(
         self,
         settings: Settings,
@@ -69,6 +72,10 @@ class ImagineBot(commands.Bot):
         intents.guild_typing = False
         intents.dm_typing = False
         intents.message_content = message_content
+        if settings.shard_count is not None:
+            options.setdefault("shard_count", settings.shard_count)
+        if settings.shard_ids is not None:
+            options.setdefault("shard_ids", list(settings.shard_ids))
         options.setdefault(
             "connector", aiohttp.TCPConnector(limit=DISCORD_CONNECTIONS, keepalive_timeout=60)
         )
@@ -116,9 +123,10 @@ class ImagineBot(commands.Bot):
         self.housekeeping = asyncio.create_task(self.keep_job_log_forever())
 
     async def point_gateway(self) -> None:
-        """discord.py 2.7's ``Bot`` never asks ``GET /gateway/bot``; ask it, so that a custom
-        API base also moves the gateway (and a RESUME after an invalid session comes back here).
-        """
+        """Ask ``GET /gateway/bot`` where the gateway is, so that a custom API base also moves
+        it: discord.py's sharded client uses that URL only when it asks for the shard count
+        itself; with ``SHARD_COUNT`` set (and for a RESUME after an invalid session) it
+        connects to ``DEFAULT_GATEWAY``."""
         _, url, _ = await self.http.get_bot_gateway()
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
 
@@ -146,7 +154,13 @@ class ImagineBot(commands.Bot):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     async def sync_commands(self) -> bool:
-        """Sync the command tree only when it changed since the last sync (or ``--sync``)."""
+        """Sync the command tree only when it changed since the last sync (or ``--sync``).
+
+        Only the process running shard 0 syncs: the commands are the application's, not a
+        shard's, so N gateway processes must not push them N times (or race on the hash)."""
+        if not self.settings.runs_shard_zero:
+            log.info("slash commands are synced by the process running shard 0, not this one")
+            return False
         key = f"command_hash:{self.application_id}"
         digest = self.command_hash()
         if not self.force_sync and await self.store.get_meta(key) == digest:

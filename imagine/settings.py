@@ -48,6 +48,30 @@ def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 
     return int(value)
 
 
+def _shards(env: Mapping[str, str]) -> tuple[int | None, tuple[int, ...] | None]:
+    """``SHARD_COUNT`` and ``SHARD_IDS``: (None, None) lets discord.py ask Discord for the
+    count; a count alone runs every shard here; ids need the count they are taken from."""
+    raw_count = _text(env, "SHARD_COUNT")
+    count = _integer(env, "SHARD_COUNT", 1, minimum=1) if raw_count is not None else None
+    raw_ids = _text(env, "SHARD_IDS")
+    if raw_ids is None:
+        return count, None
+    if count is None:
+        raise BadInput("SHARD_IDS needs SHARD_COUNT (the total number of shards of the bot)")
+    ids: list[int] = []
+    for part in raw_ids.split(","):
+        part = part.strip()
+        if not part.isdigit():
+            raise BadInput(f"SHARD_IDS must be comma-separated whole numbers, not {raw_ids!r}")
+        shard = int(part)
+        if shard >= count:
+            raise BadInput(f"SHARD_IDS: shard {shard} is out of range for SHARD_COUNT={count}")
+        if shard in ids:
+            raise BadInput(f"SHARD_IDS names shard {shard} twice")
+        ids.append(shard)
+    return count, tuple(ids)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every setting of the bot and the engine, with the defaults of DESIGN.md."""
@@ -95,12 +119,15 @@ class Settings:
     openai_image_models: str | None = None
     openai_vision_model: str | None = None
     imagine_backends: str | None = None
+    shard_count: int | None = None
+    shard_ids: tuple[int, ...] | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read the settings; a malformed number is a ``BadInput`` naming the variable."""
         env = os.environ if env is None else env
         d = cls()
+        shard_count, shard_ids = _shards(env)
         return cls(
             discord_token=_text(env, "DISCORD_TOKEN"),
             discord_api_base_url=_text_or(env, "DISCORD_API_BASE_URL", d.discord_api_base_url),
@@ -158,7 +185,22 @@ class Settings:
             openai_image_models=_text(env, "OPENAI_IMAGE_MODELS"),
             openai_vision_model=_text(env, "OPENAI_VISION_MODEL"),
             imagine_backends=_text(env, "IMAGINE_BACKENDS"),
+            shard_count=shard_count,
+            shard_ids=shard_ids,
         )
+
+    @property
+    def runs_shard_zero(self) -> bool:
+        """Whether this process runs shard 0: the one that gets DMs and syncs the commands."""
+        return self.shard_ids is None or 0 in self.shard_ids
+
+    def runs_shard_of(self, guild_id: int | None) -> bool:
+        """Whether this process runs the shard a guild's events go to (DMs: shard 0)."""
+        if self.shard_ids is None or self.shard_count is None:
+            return True  # every shard runs here
+        if guild_id is None:
+            return 0 in self.shard_ids
+        return (guild_id >> 22) % self.shard_count in self.shard_ids
 
     def secrets(self) -> list[str]:
         """The secret values set here, so logging can redact them wherever they turn up."""

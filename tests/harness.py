@@ -42,6 +42,8 @@ class Harness:
     bot: bot_module.ImagineBot | None = None
     task: asyncio.Task | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: More bot processes (other shards) beside ``bot``, stopped when the harness ends.
+    others: list[tuple[bot_module.ImagineBot, asyncio.Task]] = field(default_factory=list)
 
     @property
     def channel_id(self) -> int:
@@ -49,30 +51,27 @@ class Harness:
 
     async def start_bot(self, **overrides: str) -> bot_module.ImagineBot:
         settings = Settings.from_env({**self.env, **overrides}) if overrides else self.settings
-        bot_module.point_at_api(settings.discord_api_base_url)
+        self.bot = bot_module.ImagineBot(settings, guild_ready_timeout=0.05)
+        self.task = await _launch(self.bot)
+        return self.bot
+
+    async def start_other_bot(self, **overrides: str) -> bot_module.ImagineBot:
+        """Another bot process in the same loop (same fakes, same database), e.g. a shard."""
+        settings = Settings.from_env({**self.env, **overrides})
         bot = bot_module.ImagineBot(settings, guild_ready_timeout=0.05)
-        ready = asyncio.Event()
-        bot.add_listener(_set_on_ready(ready), "on_ready")
-        self.bot = bot
-        self.task = asyncio.create_task(bot.start(settings.discord_token))
-        waiter = asyncio.ensure_future(ready.wait())
-        done, _ = await asyncio.wait(
-            {self.task, waiter}, timeout=15, return_when=asyncio.FIRST_COMPLETED
-        )
-        waiter.cancel()
-        if self.task in done:
-            self.task.result()  # raise what stopped the bot
-        assert ready.is_set(), "the bot did not become ready"
+        self.others.append((bot, await _launch(bot)))
         return bot
 
     async def stop_bot(self) -> None:
-        if self.bot is not None:
-            await self.bot.close()
-        if self.task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self.task, 10)
+        if self.bot is not None and self.task is not None:
+            await _stop(self.bot, self.task)
         self.bot = None
         self.task = None
+
+    async def stop_all(self) -> None:
+        while self.others:
+            await _stop(*self.others.pop())
+        await self.stop_bot()
 
     async def slash(self, options: dict | None = None, *, user=None, **kwargs) -> FakeInteraction:
         kwargs.setdefault("guild_id", self.guild.id)
@@ -130,6 +129,27 @@ class Harness:
         return [m for m in self.discord.messages.values() if int(m.author["id"]) == bot_id]
 
 
+async def _launch(bot: bot_module.ImagineBot) -> asyncio.Task:
+    """Start ``bot`` and wait until it is ready; its running task."""
+    bot_module.point_at_api(bot.settings.discord_api_base_url)
+    ready = asyncio.Event()
+    bot.add_listener(_set_on_ready(ready), "on_ready")
+    task = asyncio.create_task(bot.start(bot.settings.discord_token or ""))
+    waiter = asyncio.ensure_future(ready.wait())
+    done, _ = await asyncio.wait({task, waiter}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task in done:
+        task.result()  # raise what stopped the bot
+    assert ready.is_set(), "the bot did not become ready"
+    return task
+
+
+async def _stop(bot: bot_module.ImagineBot, task: asyncio.Task) -> None:
+    await bot.close()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.wait_for(task, 10)
+
+
 def _set_on_ready(event: asyncio.Event):
     async def on_ready() -> None:
         event.set()
@@ -144,12 +164,14 @@ async def running_bot(
     start: bool = True,
     token: str = "test-token",
     all_backends: bool = False,
+    shards: int = 1,
     **env: str,
 ) -> AsyncIterator[Harness]:
-    """The bot between the fakes; with the seed's backends only unless ``all_backends``."""
+    """The bot between the fakes; with the seed's backends only unless ``all_backends``.
+    ``shards`` is the count the fake's ``GET /gateway/bot`` recommends."""
     saved_base = discord.http.Route.BASE
     saved_gateway = DiscordWebSocket.DEFAULT_GATEWAY
-    fake_discord = FakeDiscord(token=token)
+    fake_discord = FakeDiscord(token=token, shards=shards)
     fake_space = FakeSpace()
     async with fake_discord, fake_space:
         guild = fake_discord.add_guild("Art Club")
@@ -187,7 +209,7 @@ async def running_bot(
                 await harness.start_bot()
             yield harness
         finally:
-            await harness.stop_bot()
+            await harness.stop_all()
             discord.http.Route.BASE = saved_base
             DiscordWebSocket.DEFAULT_GATEWAY = saved_gateway
             logging.getLogger("discord").handlers.clear()

@@ -56,10 +56,11 @@ class PingView(discord.ui.View):
 class Bot(discord.Client):
     """A throwaway bot: /ping defers, edits with a file and a button; /think only defers."""
 
-    def __init__(self, *, intents: discord.Intents | None = None) -> None:
+    def __init__(self, *, intents: discord.Intents | None = None, **options: Any) -> None:
         super().__init__(
             intents=intents or discord.Intents.default(),
             guild_ready_timeout=0.05,
+            **options,
         )
         self.tree = app_commands.CommandTree(self)
         self.ready_event = asyncio.Event()
@@ -1060,3 +1061,91 @@ async def test_four_files_in_one_edit_then_keep_and_replace(fake: FakeDiscord) -
         assert message.attachments == [] and message.content == "two left"
         assert [len(v["attachments"]) for v in message.versions] == [0, 4, 2, 2, 2, 0]
         assert command.errors == [] and fake.count_429 == 0
+
+
+# ---------------------------------------------------------------------- shards
+
+
+class AutoShardedBot(discord.AutoShardedClient):
+    """discord.py's sharded client: asks ``GET /gateway/bot`` how many shards to run."""
+
+    def __init__(self) -> None:
+        super().__init__(intents=discord.Intents.default(), guild_ready_timeout=0.05)
+        self.ready_event = asyncio.Event()
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """No 5 s between IDENTIFYs: the fake has no identify rate limit."""
+
+    async def on_ready(self) -> None:
+        self.ready_event.set()
+
+
+async def test_auto_sharded_client_takes_the_count_from_gateway_bot() -> None:
+    async with FakeDiscord(shards=2) as fake:
+        first = fake.add_guild("On shard 0", shard=(0, 2))
+        second = fake.add_guild("On shard 1", shard=(1, 2))
+        assert ((first.id >> 22) % 2, (second.id >> 22) % 2) == (0, 1)
+        async with run_bot(fake, AutoShardedBot()) as bot:  # type: ignore[arg-type]
+            assert bot.shard_count == 2
+            assert sorted(s.shard for s in fake.sessions) == [[0, 2], [1, 2]]
+            for session in fake.sessions:
+                created = [p["d"]["id"] for _, p in session.buffer if p["t"] == "GUILD_CREATE"]
+                [ready] = [p["d"] for _, p in session.buffer if p["t"] == "READY"]
+                mine = first if session.shard == [0, 2] else second
+                assert created == [str(mine.id)]
+                assert [g["id"] for g in ready["guilds"]] == [str(mine.id)]
+            assert {(g.id, g.shard_id) for g in bot.guilds} == {(first.id, 0), (second.id, 1)}
+        assert fake.internal_errors == []
+
+
+async def test_each_shard_gets_its_guilds_events_and_shard_zero_the_dms() -> None:
+    async with FakeDiscord(shards=2) as fake:
+        zero = fake.add_guild("Zero", shard=(0, 2))
+        one = fake.add_guild("One", shard=(1, 2))
+        alice = fake.add_user("alice")
+        for guild in (zero, one):
+            fake.add_member(guild.id, alice)
+        async with (
+            run_bot(fake, Bot(shard_id=0, shard_count=2)) as bot0,
+            run_bot(fake, Bot(shard_id=1, shard_count=2)) as bot1,
+        ):
+            assert [g.id for g in bot0.guilds] == [zero.id]
+            assert [g.id for g in bot1.guilds] == [one.id]
+            await bot0.tree.sync()
+            # Messages: a guild's to its shard, a DM's to shard 0.
+            fake.post_user_message(one.channel_id, alice, "in one")
+            fake.post_user_message(zero.channel_id, alice, "in zero")
+            fake.post_user_message(fake.dm_channel_for(alice), alice, "in a DM")
+            await eventually(lambda: len(bot0.seen_messages) == 2 and bot1.seen_messages)
+            assert [m.channel.id for m in bot1.seen_messages] == [one.channel_id]
+            assert [m.guild and m.guild.id for m in bot0.seen_messages] == [zero.id, None]
+            # Interactions: a guild's to its shard, outside guilds to shard 0.
+            in_one = await fake.send_slash("think", user=alice, guild_id=one.id)
+            in_zero = await fake.send_slash("think", user=alice, guild_id=zero.id)
+            in_dm = await fake.send_slash("think", user=alice)
+            for interaction in (in_one, in_zero, in_dm):
+                assert (await interaction.wait_callback(timeout=5))["type"] == 5
+            assert [i.id for i in bot1.seen_interactions] == [in_one.id]
+            assert [i.id for i in bot0.seen_interactions] == [in_zero.id, in_dm.id]
+            # A guild joined later: GUILD_CREATE to its shard only.
+            joined = asyncio.create_task(bot1.wait_for("guild_join", timeout=5))
+            later = fake.add_guild("Later", shard=(1, 2))
+            assert (await joined).id == later.id
+            await asyncio.sleep(0.05)
+            assert bot0.get_guild(later.id) is None
+        assert fake.internal_errors == []
+
+
+async def test_bad_shards_are_refused_as_on_discord() -> None:
+    async with FakeDiscord(required_shards=2) as fake:
+        fake.add_guild()
+        with pytest.raises(discord.ConnectionClosed) as out_of_range:
+            async with run_bot(fake, Bot(shard_id=2, shard_count=2)):
+                pass
+        assert out_of_range.value.code == 4010
+        with pytest.raises(discord.ConnectionClosed) as unsharded:
+            async with run_bot(fake, Bot()):
+                pass
+        assert unsharded.value.code == 4011
+        async with run_bot(fake, Bot(shard_id=1, shard_count=2)):
+            assert [s.shard for s in fake.sessions] == [[1, 2]]

@@ -83,9 +83,13 @@ def ended_state(message: discord.Message) -> JobState | None:
 
 
 async def recover_interrupted_jobs(bot: ImagineBot) -> int:
-    """Mark and tell every job a previous run left active; returns how many were told."""
+    """Mark and tell every job a previous run left active; returns how many were told.
+
+    Only jobs of this process's shards: another gateway process's jobs are still running."""
     told = 0
     for job in await bot.store.jobs_in_states(ACTIVE_STATES):
+        if not bot.settings.runs_shard_of(job.guild_id):
+            continue
         reply = _Reply(bot, job)
         try:
             shown = ended_state(await reply.fetch()) if reply.reachable else None

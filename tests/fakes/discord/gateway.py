@@ -21,6 +21,11 @@ Protocol notes:
 * Interactions dispatched while no gateway connection is up are buffered in the session and
   replayed on RESUME; before the very first IDENTIFY they are queued for the first session.
   ``delivered_at`` records when a connection actually wrote an interaction to the client.
+* Sharding as on Discord: IDENTIFY's ``shard: [id, count]`` is refused with 4010 when out of
+  range, and with 4011 when ``count`` is below ``required_shards``. A sharded session gets
+  (in READY, GUILD_CREATE and every guild event, message and interaction) only the guilds
+  with ``(guild_id >> 22) % count == id``; DMs and interactions outside guilds go to shard 0.
+  An unsharded session is shard 0 of 1: it gets everything.
 """
 
 from __future__ import annotations
@@ -52,6 +57,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection", "Gateway", "GatewaySession"]
 
+GUILD_OBJECT_EVENTS = ("GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE")
+"""Events whose data is the guild itself (its ``id``); others carry ``guild_id``."""
+
 
 @dataclass(eq=False)
 class GatewaySession:
@@ -65,6 +73,15 @@ class GatewaySession:
     buffer: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     conn: Connection | None = field(default=None, repr=False)
     ready: bool = False
+
+    def handles(self, guild_id: int | None) -> bool:
+        """Whether this session's shard gets the guild's events (``None``: a DM, shard 0)."""
+        if self.shard is None:
+            return True
+        shard_id, count = self.shard
+        if guild_id is None:
+            return shard_id == 0
+        return (guild_id >> 22) % count == shard_id
 
     @property
     def connected(self) -> bool:
@@ -144,11 +161,21 @@ class Gateway:
     """Every session and connection, and the events sent to them."""
 
     def __init__(
-        self, state: DiscordState, *, url: Callable[[], str], heartbeat_interval: int = 41250
+        self,
+        state: DiscordState,
+        *,
+        url: Callable[[], str],
+        heartbeat_interval: int = 41250,
+        shards: int = 1,
+        required_shards: int = 1,
     ) -> None:
         self.state = state
         self._url = url
         self.heartbeat_interval = heartbeat_interval
+        #: The shard count ``GET /gateway/bot`` recommends.
+        self.shards = shards
+        #: IDENTIFY with fewer shards than this closes 4011 "Sharding required".
+        self.required_shards = required_shards
         self._sessions: dict[str, GatewaySession] = {}
         self._connections: set[Connection] = set()
         self._offline_interactions: list[dict[str, Any]] = []
@@ -172,12 +199,17 @@ class Gateway:
 
     # ------------------------------------------------------------------ dispatch
 
-    def _targets(self, required_intent: int) -> list[GatewaySession]:
-        return [s for s in self._sessions.values() if s.intents & required_intent]
+    def _targets(self, required_intent: int, guild_id: int | None) -> list[GatewaySession]:
+        return [
+            s
+            for s in self._sessions.values()
+            if s.intents & required_intent and s.handles(guild_id)
+        ]
 
     def guild_event(self, event: str, data: dict[str, Any]) -> None:
-        """A guild or channel event, to every session with the GUILDS intent."""
-        for session in self._targets(INTENT_GUILDS):
+        """A guild or channel event, to every session with GUILDS on the guild's shard."""
+        guild_id = data["id"] if event in GUILD_OBJECT_EVENTS else data.get("guild_id")
+        for session in self._targets(INTENT_GUILDS, int(guild_id) if guild_id else None):
             session.dispatch(event, data)
 
     def message_event(self, event: str, record: MessageRecord) -> None:
@@ -185,7 +217,7 @@ class Gateway:
         if record.ephemeral:
             return
         intent = INTENT_DIRECT_MESSAGES if record.guild_id is None else INTENT_GUILD_MESSAGES
-        for session in self._targets(intent):
+        for session in self._targets(intent, record.guild_id):
             if event == "MESSAGE_DELETE":
                 data: dict[str, Any] = {"id": str(record.id), "channel_id": str(record.channel_id)}
                 if record.guild_id is not None:
@@ -214,11 +246,13 @@ class Gateway:
         return data
 
     def interaction_created(self, interaction: FakeInteraction) -> None:
-        """INTERACTION_CREATE to every session; queued if no session exists yet."""
-        if not self._sessions:
+        """INTERACTION_CREATE to every session of its guild's shard (shard 0 outside guilds);
+        queued for the first such session if there is none yet."""
+        sessions = [s for s in self._sessions.values() if s.handles(interaction.guild_id)]
+        if not sessions:
             self._offline_interactions.append(interaction.payload)
             return
-        for session in self._sessions.values():
+        for session in sessions:
             session.dispatch("INTERACTION_CREATE", interaction.payload)
             self._watch_delivery(session, interaction)
 
@@ -350,14 +384,19 @@ class Gateway:
         if intents & INTENT_MESSAGE_CONTENT and not state.message_content_intent:
             await conn.close(4014, "Disallowed intent(s).")
             return False
-        session = GatewaySession(
-            session_id=secrets.token_hex(16), intents=intents, shard=data.get("shard")
-        )
+        shard = data.get("shard")
+        if shard is not None and not _valid_shard(shard):
+            await conn.close(4010, "Invalid shard.")
+            return False
+        if (shard[1] if shard is not None else 1) < self.required_shards:
+            await conn.close(4011, "Sharding required.")
+            return False
+        session = GatewaySession(session_id=secrets.token_hex(16), intents=intents, shard=shard)
         self._sessions[session.session_id] = session
         session.conn = conn
         conn.session = session
         self.identifies += 1
-        guilds = list(state.guilds.values())
+        guilds = [g for g in state.guilds.values() if session.handles(g.id)]
         ready = {
             "v": 10,
             "user": {**state.bot_user, "verified": True, "mfa_enabled": False, "email": None},
@@ -387,7 +426,8 @@ class Gateway:
             state.changed()
 
         conn.call_when_flushed(mark_ready)
-        pending, self._offline_interactions = self._offline_interactions, []
+        pending = [p for p in self._offline_interactions if session.handles(_guild_of(p))]
+        self._offline_interactions = [p for p in self._offline_interactions if p not in pending]
         for interaction_payload in pending:
             session.dispatch("INTERACTION_CREATE", interaction_payload)
             interaction = state.interactions.get(int(interaction_payload["id"]))
@@ -443,3 +483,18 @@ class Gateway:
         if data.get("presences"):
             chunk["presences"] = []
         session.dispatch("GUILD_MEMBERS_CHUNK", chunk)
+
+
+def _valid_shard(shard: Any) -> bool:
+    """``[id, count]`` with ``0 <= id < count``, as Discord checks it."""
+    return (
+        isinstance(shard, list)
+        and len(shard) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in shard)
+        and 0 <= shard[0] < shard[1]
+    )
+
+
+def _guild_of(payload: dict[str, Any]) -> int | None:
+    guild_id = payload.get("guild_id")
+    return int(guild_id) if guild_id else None

@@ -59,6 +59,14 @@ class SnowflakeFactory:
         self._last = max(value, self._last + 1)
         return self._last
 
+    def on_shard(self, shard_id: int, count: int) -> int:
+        """The next snowflake whose guild would be on shard ``shard_id`` of ``count``
+        (``(id >> 22) % count``): its timestamp moved at most ``count - 1`` ms ahead."""
+        ms = self() >> 22
+        ms += (shard_id - ms) % count
+        self._last = max(ms << 22, self._last + 1)
+        return self._last
+
 
 class Snapshot(NamedTuple):
     """One version of a message: when it was stored and the JSON Discord sent back."""

@@ -76,7 +76,7 @@ class RestApi:
         return json_response(
             {
                 "url": self._gateway_url(),
-                "shards": 1,
+                "shards": self.gateway.shards,
                 "session_start_limit": {
                     "total": 1000,
                     "remaining": 1000 - self.gateway.identifies,

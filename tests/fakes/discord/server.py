@@ -89,6 +89,8 @@ class FakeDiscord:
         channel_window: float = 5.0,
         global_limit: int = 50,
         message_content_intent: bool = True,
+        shards: int = 1,
+        required_shards: int = 1,
         port: int = 0,
     ) -> None:
         self.state = DiscordState(
@@ -107,7 +109,11 @@ class FakeDiscord:
         )
         self.cdn = Cdn(self.state.snowflake, lambda: self.http_base)
         self.gateway = Gateway(
-            self.state, url=lambda: self.gateway_url, heartbeat_interval=heartbeat_interval
+            self.state,
+            url=lambda: self.gateway_url,
+            heartbeat_interval=heartbeat_interval,
+            shards=shards,
+            required_shards=required_shards,
         )
         self.state.events = self.gateway
         self.store = MessageStore(self.state, self.gateway, self.cdn)
@@ -161,6 +167,8 @@ class FakeDiscord:
     guild_commands = _Part("app_commands")
     # The gateway (gateway.py).
     heartbeat_interval = _Part("gateway")
+    shards = _Part("gateway")
+    required_shards = _Part("gateway")
     sessions = _Part("gateway")
     identifies = _Part("gateway")
     resumes = _Part("gateway")

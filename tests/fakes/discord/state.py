@@ -136,9 +136,16 @@ class DiscordState:
         self.users[int(user["id"])] = user
         return user
 
-    def add_guild(self, name: str = "Test Server", *, owner_id: int | None = None) -> Guild:
-        """A guild with one text channel; announced by GUILD_CREATE if a session is live."""
-        guild_id = self.snowflake()
+    def add_guild(
+        self,
+        name: str = "Test Server",
+        *,
+        owner_id: int | None = None,
+        shard: tuple[int, int] | None = None,
+    ) -> Guild:
+        """A guild with one text channel; announced by GUILD_CREATE if a session is live.
+        ``shard=(id, count)`` picks an id whose events go to that shard."""
+        guild_id = self.snowflake.on_shard(*shard) if shard else self.snowflake()
         owner_id = owner_id or int(self.owner_user["id"])
         now = iso(datetime.now(UTC))
         guild = Guild(
