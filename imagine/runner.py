@@ -174,21 +174,28 @@ class JobRunner:
     # The user is told first; the job log follows. A crash in between leaves a job that looks
     # active; the restart's recovery then sees its reply already ended and leaves it alone.
 
+    # What a result's buttons read (a grid's seeds, /describe's prompts) is logged before the
+    # result is shown: a button pressed the moment it appears must find it.
+
     def _ending_delivered(self, delivery: Delivery, reply: Reply) -> Callable[[], Awaitable[None]]:
         async def end() -> None:
-            try:
-                await self._safely(reply.deliver(delivery), delivery.job)
-            finally:
-                delivery.close()
+            job_id = delivery.job.id
             first = delivery.first
             await self.store.update_job(
-                delivery.job.id,
-                state=JobState.DONE,
-                finished_at=time.time(),
+                job_id,
                 result_seed=first.seed,
                 result_model=first.model,
                 result_backend=first.backend,
                 result=json.dumps([picture_record(p) for p in delivery.pictures]),
+            )
+            try:
+                await self._safely(reply.deliver(delivery), delivery.job)
+            finally:
+                delivery.close()
+            await self.store.update_job(
+                job_id,
+                state=JobState.DONE,
+                finished_at=time.time(),
                 interaction_token=None,  # the reply is final: the token has no more use
             )
 
@@ -198,14 +205,13 @@ class JobRunner:
         self, described: Described, reply: Reply
     ) -> Callable[[], Awaitable[None]]:
         async def end() -> None:
+            job_id = described.job.id
+            await self.store.update_job(
+                job_id, result_backend=described.backend, result=json.dumps(list(described.prompts))
+            )
             await self._safely(reply.described(described), described.job)
             await self.store.update_job(
-                described.job.id,
-                state=JobState.DONE,
-                finished_at=time.time(),
-                result_backend=described.backend,
-                result=json.dumps(list(described.prompts)),
-                interaction_token=None,
+                job_id, state=JobState.DONE, finished_at=time.time(), interaction_token=None
             )
 
         return end
