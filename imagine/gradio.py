@@ -395,10 +395,30 @@ async def run_queued(
                     if place is not None:
                         yield place
                     if stream.waiting:
-                        await asyncio.sleep(QUEUE_PACE_SECONDS)  # let the queue's news pile up
+                        await _pace(response)  # let the queue's news pile up
             finally:
                 watch.stop()
     raise _closed_early(backend)
+
+
+async def _pace(response: aiohttp.ClientResponse) -> None:
+    """Wait ``QUEUE_PACE_SECONDS`` without reading: the socket itself is not read meanwhile
+    (asyncio's ``Transport.pause_reading``), so the queue's news waits in the kernel and comes
+    in one read afterwards, instead of waking the event loop once per message. Not if the
+    transport is already paused (aiohttp's own flow control): that is left as it is."""
+    connection = response.connection
+    transport = connection.transport if connection is not None else None
+    paused = False
+    if transport is not None and transport.is_reading():
+        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+            transport.pause_reading()
+            paused = True
+    try:
+        await asyncio.sleep(QUEUE_PACE_SECONDS)
+    finally:
+        if paused and not transport.is_closing():  # type: ignore[union-attr]
+            with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+                transport.resume_reading()  # type: ignore[union-attr]
 
 
 def _closed_early(backend: str) -> BackendError:
