@@ -42,6 +42,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from bench._fakes import fake_process
 from imagine.engine import Engine
 from imagine.providers import G4F, FluxDev
@@ -235,6 +237,12 @@ async def main(argv: list[str] | None = None) -> None:
         help="profile the Engine's run at the highest concurrency (--space gradio)",
     )
     parser.add_argument("--profile-out", default="engine-profile", help="profile file stem")
+    parser.add_argument(
+        "--matched",
+        action="store_true",
+        help="also run the Engine with at most 20 connections to the Space, as gpt4free 8.8.6 "
+        "(its shared aiohttp connector: limit_per_host=20), so both meet the same queue",
+    )
     args = parser.parse_args(argv)
     if args.space == "gradio":
         await gradio_main(args)
@@ -360,6 +368,18 @@ async def gradio_main(args: argparse.Namespace) -> None:
                             server_pid=space["pid"],
                         )
                     )
+        if args.matched:
+            capped = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=100, limit_per_host=20, ttl_dns_cache=300)
+            )
+            async with capped, Engine(settings, session=capped) as engine:
+                for concurrency in levels:
+                    row = await measure(
+                        engine, args.model, concurrency, jobs, shared=True, download=False,
+                        options=options, server_pid=space["pid"],
+                    )  # fmt: skip
+                    row.label = "shared session, <= 20 connections to the Space"
+                    rows.append(row)
         reference = []
         if args.g4f_python:
             cpu0 = process_cpu(space["pid"])
