@@ -10,11 +10,14 @@ Two ``gradio.Blocks`` apps, each on its own free port of 127.0.0.1, in this one 
   yields ``--previews`` intermediate images (``process_generating``, sent by Gradio as diffs
   after the first) and reports ``--steps`` progress updates through ``gr.Progress``, over a
   fixed generation time of ``--delay`` seconds. Its dependency numbering is the real Space's:
-  the example loader and its lazy cache are ``fn_index`` 0 and 1 (``gr.Examples`` with
-  ``cache_examples="lazy"``, as in the Space), and ``gr.on([run_button.click,
-  prompt.submit], infer, ...)`` is ``fn_index`` 2 with the Run button, component id 4, its
-  first trigger: the ``fn_index`` 2 / ``trigger_id`` 4 that ``imagine/providers/flux_dev.py``
-  (and gpt4free) pin. The start-up check below refuses to serve if that ever drifts.
+  the example loader and its lazy cache are ``fn_index`` 0 and 1 (``gr.Examples`` with lazy
+  caching, as in the Space; gradio 6 spells it ``cache_examples=True, cache_mode="lazy"``),
+  and ``gr.on([run_button.click, prompt.submit], infer, ...)`` is ``fn_index`` 2 with the Run
+  button, component id 4, its first trigger: the ``fn_index`` 2 / ``trigger_id`` 4 that
+  ``imagine/providers/flux_dev.py`` (and gpt4free) pin. The Space creates the prompt box
+  before the button; here the button comes first so that gradio 6.31's numbering gives it
+  id 4 (the page shows them in the same row). The start-up check below refuses to serve if
+  the numbering ever drifts (``--dump-config`` prints it).
 - FLUX.1-schnell: ``/infer(prompt, seed, randomize_seed, width, height,
   num_inference_steps)`` → ``[image, seed]``, queued, not a generator (as the real one); the
   engine finds it by API name.
