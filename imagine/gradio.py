@@ -405,20 +405,24 @@ async def _pace(response: aiohttp.ClientResponse) -> None:
     """Wait ``QUEUE_PACE_SECONDS`` without reading: the socket itself is not read meanwhile
     (asyncio's ``Transport.pause_reading``), so the queue's news waits in the kernel and comes
     in one read afterwards, instead of waking the event loop once per message. Not if the
-    transport is already paused (aiohttp's own flow control): that is left as it is."""
+    transport is already paused (aiohttp's own flow control): that is left as it is. Over TLS
+    the socket is still read, but the news is handed on in one piece; a transport without
+    flow control is just not paused."""
     connection = response.connection
     transport = connection.transport if connection is not None else None
     paused = False
-    if transport is not None and transport.is_reading():
+    if transport is not None:
         with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
-            transport.pause_reading()
-            paused = True
+            if transport.is_reading():
+                transport.pause_reading()
+                paused = True
     try:
         await asyncio.sleep(QUEUE_PACE_SECONDS)
     finally:
-        if paused and not transport.is_closing():  # type: ignore[union-attr]
+        if paused:
             with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
-                transport.resume_reading()  # type: ignore[union-attr]
+                if not transport.is_closing():  # type: ignore[union-attr]
+                    transport.resume_reading()  # type: ignore[union-attr]
 
 
 def _closed_early(backend: str) -> BackendError:
