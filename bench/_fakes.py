@@ -14,13 +14,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @asynccontextmanager
-async def fake_process(module: str, *args: str) -> AsyncIterator[dict]:
-    """Start ``python -m module args``; yield the JSON line it prints once it listens (plus
-    the process's ``pid``)."""
+async def fake_process(
+    module: str, *args: str, python: str | None = None, script: Path | None = None
+) -> AsyncIterator[dict]:
+    """Start ``python -m module args`` (or ``python script args``, with another interpreter
+    when ``python`` is given); yield the JSON line it prints once it listens (plus the
+    process's ``pid``)."""
+    command = [str(script)] if script is not None else ["-m", module]
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        module,
+        python or sys.executable,
+        *command,
         *args,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -28,7 +31,7 @@ async def fake_process(module: str, *args: str) -> AsyncIterator[dict]:
     )
     try:
         assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        line = await asyncio.wait_for(process.stdout.readline(), 60)
         if not line:
             raise RuntimeError(f"{module} exited before it was ready")
         info = json.loads(line)

@@ -2,6 +2,17 @@
 
     .venv/bin/python -m bench.bot [--sizes 1,50,200] [--delay 2.0] [--noise] [--model flux]
                                   [--count 4]
+    .venv/bin/python -m bench.bot --arrivals poisson [--rate 5,20,50] [--jobs 200]
+                                  [--spread 0.25] [--seed 1]
+
+``--arrivals poisson``: instead of N jobs in the same millisecond (the thundering herd, the
+worst case), ``--jobs`` jobs arrive one by one at ``--rate`` jobs per second on average
+(exponential gaps, seeded by ``--seed``), and each job's generation time is drawn around
+``--delay`` (normal, standard deviation ``--spread`` times the mean, at least a tenth of it;
+drawn by the fake Space from the same seed and the job's prompt), so jobs start and finish
+spread out as they do on a real server. One row per rate; ``MAX_CONCURRENT_JOBS`` is
+``--jobs`` (no job waits for a slot). Each arrival is one control call from this process (the
+bot's), ~1 ms of CPU counted in "bot CPU".
 
 For each N: a fresh fake Discord and a fresh fake Space, each in its own process (the fake
 Discord keeps every attachment in memory; that must not count against the bot), and a fresh
@@ -40,6 +51,7 @@ import gc
 import logging
 import math
 import os
+import random
 import sys
 import tempfile
 import time
@@ -112,6 +124,25 @@ class Row:
     edit_excess: list[float] = field(default_factory=list)
     fake_cpu: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: Poisson arrivals: the rate asked (jobs/s) and the rate the arrivals really had.
+    rate: float | None = None
+    real_rate: float | None = None
+
+    def poisson_cells(self) -> list[str]:
+        return [
+            f"{self.rate:g}",
+            f"{self.real_rate:.1f}" if self.real_rate else "-",
+            f"{self.ok}/{self.n}",
+            f"{percentile(self.ack_ms, 50):.1f}",
+            f"{percentile(self.ack_ms, 99):.1f}",
+            str(max(self.edits, default=0)),
+            str(self.count_429),
+            f"{percentile(self.overhead_ms, 50):.1f}",
+            f"{percentile(self.overhead_ms, 99):.1f}",
+            f"{percentile(self.durations, 50):.2f}",
+            f"{self.peak_rss_mb:.0f}",
+            f"{self.cpu:.2f}",
+        ]
 
     def cells(self) -> list[str]:
         return [
@@ -131,6 +162,21 @@ class Row:
             f"{self.cpu:.2f}",
         ]
 
+
+POISSON_HEADER = [
+    "rate jobs/s",
+    "arrived at jobs/s",
+    "jobs ok",
+    "ack p50 ms",
+    "ack p99 ms",
+    "edits/job max",
+    "429s",
+    "overhead p50 ms",
+    "overhead p99 ms",
+    "job p50 s",
+    "peak RSS MB",
+    "bot CPU s",
+]
 
 HEADER = [
     "N",
@@ -215,8 +261,37 @@ def measure(
     return row
 
 
-async def run_size(n: int, args: argparse.Namespace, logs: LogCounter) -> Row:
+def arrival_offsets(n: int, rate: float, seed: int) -> list[float]:
+    """Seconds from the start at which each of ``n`` jobs arrives: a Poisson process."""
+    rng = random.Random(f"arrivals:{seed}:{rate}")
+    at, offsets = 0.0, []
+    for _ in range(n):
+        offsets.append(at)
+        at += rng.expovariate(rate)
+    return offsets
+
+
+async def send_spread(
+    control: DiscordControl, specs: list[dict[str, Any]], offsets: list[float]
+) -> list[dict[str, Any]]:
+    """Each slash command at its own moment (``offsets`` from now)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    async def send(spec: dict[str, Any], at: float) -> dict[str, Any]:
+        await asyncio.sleep(max(0.0, start + at - loop.time()))
+        (sent,) = await control.slash([spec])
+        return sent
+
+    return list(await asyncio.gather(*(send(s, at) for s, at in zip(specs, offsets, strict=True))))
+
+
+async def run_size(
+    n: int, args: argparse.Namespace, logs: LogCounter, rate: float | None = None
+) -> Row:
     space_args = ["--port", "0", "--delay", str(args.delay), *(["--noise"] if args.noise else [])]
+    if rate is not None:
+        space_args += ["--delay-spread", str(args.spread), "--failure-seed", str(args.seed)]
     async with (
         fake_process("tests.fakes.space", *space_args) as space,
         fake_process("tests.fakes.discord_server", "--port", "0") as fake,
@@ -260,7 +335,11 @@ async def run_size(n: int, args: argparse.Namespace, logs: LogCounter) -> Row:
                 pids = {"fake Discord": fake["pid"], "fake Space": space["pid"]}
                 fake_cpu0 = {name: process_cpu(pid) for name, pid in pids.items()}
                 cpu0, wall0 = time.process_time(), time.monotonic()
-                sent = await control.slash(specs)
+                if rate is None:
+                    sent = await control.slash(specs)
+                else:
+                    offsets = arrival_offsets(n, rate, args.seed)
+                    sent = await send_spread(control, specs, offsets)
                 ids = [s["id"] for s in sent]
                 result = await control.interactions(ids, wait=args.delay * 3 + 120)
                 cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
@@ -279,6 +358,11 @@ async def run_size(n: int, args: argparse.Namespace, logs: LogCounter) -> Row:
         wall,
     )
     row.fake_cpu = fake_cpu
+    if rate is not None:
+        row.rate = rate
+        created = sorted(r["created_at"] for r in result["interactions"])
+        if len(created) > 1 and created[-1] > created[0]:
+            row.real_rate = (len(created) - 1) / (created[-1] - created[0])
     if result["timed_out"]:
         row.problems.append("some jobs had not ended when the wait timed out")
     for error in stats["internal_errors"]:
@@ -325,8 +409,17 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="flux", help="flux (/run/predict), flux-dev, ...")
     parser.add_argument("--count", type=int, default=1, help="images per job (a grid if > 1)")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false")
+    parser.add_argument("--arrivals", choices=("burst", "poisson"), default="burst")
+    parser.add_argument("--rate", default="5,20,50", help="jobs/s (--arrivals poisson)")
+    parser.add_argument("--jobs", type=int, default=200, help="jobs per rate (poisson)")
+    parser.add_argument(
+        "--spread", type=float, default=0.25, help="sd of generation times / mean (poisson)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of arrivals and times")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.arrivals == "poisson":
+        return await poisson_main(args, argv)
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logs = LogCounter()
@@ -361,6 +454,45 @@ async def main(argv: list[str] | None = None) -> int:
     for row in rows:
         if row.problems:
             print(f"\nN={row.n}: {len(row.problems)} problem(s)")
+            for problem in row.problems[:10]:
+                print(f"  {problem}")
+    return 0
+
+
+async def poisson_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    rates = [float(r) for r in args.rate.split(",") if r.strip()]
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logs = LogCounter()
+    logging.getLogger().addHandler(logs)
+    rows: list[Row] = []
+    started = time.monotonic()
+    for rate in rates:
+        print(f"rate={rate:g}/s...", file=sys.stderr, flush=True)
+        rows.append(await run_size(args.jobs, args, logs, rate=rate))
+    command = " ".join(
+        [".venv/bin/python -m bench.bot", *(argv if argv is not None else sys.argv[1:])]
+    )
+    image = "noise" if args.noise else "solid-colour"
+    print(
+        f"model {args.model}, {args.count} image(s) per job, {args.jobs} jobs per rate arriving "
+        f"as a Poisson process (seed {args.seed}), generation times around {args.delay:g}s "
+        f"(sd {args.spread:g}x), {SIDE}x{SIDE} {image} PNG, fakes in their own processes, "
+        f"the bot in this one\n"
+    )
+    print("| " + " | ".join(POISSON_HEADER) + " |")
+    print("|" + "|".join("---:" for _ in POISSON_HEADER) + "|")
+    for row in rows:
+        print("| " + " | ".join(row.poisson_cells()) + " |")
+    print(f"\n{command}   ({time.monotonic() - started:.0f}s)")
+    print("\nCPU seconds while the jobs ran (2 cores):")
+    for row in rows:
+        others = ", ".join(f"{name} {cpu:.2f}" for name, cpu in row.fake_cpu.items())
+        print(f"- {row.rate:g}/s: bot {row.cpu:.2f}, {others}; wall {row.wall:.2f}s")
+    for row in rows:
+        print(f"\naims at {row.rate:g} jobs/s:")
+        print("\n".join(aims_report(row)))
+        if row.problems:
+            print(f"{len(row.problems)} problem(s)")
             for problem in row.problems[:10]:
                 print(f"  {problem}")
     return 0

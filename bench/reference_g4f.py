@@ -2,7 +2,10 @@
 
 Not part of the project: run by ``bench/engine.py --g4f-python PATH`` with the interpreter
 of a separate virtualenv that has gpt4free (``python3 -m venv /tmp/g4f &&
-/tmp/g4f/bin/pip install g4f==8.8.6``). It prints one JSON line per concurrency level:
+/tmp/g4f/bin/pip install g4f==8.8.6``), against the fake Space or the real Gradio server
+(``bench/gradio_space.py``): ``reference_g4f.py URL JOBS [LEVELS]``, LEVELS the
+comma-separated concurrency levels (default ``1,100``; 1 runs JOBS/10 jobs, at least 50). It
+prints one JSON line per concurrency level:
 ``{"concurrency", "jobs", "jobs_per_second", "cpu_ms_per_job"}``. The ZeroGPU token is given
 (``api_key``), so g4f does not fetch one per image here (it would against the real hub).
 """
@@ -47,12 +50,13 @@ async def measure(concurrency: int, jobs: int) -> dict:
     }
 
 
-async def main(space_url: str, jobs: int) -> None:
+async def main(space_url: str, jobs: int, levels: str = "1,100") -> None:
     BlackForestLabs_Flux1Dev.url = space_url
     BlackForestLabs_Flux1Dev.referer = f"{space_url}/?__theme=light"
-    for concurrency, count in ((1, max(jobs // 10, 50)), (100, jobs)):
+    for concurrency in (int(c) for c in levels.split(",")):
+        count = max(jobs // 10, 50) if concurrency == 1 else jobs
         print(json.dumps(await measure(concurrency, count)), flush=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:4]))

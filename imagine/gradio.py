@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import orjson
 
 from .errors import BackendError, BackendTimeout
 from .http import MAX_JSON_BYTES, backend_error, raise_for_status, read_capped
@@ -52,6 +53,14 @@ class Limits:
 
 DRAIN_SECONDS = 0.5
 """How long to wait for a finished stream's tail (it normally follows at once)."""
+
+QUEUE_PACE_SECONDS = 0.25
+"""While others are ahead of our job in the Space's queue, read its stream at most this often.
+
+A Space tells every waiting job its place each time the queue moves: with 100 jobs queued,
+~40 ``estimation`` messages per job, each a wake-up of ours. Until the job can start (rank 0),
+nothing but its place can arrive, so its stream is read in batches and only the latest place
+of a batch is reported; from rank 0 on, every message is read as it arrives."""
 
 
 def new_session_hash() -> str:
@@ -126,6 +135,8 @@ class GradioStream:
         self.previews = previews
         self._outputs: list[Any] | None = None
         self._heartbeats = 0
+        self.waiting = False
+        """Others are ahead of the job in the Space's queue (its last news was a place > 1)."""
 
     def handle(self, message: Any) -> Reasoning | ImagePreview | Completed | None:
         """The response for one message; raises ``BackendError`` for a failed job."""
@@ -133,7 +144,11 @@ class GradioStream:
             return None
         kind = message.get("msg")
         if kind == "estimation":
+            rank = message.get("rank")
+            self.waiting = isinstance(rank, int) and rank > 0
             return self._estimation(message)
+        if kind != "heartbeat":
+            self.waiting = False
         if kind == "process_starts":
             return Reasoning("Generating")
         if kind == "progress":
@@ -237,9 +252,65 @@ def translated_errors(backend: str, limits: Limits):
 
 def _decode(data: str | bytes, backend: str) -> Any:
     try:
+        return orjson.loads(data)  # several times faster than json; every message goes here
+    except orjson.JSONDecodeError:
+        pass
+    try:  # what orjson refuses and Python's json takes (NaN, integers past 64 bits, ...)
         return json.loads(data)
     except ValueError:
         raise BackendError(f"{backend} sent malformed data", backend=backend) from None
+
+
+class _IdleWatch:
+    """The idle limit of a stream (``Limits.idle``: silence while we wait for its next bytes),
+    kept with one timer per idle period.
+
+    aiohttp's own ``sock_read`` timeout cancels and re-arms a timer for every piece of data
+    that arrives: a real Space sends a job ~60 messages (at 100 queued jobs), so that is ~60
+    timers made and cancelled per job, ~10% of the engine's CPU. Here a read notes the time,
+    and the one timer, when it fires, looks whether the limit has really passed (re-arming
+    otherwise). The limit is the same; on expiry the stream fails as it did, with
+    ``aiohttp.ServerTimeoutError``. The silence clock runs while we wait for bytes, not
+    while our caller is busy with the previous message.
+    """
+
+    __slots__ = ("_content", "_handle", "_idle", "_last", "_loop", "_reading")
+
+    def __init__(self, content: aiohttp.StreamReader, idle: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._content = content
+        self._idle = idle
+        self._last = self._loop.time()
+        self._reading = False
+        self._handle: asyncio.TimerHandle | None = self._loop.call_at(
+            self._last + idle, self._check
+        )
+
+    async def read(self) -> bytes:
+        """The next bytes of the stream (all that are buffered); ``b""`` at its end."""
+        self._last = self._loop.time()
+        self._reading = True
+        try:
+            return await self._content.readany()
+        finally:
+            self._reading = False
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        deadline = self._last + self._idle
+        if self._reading and now >= deadline:
+            self._handle = None
+            self._content.set_exception(
+                aiohttp.ServerTimeoutError("Timeout on reading data from socket")
+            )
+            return
+        self._handle = self._loop.call_at(deadline if self._reading else now + self._idle,
+                                          self._check)  # fmt: skip
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 async def run_queued(
@@ -272,6 +343,8 @@ async def run_queued(
         "session_hash": session_hash,
     }
     timeout = limits.client_timeout()
+    # The stream's idle limit is kept by _IdleWatch, not by aiohttp (see there).
+    stream_timeout = aiohttp.ClientTimeout(total=limits.total, sock_connect=limits.connect)
     stream = GradioStream(
         base_url=base_url, alt=alt, backend=backend, prefix=prefix, previews=previews
     )
@@ -292,23 +365,64 @@ async def run_queued(
             f"{base_url}{prefix}/queue/data",
             params={"session_hash": session_hash},
             headers={"accept": "text/event-stream"},
-            timeout=timeout,
+            timeout=stream_timeout,
             proxy=proxy,
         ) as response:
             await raise_for_status(response, backend=backend)
             decoder = SSEDecoder()
-            async for chunk in response.content.iter_any():
-                for message in _job_messages(decoder, chunk, event_id, backend):
-                    if message.get("msg") == "close_stream":
-                        raise _closed_early(backend)
-                    item = stream.handle(message)
-                    if isinstance(item, Completed):
-                        yield item
-                        await _drain(response)
-                        return
-                    if item is not None:
-                        yield item
+            watch = _IdleWatch(response.content, limits.idle)
+            try:
+                while chunk := await watch.read():
+                    place: Reasoning | None = None  # the latest queue place of this batch
+                    for message in _job_messages(decoder, chunk, event_id, backend):
+                        kind = message.get("msg")
+                        if kind == "close_stream":
+                            raise _closed_early(backend)
+                        item = stream.handle(message)
+                        if kind == "estimation":
+                            if isinstance(item, Reasoning):
+                                place = item  # an older place in the same batch is stale
+                            continue
+                        if place is not None:
+                            yield place
+                            place = None
+                        if isinstance(item, Completed):
+                            yield item
+                            await _drain(response)
+                            return
+                        if item is not None:
+                            yield item
+                    if place is not None:
+                        yield place
+                    if stream.waiting:
+                        await _pace(response)  # let the queue's news pile up
+            finally:
+                watch.stop()
     raise _closed_early(backend)
+
+
+async def _pace(response: aiohttp.ClientResponse) -> None:
+    """Wait ``QUEUE_PACE_SECONDS`` without reading: the socket itself is not read meanwhile
+    (asyncio's ``Transport.pause_reading``), so the queue's news waits in the kernel and comes
+    in one read afterwards, instead of waking the event loop once per message. Not if the
+    transport is already paused (aiohttp's own flow control): that is left as it is. Over TLS
+    the socket is still read, but the news is handed on in one piece; a transport without
+    flow control is just not paused."""
+    connection = response.connection
+    transport = connection.transport if connection is not None else None
+    paused = False
+    if transport is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+            if transport.is_reading():
+                transport.pause_reading()
+                paused = True
+    try:
+        await asyncio.sleep(QUEUE_PACE_SECONDS)
+    finally:
+        if paused:
+            with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+                if not transport.is_closing():  # type: ignore[union-attr]
+                    transport.resume_reading()  # type: ignore[union-attr]
 
 
 def _closed_early(backend: str) -> BackendError:

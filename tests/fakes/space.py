@@ -13,7 +13,9 @@ and the official Janus-Pro-7B (``janus-official``: ``/multimodal_understanding``
 prompts naming the upload's average colour). Uploads are kept in ``space.uploads``.
 
 Use it as ``async with FakeSpace() as space: ...`` or, for a benchmark in its own process,
-``python -m tests.fakes.space --port 0 [--delay S] [--noise] [--failure-rate R]``.
+``python -m tests.fakes.space --port 0 [--delay S] [--noise] [--failure-rate R]``
+(``--delay-spread F`` draws each job's generation time around ``--delay``, see
+``generation_delay_for``).
 
 Every finished generation is recorded in ``space.completions`` with the moment its result left
 the server (``/run/predict``'s response, or the ``process_completed`` message on the stream),
@@ -157,6 +159,7 @@ QUEUE_FNS: dict[str, tuple[Fn, ...]] = {
 KNOB_NAMES = frozenset(
     {
         "generation_delay",
+        "delay_spread",
         "progress_steps",
         "heartbeat_every",
         "previews",
@@ -729,6 +732,7 @@ class FakeSpace:
         noise: bool = False,
         failure_rate: float = 0.0,
         failure_seed: int = 0,
+        delay_spread: float = 0.0,
     ) -> None:
         if not 0.0 <= failure_rate <= 1.0:
             raise ValueError("failure_rate must be within 0..1")
@@ -736,6 +740,9 @@ class FakeSpace:
         self.port = port
         # Knobs (plain attributes; per-Space overrides live in ``per_space``).
         self.generation_delay = generation_delay
+        #: 0: every job takes generation_delay; else a job's time is drawn around it (see
+        #: generation_delay_for), seeded by failure_seed and its prompt, so reruns match.
+        self.delay_spread = delay_spread
         self.progress_steps = progress_steps
         self.heartbeat_every = heartbeat_every
         self.previews = previews
@@ -865,6 +872,17 @@ class FakeSpace:
     def knob(self, space_name: str, name: str) -> Any:
         """The knob's value for a Space: its override, else the global attribute."""
         return self.per_space.get(space_name, {}).get(name, getattr(self, name))
+
+    def generation_delay_for(self, space_name: str, prompt: Any) -> float:
+        """This job's generation time: ``generation_delay``, or with ``delay_spread`` > 0 a
+        draw from a normal distribution around it (standard deviation ``delay_spread`` times
+        the mean, at least a tenth of the mean), seeded by ``failure_seed`` and the prompt."""
+        delay = float(self.knob(space_name, "generation_delay"))
+        spread = float(self.knob(space_name, "delay_spread"))
+        if spread <= 0 or delay <= 0:
+            return delay
+        rng = random.Random(f"delay:{self.failure_seed}:{space_name}:{prompt}")
+        return max(delay / 10, rng.gauss(delay, delay * spread))
 
     def set_fault(self, space_name: str, fault: Fault, times: int | None = None) -> None:
         """Make the next ``times`` requests (None: all, until clear_faults) to a Space fail."""
@@ -1244,7 +1262,7 @@ class FakeSpace:
         if isinstance(fault, Hang | GoSilent):
             return await self._hang()
         start = time.monotonic()
-        await self._pause(self.knob("g4f-flux", "generation_delay"))
+        await self._pause(self.generation_delay_for("g4f-flux", data[0] if data else None))
         if isinstance(fault, StreamBreak):
             if request.transport is not None:
                 request.transport.abort()
@@ -1441,7 +1459,7 @@ class FakeSpace:
     async def _job_messages(self, job: _Job) -> AsyncIterator[_Item]:
         """Gradio's message sequence for one event."""
         space_name, event_id = job.space, job.event_id
-        delay = float(self.knob(space_name, "generation_delay"))
+        delay = self.generation_delay_for(space_name, job.data[0] if job.data else None)
         yield {
             "msg": "estimation",
             "event_id": event_id,
@@ -1792,6 +1810,7 @@ async def _serve(args: argparse.Namespace) -> None:
         noise=args.noise,
         failure_rate=args.failure_rate,
         failure_seed=args.failure_seed,
+        delay_spread=args.delay_spread,
     )
     await space.start()
     stop = asyncio.Event()
@@ -1818,6 +1837,12 @@ def main(argv: list[str] | None = None) -> int:
         help="share of generation requests failed at random (see RANDOM_FAILURES)",
     )
     parser.add_argument("--failure-seed", type=int, default=0, help="seed of those failures")
+    parser.add_argument(
+        "--delay-spread",
+        type=float,
+        default=0.0,
+        help="draw each job's generation time around --delay (sd = this times the mean)",
+    )
     asyncio.run(_serve(parser.parse_args(argv)))
     return 0
 

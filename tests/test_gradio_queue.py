@@ -1,0 +1,130 @@
+"""The queue stream against a small real server: places read in batches while others are
+ahead, the idle limit kept by one timer, JSON that orjson refuses still read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from imagine import gradio
+from imagine.errors import BackendTimeout
+from imagine.gradio import Completed, Limits, run_queued
+from imagine.responses import Reasoning
+
+EVENT = "e1"
+
+
+@asynccontextmanager
+async def space(events: list[tuple[float, str]]) -> AsyncIterator[str]:
+    """A Space whose stream sends ``events`` (seconds to wait first, raw JSON text), then
+    stays silent until the client goes."""
+
+    async def join(request: web.Request) -> web.Response:
+        return web.json_response({"event_id": EVENT})
+
+    async def data(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for wait, text in events:
+            await asyncio.sleep(wait)
+            await response.write(f"data: {text}\n\n".encode())
+        await asyncio.sleep(30)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/gradio_api/queue/join", join)
+    app.router.add_get("/gradio_api/queue/data", data)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def message(kind: str, **fields: object) -> str:
+    return json.dumps({"msg": kind, "event_id": EVENT, **fields})
+
+
+def place(rank: int) -> str:
+    return message("estimation", rank=rank, queue_size=10, rank_eta=None)
+
+
+DONE = message("process_completed", success=True, output={"data": ["/tmp/x.png", 7]})
+
+
+async def run(base: str, limits: Limits | None = None) -> list[object]:
+    async with aiohttp.ClientSession() as session:
+        return [
+            item
+            async for item in run_queued(
+                session, base, fn_index=2, trigger_id=4, data=[], headers={}, alt="a fox",
+                backend="Space X", limits=limits or Limits(total=30),
+            )
+        ]  # fmt: skip
+
+
+async def test_places_are_read_in_batches_and_the_latest_is_shown():
+    events = [(0.0, place(5))] + [(0.02, place(r)) for r in (4, 3, 2, 1, 0)]
+    events += [(0.02, message("process_starts")), (0.3, DONE)]
+    async with space(events) as base:
+        items = await run(base)
+    statuses = [i.status for i in items if isinstance(i, Reasoning)]
+    places = [s for s in statuses if s.startswith("Waiting for a GPU")]
+    assert places[0] == "Waiting for a GPU: 6 of 10 in the Space's queue"
+    assert places[-1] == "Waiting for a GPU: 1 of 10 in the Space's queue"
+    assert len(places) < 6  # ranks 4..1 came within one pace: only the latest was told
+    assert statuses[-1] == "Generating"
+    assert isinstance(items[-1], Completed) and items[-1].data == ["/tmp/x.png", 7]
+
+
+async def test_a_first_place_is_read_at_once():
+    """At rank 0 the job may start any moment: its stream is read as messages arrive."""
+    events = [(0.0, place(0)), (0.0, message("process_starts")), (0.0, DONE)]
+    async with space(events) as base, aiohttp.ClientSession() as session:
+        started = time.monotonic()
+        async for item in run_queued(
+            session, base, fn_index=2, trigger_id=4, data=[], headers={}, alt="a fox",
+            backend="Space X", limits=Limits(total=30),
+        ):  # fmt: skip
+            if isinstance(item, Completed):
+                break
+    assert time.monotonic() - started < gradio.QUEUE_PACE_SECONDS
+
+
+@pytest.mark.parametrize("rank", [0, 3])
+async def test_silence_fails_the_job_after_the_idle_limit(rank):
+    """Waiting in the queue or not, a Space that goes silent is given up on after
+    ``Limits.idle`` (kept by one timer per stream, not by aiohttp's sock_read)."""
+    async with space([(0.0, place(rank))]) as base:
+        started = time.monotonic()
+        with pytest.raises(BackendTimeout, match=r"Space X sent nothing for 0\.4s"):
+            await run(base, Limits(total=30, idle=0.4))
+    assert 0.35 < time.monotonic() - started < 3
+
+
+async def test_a_busy_stream_is_not_idle():
+    """Messages more often than the idle limit keep the job alive past it."""
+    events = [(0.0, place(0)), (0.0, message("process_starts"))]
+    events += [(0.15, message("heartbeat")) for _ in range(6)] + [(0.1, DONE)]
+    async with space(events) as base:
+        items = await run(base, Limits(total=30, idle=0.4))
+    assert isinstance(items[-1], Completed)
+
+
+async def test_json_that_orjson_refuses_is_still_read():
+    """NaN is not JSON, but Python's json reads it (and Gradio servers have sent it)."""
+    odd = '{"msg": "estimation", "event_id": "e1", "rank": 0, "queue_size": 1, "rank_eta": NaN}'
+    async with space([(0.0, odd), (0.0, DONE)]) as base:
+        items = await run(base)
+    assert isinstance(items[-1], Completed)
