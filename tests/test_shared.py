@@ -144,3 +144,46 @@ async def test_concurrent_claimers_never_share_a_job_nor_pass_the_limit(postgres
 
 async def test_states_are_named(store):
     assert (WAITING, RUNNING) == ("waiting", "running")
+
+
+# -- signals between processes (PostgreSQL LISTEN/NOTIFY) ------------------------------------
+
+
+async def _until(check, within: float = 1.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "no signal within the time"
+        await asyncio.sleep(0.01)
+
+
+async def test_signals_cancel_positions_and_settings(postgres_url):
+    from imagine.signals import Signals
+
+    here, there = await Store.open(postgres_url), await Store.open(postgres_url)
+    signals = await Signals.connect(postgres_url)
+    try:
+        cancels: list[tuple[int, str | None]] = []
+        moves: list[int] = []
+        await signals.on_cancel(lambda job_id, by: cancels.append((job_id, by)))
+        await signals.on_positions(lambda: moves.append(1))
+        await signals.follow_settings(there)
+
+        queue = SharedScheduler(here, 1)
+        await queue.submit(1, 10)
+        await _until(lambda: moves)
+        await queue.cancel_running(1, by="Ann")
+        await queue.cancel_running(2)
+        await _until(lambda: len(cancels) == 2)
+        assert cancels == [(1, "Ann"), (2, None)]
+
+        assert (await there.guild(7)).cooldown_seconds == 0
+        await here.update_guild(7, cooldown_seconds=9.0)
+        # The other process's cache follows within a second.
+        await _until(lambda: there._guilds.get(7) is not None)
+        assert (await there.guild(7)).cooldown_seconds == 9.0
+        await here.update_guild(7, cooldown_seconds=2.0)
+        await _until(lambda: there._guilds[7].cooldown_seconds == 2.0)
+    finally:
+        await signals.close()
+        await here.close()
+        await there.close()
