@@ -187,3 +187,63 @@ async def test_signals_cancel_positions_and_settings(postgres_url):
         await signals.close()
         await here.close()
         await there.close()
+
+
+# -- a worker taking over a dead one's job ---------------------------------------------------
+
+
+class _Reply:
+    """A reply as a worker sees it: what it shows now, and what it is told."""
+
+    def __init__(self, shown) -> None:
+        self.shown = shown
+        self.told: list = []
+
+    async def fetch(self):
+        return self.shown
+
+    async def fail(self, failure) -> None:
+        self.told.append(failure)
+
+
+def _message(*, embeds=(), content="", attachments=()):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(embeds=list(embeds), content=content, attachments=list(attachments))
+
+
+async def test_taking_over_looks_at_the_reply_first(store):
+    from types import SimpleNamespace
+
+    from imagine.settings import Settings
+    from imagine.shared import Claim
+    from imagine.worker import Worker
+
+    worker = Worker(Settings(), name="w2")
+    worker.store = store
+
+    def claim(job_id: int, attempts: int) -> Claim:
+        return Claim(job_id, 10, RUNNING, "w2", None, attempts, None, None)
+
+    async def job() -> object:
+        return await store.create_job(
+            user_id=10, guild_id=None, channel_id=None, source="slash", prompt="a fern",
+            model="flux", width=64, height=64,
+            seed=None, state="running",
+        )  # fmt: skip
+
+    # The dead worker had shown the result: only the log catches up, nothing is drawn again.
+    done = await job()
+    picture = SimpleNamespace(filename="imagine-1.png")
+    reply = _Reply(_message(embeds=[SimpleNamespace(title="a fern")], attachments=[picture]))
+    assert not await worker._resume(claim(done.id, 2), done, reply)
+    assert reply.told == []
+    assert (await store.job(done.id)).state == "done"
+    # Only statuses shown: run it again, once.
+    again = await job()
+    reply = _Reply(_message(content="**a fern** · flux\nSampling 3/4"))
+    assert await worker._resume(claim(again.id, 2), again, reply)
+    # Its second worker died too: it is told as interrupted, with Retry.
+    assert not await worker._resume(claim(again.id, 3), again, reply)
+    assert reply.told[0].interrupted
+    assert (await store.job(again.id)).state == "interrupted"
