@@ -134,15 +134,17 @@ class Worker:
         return task
 
     async def close(self, grace: float = 5.0) -> None:
+        """After procrastinate's loop stopped: jobs taken over outside it get ``grace``
+        seconds, then are told as interrupted (with Retry)."""
         self.closing = True
-        for task in list(self.tasks):
-            if task.get_name().startswith("imagine-taken-over"):
-                continue
-            task.cancel()
         if not await self.runner.wait_idle(grace):
             for job_id in list(self.runner.active):
                 self.runner.interrupt(job_id)
             await self.runner.wait_idle(5.0)
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.signals.close()
         await self.client.close()
         await self.store.close()
@@ -196,7 +198,14 @@ class Worker:
                 return
             ticket = self.local.submit(job.user_id, job.id)
             work = Work(fallback=claim.fallback, images=images)
-            await self.runner.start(job, ticket, reply, work)
+            task = self.runner.start(job, ticket, reply, work)
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                # Stopping (procrastinate's grace ran out): the job ends visibly, with Retry.
+                self.runner.interrupt(job.id)
+                await asyncio.wait([task], timeout=10)
+                raise
         finally:
             self.held.discard(claim.job_id)
             await self.queue.release(claim.job_id)
