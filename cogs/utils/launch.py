@@ -26,7 +26,7 @@ from imagine.outcomes import Failure, Reply, StatusLine
 from imagine.progress import StatusEditor
 from imagine.runner import JobRunner, queue_status
 from imagine.settings import MAX_SIDE
-from imagine.shared import SharedScheduler
+from imagine.shared import WAITING, SharedScheduler
 from imagine.store import GuildSettings, JobKind, JobRecord, JobState, Store
 from imagine.wordfilter import clean_text, find_blocked_word
 
@@ -594,7 +594,15 @@ class SharedLauncher(Launcher):
             await self.queue.release(job.id)
             await self._end_here(job, reply, "Something went wrong on our side; please try again.")
             return
-        editor: StatusEditor[str] = StatusEditor(lambda text: reply.status(StatusLine(text)))
+
+        async def show(text: str) -> None:
+            # Only while it waits: once a worker has it, the worker's statuses are the reply's.
+            # (A narrow race remains: a worker claiming it during this edit; see the README.)
+            claim = await self.queue.get(job.id)
+            if claim is not None and claim.state == WAITING:
+                await reply.status(StatusLine(text))
+
+        editor: StatusEditor[str] = StatusEditor(show)
         self.waiting[job.id] = editor
         self.refresh_positions()
 
