@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .jobs import QueueFull, SchedulerBusy
-from .store import Store, job_queue, notify, queue_users
+from .store import Store, job_queue, jobs, notify, queue_users
 
 QUEUE_LOCK = int.from_bytes(b"imgnqueu", "big")
 """PostgreSQL advisory lock key held by every change to the shared queue."""
@@ -186,6 +186,10 @@ class SharedScheduler:
                     lease_until=now + self.lease_seconds,
                     attempts=job_queue.c.attempts + 1,
                 )
+            )
+            # The job log's start is the claim's: ordered as the claims are, across workers.
+            await conn.execute(
+                jobs.update().where(jobs.c.id == row[0]).values(state="running", started_at=now)
             )
             claimed = await _row(conn, row[0])
             await self._changed(conn)
