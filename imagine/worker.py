@@ -60,6 +60,8 @@ TASK = "imagine.run_next"
 SCHEMA_LOCK = int.from_bytes(b"imgnproc", "big")
 """Advisory lock held while procrastinate's schema is applied (one process does it)."""
 MAX_INPUT_BYTES = 10 * 1024 * 1024
+STALLED_SECONDS = 60.0
+"""A procrastinate task whose worker sent no heartbeat for this long belongs to a dead one."""
 IDLE_RECHECK_SECONDS = 1.0
 """A task with jobs waiting but none allowed to start looks again this often (or at once on
 a positions signal)."""
@@ -100,6 +102,7 @@ class Worker:
         self.wake = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
+        self.app: procrastinate.App | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -289,9 +292,20 @@ class Worker:
                 log.exception("could not renew the job leases")
 
     async def _watch(self) -> None:
-        """Take over the jobs of workers whose leases ran out."""
+        """Take over the jobs of workers whose leases ran out (and clear procrastinate's
+        tasks left ``doing`` by dead workers: the leases cover their jobs)."""
         while True:
             await asyncio.sleep(self.settings.job_lease_seconds / 3)
+            if self.app is not None:
+                try:
+                    for stalled in await self.app.job_manager.get_stalled_jobs(
+                        task_name=TASK, seconds_since_heartbeat=STALLED_SECONDS
+                    ):
+                        await self.app.job_manager.finish_job(
+                            stalled, procrastinate.jobs.Status.FAILED, delete_job=True
+                        )
+                except Exception:
+                    log.exception("could not clear stalled procrastinate tasks")
             try:
                 claim = await self.queue.take_over(self.name)
             except Exception:
@@ -317,12 +331,14 @@ async def run(settings: Settings) -> int:
     try:
         async with app.open_async():
             await prepare_schema(app, worker.store)
+            worker.app = app
             await app.run_worker_async(
                 name=worker.name,
                 concurrency=settings.worker_concurrency,
                 shutdown_graceful_timeout=settings.shutdown_grace_seconds,
                 delete_jobs="always",
             )
+            worker.app = None
     finally:
         await worker.close()
     return 0

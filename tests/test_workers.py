@@ -117,6 +117,18 @@ async def test_gateway_and_two_workers(tmp_path, postgres_url):
             assert len(firsts) == USERS
             assert max(firsts) <= min(seconds)
 
+            # A DM: the gateway sends the reply, a worker edits it through the REST API.
+            channel = h.discord.dm_channel_for(h.alice)
+            h.discord.post_user_message(channel, h.alice, "a tiny robot")
+
+            def dm_ended():
+                mine = [m for m in h.discord.channel_history(channel) if m in h.bot_messages()]
+                return mine and mine[-1].embeds and mine
+
+            (dm_reply,) = await h.discord.wait_until(dm_ended, 20)
+            assert dm_reply.embeds[0]["title"] == "a tiny robot"
+            assert dm_reply.attachments
+
             # Cancel, pressed through the gateway, stops a job running on a worker.
             h.space.generation_delay = 30
             slow = await h.slash({"prompt": "a slow painting"}, user=h.alice)
