@@ -16,6 +16,7 @@ import logging
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import discord
@@ -23,7 +24,7 @@ import yarl
 from discord.ext import commands
 from dotenv import load_dotenv
 
-from cogs.utils.launch import Launcher, usable_fallback
+from cogs.utils.launch import Launcher, SharedLauncher, usable_fallback
 from cogs.utils.recovery import recover_interrupted_jobs
 from cogs.utils.render import NO_PINGS, JobButton
 from imagine import logsafe
@@ -34,7 +35,13 @@ from imagine.http import new_session
 from imagine.jobs import Scheduler
 from imagine.runner import JobRunner
 from imagine.settings import Settings
+from imagine.shared import SharedScheduler
 from imagine.store import Store
+
+if TYPE_CHECKING:
+    import procrastinate
+
+    from imagine.signals import Signals
 
 log = logging.getLogger("imagine.bot")
 
@@ -92,6 +99,9 @@ class ImagineBot(commands.AutoShardedBot):
         self.housekeeping: asyncio.Task[None] | None = None
         self.shutdown_task: asyncio.Future[None] | None = None
         self.shutting_down = False
+        self.shared_queue: SharedScheduler | None = None
+        self.signals: Signals | None = None
+        self.procrastinate: procrastinate.App | None = None
 
     async def setup_hook(self) -> None:
         settings = self.settings
@@ -105,12 +115,15 @@ class ImagineBot(commands.AutoShardedBot):
             max_total=settings.max_queued_jobs,
         )
         self.runner = JobRunner(self.engine, self.store, self.scheduler, redact=self.engine.redact)
-        self.launcher = Launcher(
-            engine=self.engine,
-            store=self.store,
-            scheduler=self.scheduler,
-            runner=self.runner,
-            fallback_model=usable_fallback(self.engine, settings.fallback_model),
+        launching: dict[str, Any] = {
+            "engine": self.engine,
+            "store": self.store,
+            "scheduler": self.scheduler,
+            "runner": self.runner,
+            "fallback_model": usable_fallback(self.engine, settings.fallback_model),
+        }
+        self.launcher: Launcher = (
+            await self.start_shared(launching) if settings.uses_workers else Launcher(**launching)
         )
         self.add_dynamic_items(JobButton)
         self.tree.error(self.on_app_command_error)
@@ -118,9 +131,34 @@ class ImagineBot(commands.AutoShardedBot):
             await self.load_extension(extension)
         await self.point_gateway()
         await self.sync_commands()
-        await recover_interrupted_jobs(self)
+        if self.shared_queue is None:  # with workers, a job outlives this process: leases
+            await recover_interrupted_jobs(self)
         await self.keep_job_log()  # after recovery, which still needs the tokens it clears
         self.housekeeping = asyncio.create_task(self.keep_job_log_forever())
+
+    async def start_shared(self, launching: dict) -> SharedLauncher:
+        """Gateway mode (PostgreSQL, workers): jobs go to the shared queue and procrastinate;
+        Cancel, positions and settings travel between processes as signals."""
+        from imagine.signals import Signals
+        from imagine.worker import build_app, prepare_schema
+
+        settings = self.settings
+        self.shared_queue = SharedScheduler(
+            self.store,
+            settings.max_concurrent_jobs,
+            max_queued_per_user=settings.max_jobs_per_user,
+            max_total=settings.max_queued_jobs,
+            lease_seconds=settings.job_lease_seconds,
+        )
+        app = build_app(settings.database_url)
+        self.procrastinate = await app.open_async()
+        await prepare_schema(app, self.store)
+        launcher = SharedLauncher(queue=self.shared_queue, app=app, **launching)
+        self.signals = await Signals.connect(settings.database_url)
+        await self.signals.follow_settings(self.store)
+        await self.signals.on_positions(launcher.refresh_positions)
+        log.info("gateway mode: jobs run in python -m imagine.worker processes")
+        return launcher
 
     async def point_gateway(self) -> None:
         """Ask ``GET /gateway/bot`` where the gateway is, so that a custom API base also moves
@@ -228,8 +266,15 @@ class ImagineBot(commands.AutoShardedBot):
         try:
             if getattr(self, "runner", None) is not None:
                 await self.runner.stop()
+            launcher = getattr(self, "launcher", None)
+            if isinstance(launcher, SharedLauncher):
+                await launcher.close()
             await super().close()
         finally:
+            if self.signals is not None:
+                await self.signals.close()
+            if self.procrastinate is not None:
+                await self.procrastinate.close_async()
             if getattr(self, "store", None) is not None:
                 await self.store.close()
             if self.session is not None:

@@ -18,9 +18,9 @@ from imagine.fetch import fetch_image
 from imagine.outcomes import Delivery, Picture
 from imagine.store import FINAL_STATES, JobKind, JobRecord, JobState
 
-from .utils.launch import Refusal, Request
+from .utils.launch import Refusal, Request, SharedLauncher
 from .utils.modals import EditModal
-from .utils.render import NO_PINGS, Action
+from .utils.render import NO_PINGS, Action, job_view
 from .utils.replies import InteractionReply
 from .utils.starting import checked_image, image_from_url, may_manage, refuse, start_job
 
@@ -66,6 +66,8 @@ class JobButtons(commands.Cog):
         if self.bot.runner.cancel(job.id, by=interaction.user.display_name):
             await interaction.response.defer()  # the job's own ending edits the message
             return
+        if self.bot.shared_queue is not None and await self.cancel_shared(interaction, job):
+            return
         # Not in progress here. It may have ended a moment ago (its reply now shows the result
         # or the failure, with their own buttons): look before touching the message.
         current = await self.bot.store.job(job.id)
@@ -75,6 +77,34 @@ class JobButtons(commands.Cog):
         await interaction.response.edit_message(
             content="This image is no longer being made.", view=None, allowed_mentions=NO_PINGS
         )
+
+    async def cancel_shared(self, interaction: discord.Interaction, job: JobRecord) -> bool:
+        """With workers: a waiting job leaves the queue and is told here; a running one is
+        stopped by its worker (a signal), whose ending edits the message. False when the job
+        is in neither state."""
+        queue = self.bot.shared_queue
+        assert queue is not None
+        by = interaction.user.display_name
+        if await queue.cancel_waiting(job.id):
+            launcher = self.bot.launcher
+            if isinstance(launcher, SharedLauncher):
+                await launcher.forget(job.id)  # no place in line shown after this
+            await interaction.response.edit_message(
+                content=f"Cancelled by {by}.",
+                embed=None,
+                attachments=[],
+                view=job_view(job.id, Action.RETRY),
+                allowed_mentions=NO_PINGS,
+            )
+            await self.bot.store.update_job(
+                job.id, state=JobState.CANCELLED, finished_at=time.time(), interaction_token=None
+            )
+            return True
+        if await queue.get(job.id) is not None:
+            await queue.cancel_running(job.id, by=by)
+            await interaction.response.defer()  # the worker's ending edits the message
+            return True
+        return False
 
     async def delete(self, interaction: discord.Interaction, job: JobRecord) -> None:
         if not may_manage(interaction, job.user_id):

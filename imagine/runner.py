@@ -279,7 +279,8 @@ class JobRunner:
         self, job: JobRecord, ticket: Ticket, status: JobStatus, work: Work
     ) -> Delivery | Described:
         await self.scheduler.wait_turn(ticket)
-        self.store.update_job(job.id, state=JobState.RUNNING, started_at=time.time())  # no wait
+        if job.started_at is None:  # a shared queue stamps it when a worker claims the job
+            self.store.update_job(job.id, state=JobState.RUNNING, started_at=time.time())
         status.progress("Starting")
         if job.kind == JobKind.DESCRIBE:
             return await describe_image(self.engine, job, work.images, status)

@@ -121,6 +121,15 @@ class Settings:
     imagine_backends: str | None = None
     shard_count: int | None = None
     shard_ids: tuple[int, ...] | None = None
+    workers: str | None = None  # "inline": one process even on PostgreSQL
+    worker_concurrency: int = 4  # jobs one ``python -m imagine.worker`` runs at once
+    job_lease_seconds: float = 30.0  # a worker that stops heartbeating loses its job after this
+
+    @property
+    def uses_workers(self) -> bool:
+        """Jobs run in ``python -m imagine.worker`` processes: PostgreSQL, not ``inline``."""
+        postgres = self.database_url.startswith(("postgresql://", "postgres://"))
+        return postgres and (self.workers or "").lower() != "inline"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -187,6 +196,9 @@ class Settings:
             imagine_backends=_text(env, "IMAGINE_BACKENDS"),
             shard_count=shard_count,
             shard_ids=shard_ids,
+            workers=_text(env, "WORKERS"),
+            worker_concurrency=_integer(env, "WORKER_CONCURRENCY", d.worker_concurrency, minimum=1),
+            job_lease_seconds=_number(env, "JOB_LEASE_SECONDS", d.job_lease_seconds, minimum=1),
         )
 
     @property

@@ -100,6 +100,29 @@ job_ended_at = sa.func.coalesce(jobs.c.finished_at, jobs.c.created_at)
 spelled as its index is so that the database uses the index."""
 sa.Index("ix_jobs_state_ended_at", jobs.c.state, job_ended_at)
 
+# Version 4: the shared queue (``imagine.shared``), used with PostgreSQL and workers.
+job_queue = sa.Table(
+    "job_queue",
+    metadata,
+    sa.Column("job_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),  # waiting, running
+    sa.Column("submitted_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("owner", sa.String(200)),  # the worker running it
+    sa.Column("lease_until", sa.Float),  # renewed by the owner's heartbeats
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("requester", sa.String(200)),  # the name shown under the result
+    sa.Column("fallback", sa.String(100)),  # the fallback model chosen at the request
+    sa.Index("ix_job_queue_state", "state"),
+)
+queue_users = sa.Table(
+    "queue_users",
+    metadata,
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("turn", sa.BigInteger, nullable=False),  # lower goes first; back = max + 1
+)
+
 meta = sa.Table(
     "meta",
     metadata,
@@ -142,10 +165,32 @@ async def _creative_loop(conn: AsyncConnection) -> None:
         await conn.execute(sa.text(statement))
 
 
+async def _shared_queue(conn: AsyncConnection) -> None:
+    """Version 4: the queue shared by processes (``imagine.shared``): waiting and running
+    jobs with their leases, and each user's turn in the round-robin."""
+    for statement in (
+        "CREATE TABLE job_queue ("
+        " job_id INTEGER NOT NULL PRIMARY KEY,"
+        " user_id BIGINT NOT NULL,"
+        " state VARCHAR(20) NOT NULL,"
+        " submitted_at FLOAT NOT NULL,"
+        " started_at FLOAT,"
+        " owner VARCHAR(200),"
+        " lease_until FLOAT,"
+        " attempts INTEGER NOT NULL DEFAULT 0,"
+        " requester VARCHAR(200),"
+        " fallback VARCHAR(100))",
+        "CREATE INDEX ix_job_queue_state ON job_queue (state)",
+        "CREATE TABLE queue_users (user_id BIGINT NOT NULL PRIMARY KEY, turn BIGINT NOT NULL)",
+    ):
+        await conn.execute(sa.text(statement))
+
+
 MIGRATIONS: list[Migration | None] = [
     None,  # version 1: the first tables; never run, a new database starts at the newest
     _index_jobs_by_end,  # version 2
     _creative_loop,  # version 3
+    _shared_queue,  # version 4
 ]
 """``MIGRATIONS[v]`` takes the schema from version v to v + 1, so ``len(MIGRATIONS)`` is the
 newest version. Append, never edit. Each one gets the connection of the transaction it runs in
@@ -492,9 +537,23 @@ class Store:
                     .where(guild_settings.c.guild_id == guild_id)
                     .values(**_guild_values(new))
                 )
+                if not self.is_sqlite:  # other processes drop it from their cache (at commit)
+                    await notify(conn, SETTINGS_CHANNEL, str(guild_id))
                 await conn.commit()  # otherwise rolled back: no row made for nothing
         self._guilds[guild_id] = new
         return new
+
+    async def refresh_guild(self, guild_id: int) -> GuildSettings:
+        """Read one server's settings again (another process changed them)."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(guild_settings).where(guild_settings.c.guild_id == guild_id)
+                )
+            ).first()
+        settings = self._guild_from_row(guild_id, row._mapping if row else None)
+        self._guilds[guild_id] = settings
+        return settings
 
     async def update_guild(self, guild_id: int, **changes: Any) -> GuildSettings:
         """Set some of a server's settings to fixed values (atomic, like ``change_guild``)."""
@@ -605,6 +664,15 @@ class Store:
             query = query.where(jobs.c[key] == value)
         async with self.engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
+
+
+SETTINGS_CHANNEL = "imagine_settings"
+"""PostgreSQL NOTIFY channel: a server's settings changed (payload: its id)."""
+
+
+async def notify(conn: AsyncConnection, channel: str, payload: str = "") -> None:
+    """PostgreSQL ``NOTIFY``, sent when the transaction of ``conn`` commits."""
+    await conn.execute(sa.select(sa.func.pg_notify(channel, payload)))
 
 
 def _guild_values(settings: GuildSettings) -> dict[str, Any]:

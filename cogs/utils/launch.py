@@ -6,9 +6,11 @@ immediate ephemeral message and an accepted job is acknowledged (deferred) at on
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import discord
 
@@ -20,12 +22,18 @@ from imagine.flags import MAX_COUNT, merge, parse_flags
 from imagine.inputs import InputImage
 from imagine.jobs import QueueFull, Scheduler, SchedulerBusy, SchedulerClosed, Ticket
 from imagine.limits import Cooldowns, RateLimiter
-from imagine.runner import JobRunner
+from imagine.outcomes import Failure, Reply, StatusLine
+from imagine.progress import StatusEditor
+from imagine.runner import JobRunner, queue_status
 from imagine.settings import MAX_SIDE
-from imagine.store import GuildSettings, JobKind, JobState, Store
+from imagine.shared import WAITING, SharedScheduler
+from imagine.store import GuildSettings, JobKind, JobRecord, JobState, Store
 from imagine.wordfilter import clean_text, find_blocked_word
 
 from .replies import InteractionReply, MessageReply
+
+if TYPE_CHECKING:
+    import procrastinate
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +213,10 @@ class Launcher:
                 )
             if self.guild_rate.wait(guild_id):
                 raise Throttled(BUSY_SERVER)
+        await self.check_queue(user_id)
+
+    async def check_queue(self, user_id: int) -> None:
+        """``Throttled`` when the user or the bot holds as many jobs as allowed."""
         limit = self.scheduler.max_queued_per_user
         if self.scheduler.active_jobs(user_id) >= limit:
             raise Throttled(str(QueueFull(limit)))
@@ -392,15 +404,19 @@ class Launcher:
             raise Throttled(slow_down(wait))
         if plan.guild_id is not None and self.guild_rate.hit(plan.guild_id):
             raise Throttled(BUSY_SERVER)
-        try:
-            ticket = self.scheduler.submit(plan.user_id, 0)
-        except (QueueFull, SchedulerBusy, SchedulerClosed) as exc:
-            raise Throttled(str(exc)) from None
+        ticket = self.take_place(plan)
         if plan.guild_id is not None:
             settings = await self.guild_settings(plan.guild_id)
             cooldown = settings.cooldown_seconds if settings else 0.0
             self.cooldowns.start((plan.guild_id, plan.user_id), cooldown)
         return ticket
+
+    def take_place(self, plan: Plan) -> Ticket:
+        """The job's place in this process's queue."""
+        try:
+            return self.scheduler.submit(plan.user_id, 0)
+        except (QueueFull, SchedulerBusy, SchedulerClosed) as exc:
+            raise Throttled(str(exc)) from None
 
     async def _create_job(self, plan: Plan, **extra):
         return await self.store.create_job(
@@ -482,3 +498,157 @@ class Launcher:
             raise
         ticket.job_id = job.id
         self.runner.start(job, ticket, reply, plan.work())
+
+
+class SharedLauncher(Launcher):
+    """The gateway's launcher when workers run the jobs (PostgreSQL, ``WORKERS`` not inline):
+    the job's row and reply are made here, the job goes into the shared queue and its task to
+    procrastinate; a worker does the rest. Until a worker starts it, this process shows the
+    job's place in line (recomputed on every ``positions`` signal)."""
+
+    def __init__(self, *, queue: SharedScheduler, app: procrastinate.App, **options) -> None:
+        super().__init__(**options)
+        self.queue = queue
+        self.app = app
+        self.waiting: dict[int, StatusEditor[str]] = {}
+        self._refresh: asyncio.Task[None] | None = None
+        self._again = False
+
+    async def check_queue(self, user_id: int) -> None:
+        limit = self.queue.max_queued_per_user
+        if await self.queue.active_jobs(user_id) >= limit:
+            raise Throttled(str(QueueFull(limit)))
+        if await self.queue.full():
+            assert self.queue.max_total is not None
+            raise Throttled(str(SchedulerBusy(self.queue.max_total)))
+
+    def take_place(self, plan: Plan) -> Ticket:
+        return Ticket(plan.user_id, 0)  # the place is taken in the database, with the job
+
+    async def launch(self, interaction: discord.Interaction, plan: Plan, ticket: Ticket) -> None:
+        if interaction.response.is_done():
+            message_id: int | None = (await interaction.original_response()).id
+        else:
+            response = await interaction.response.defer(thinking=True)
+            message_id = getattr(response, "message_id", None)
+        job = await self._create_job(
+            plan,
+            application_id=interaction.application_id,
+            interaction_token=interaction.token,
+            token_expires_at=interaction.created_at.timestamp() + 15 * 60,
+            message_id=message_id,
+        )
+        reply = InteractionReply(
+            interaction,
+            job,
+            requester=plan.requester,
+            message_id=message_id,
+            image_input=bool(self.engine.image_models()),
+        )
+        await self.enqueue(job, plan, reply)
+
+    async def launch_in_channel(
+        self,
+        channel: discord.abc.Messageable,
+        plan: Plan,
+        ticket: Ticket,
+        *,
+        reference: discord.Message | None = None,
+    ) -> None:
+        job = await self._create_job(plan)
+        reply = MessageReply(
+            channel,
+            job,
+            requester=plan.requester,
+            reference=reference,
+            image_input=bool(self.engine.image_models()),
+        )
+        try:
+            message = await reply.open()
+            job.message_id = message.id
+            await self.store.update_job(job.id, message_id=message.id)
+        except BaseException:
+            await self.store.update_job(
+                job.id, state=JobState.FAILED, finished_at=time.time(), error="could not reply"
+            )
+            raise
+        await self.enqueue(job, plan, reply)
+
+    async def enqueue(self, job: JobRecord, plan: Plan, reply: Reply) -> None:
+        """Into the shared queue, then procrastinate; a refusal or failure is the job's end."""
+        try:
+            await self.queue.submit(
+                job.id, plan.user_id, requester=plan.requester, fallback=plan.work().fallback
+            )
+        except (QueueFull, SchedulerBusy) as exc:  # lost a race since the precheck
+            await self._end_here(job, reply, str(exc))
+            return
+        from imagine.worker import enqueue  # procrastinate: the postgres extra
+
+        try:
+            await enqueue(self.app, job.id)
+        except Exception:
+            log.exception("could not queue job %s", job.id)
+            await self.queue.release(job.id)
+            await self._end_here(job, reply, "Something went wrong on our side; please try again.")
+            return
+
+        async def show(text: str) -> None:
+            # Only while it waits: once a worker has it, the worker's statuses are the reply's.
+            # (A narrow race remains: a worker claiming it during this edit; see the README.)
+            claim = await self.queue.get(job.id)
+            if claim is not None and claim.state == WAITING:
+                await reply.status(StatusLine(text))
+
+        editor: StatusEditor[str] = StatusEditor(show)
+        self.waiting[job.id] = editor
+        self.refresh_positions()
+
+    async def _end_here(self, job: JobRecord, reply: Reply, message: str) -> None:
+        try:
+            await reply.fail(Failure(job, message))
+        except discord.HTTPException:
+            log.info("could not tell job %s it was refused", job.id)
+        await self.store.update_job(
+            job.id,
+            state=JobState.FAILED,
+            finished_at=time.time(),
+            error=message,
+            interaction_token=None,
+        )
+
+    async def forget(self, job_id: int) -> None:
+        """Stop showing a job's place (a worker started it, or it was cancelled)."""
+        editor = self.waiting.pop(job_id, None)
+        if editor is not None:
+            await editor.close()
+
+    def refresh_positions(self) -> None:
+        """Show every waiting job of this process its place (coalesced: one query at a time,
+        one more if the queue changed meanwhile)."""
+        if self._refresh is not None and not self._refresh.done():
+            self._again = True
+            return
+        self._refresh = asyncio.get_running_loop().create_task(self._show_positions())
+
+    async def _show_positions(self) -> None:
+        while True:
+            self._again = False
+            if self.waiting:
+                try:
+                    positions = await self.queue.positions()
+                except Exception:
+                    log.exception("could not read the queue's positions")
+                    return
+                for job_id in list(self.waiting):
+                    place = positions.get(job_id)
+                    if place is None:
+                        await self.forget(job_id)
+                    elif job_id in self.waiting:
+                        self.waiting[job_id].update(queue_status(place))
+            if not self._again:
+                return
+
+    async def close(self) -> None:
+        for job_id in list(self.waiting):
+            await self.forget(job_id)

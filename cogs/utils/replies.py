@@ -240,3 +240,123 @@ class InteractionReply(JobReply):
             except discord.HTTPException as exc:
                 log.info("job %s: cannot post in the channel (%s); sending a DM", self.job.id, exc)
         await user.send(allowed_mentions=NO_PINGS, **as_new_message(fields))
+
+
+class WebhookReply(JobReply):
+    """A job's reply edited from a process without the gateway (``python -m imagine.worker``).
+
+    An interaction's reply is edited through its token, a webhook token that any process may
+    use for 15 minutes; past it, or for a message the bot sent itself (DMs), through the bot's
+    REST API (``client`` is logged in, never connected to the gateway). What is shown is the
+    same as from the gateway: the same ``JobReply`` endings and the same status fields.
+    """
+
+    def __init__(
+        self,
+        client: discord.Client,
+        job: JobRecord,
+        *,
+        requester: str | None = None,
+        image_input: bool = False,
+        upload_limit: int = DEFAULT_UPLOAD_LIMIT,
+    ) -> None:
+        self.client = client
+        self.job = job
+        self.requester = requester
+        self.image_input = image_input
+        self.upload_limit = upload_limit
+        self.expires_at = (job.token_expires_at or 0.0) - TOKEN_MARGIN
+        self._cancel_shown = False
+
+    @property
+    def own_message(self) -> bool:
+        """A message the bot sent (a DM job), not an interaction's response."""
+        return self.job.application_id is None
+
+    def token_valid(self) -> bool:
+        job = self.job
+        return bool(job.interaction_token and job.application_id) and time.time() < self.expires_at
+
+    def _webhook(self) -> discord.Webhook:
+        assert self.job.application_id is not None and self.job.interaction_token is not None
+        return discord.Webhook.partial(
+            self.job.application_id, self.job.interaction_token, client=self.client
+        )
+
+    def _target(self) -> int:
+        # The response's own id when known; else Discord's name for it.
+        return self.job.message_id or cast(int, "@original")
+
+    def _message(self) -> discord.PartialMessage | None:
+        job = self.job
+        if not (job.channel_id and job.message_id):
+            return None
+        channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        return channel.get_partial_message(job.message_id)
+
+    async def fetch(self) -> discord.Message | None:
+        """The reply as it is now (None when it cannot be reached)."""
+        if self.token_valid():
+            return await self._webhook().fetch_message(self._target())
+        message = self._message()
+        return None if message is None else await message.fetch()
+
+    async def status(self, line: StatusLine) -> None:
+        fields = status_fields(self.job, line)
+        if not self._cancel_shown:
+            fields["view"] = job_view(self.job.id, Action.CANCEL)
+        message = self._message() if self.own_message else None
+        if self.token_valid():
+            await self._webhook().edit_message(self._target(), allowed_mentions=NO_PINGS, **fields)
+        elif message is not None:
+            await message.edit(allowed_mentions=NO_PINGS, **fields)
+        else:
+            return  # an expired token: statuses are not worth a new message
+        self._cancel_shown = True
+
+    async def _end(self, **fields) -> None:
+        if self.own_message:
+            message = self._message()
+            if message is not None:
+                await message.edit(allowed_mentions=NO_PINGS, **fields)
+                return
+        elif self.token_valid():
+            try:
+                await self._webhook().edit_message(
+                    self._target(), allowed_mentions=NO_PINGS, **fields
+                )
+                return
+            except discord.HTTPException as exc:
+                if exc.status >= 500 or exc.code not in (10008, 10015, 50027):
+                    raise
+                log.info("job %s: the response can no longer be edited (%s)", self.job.id, exc.code)
+        await self._deliver_late(**fields)
+
+    async def _deliver_late(self, **fields) -> None:
+        """As ``InteractionReply._deliver_late``: in the channel replying to the user, else
+        by DM."""
+        job = self.job
+        mention = f"<@{job.user_id}>"
+        note = f"{mention}, here is your image." if fields.get("embed") else mention
+        if fields.get("content"):
+            note = f"{note} {fields['content']}"
+        fields["content"] = note
+        if job.channel_id is not None and job.guild_id is not None:
+            reference = None
+            if job.message_id is not None:
+                reference = discord.MessageReference(
+                    message_id=job.message_id, channel_id=job.channel_id, fail_if_not_exists=False
+                )
+            channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+            try:
+                await channel.send(
+                    mention_author=False,
+                    allowed_mentions=NO_PINGS,
+                    **replying_to(reference),
+                    **as_new_message(fields),
+                )
+                return
+            except discord.HTTPException as exc:
+                log.info("job %s: cannot post in the channel (%s); sending a DM", job.id, exc)
+        dm = await self.client.create_dm(discord.Object(job.user_id))
+        await dm.send(allowed_mentions=NO_PINGS, **as_new_message(fields))
