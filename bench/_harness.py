@@ -43,8 +43,10 @@ class DiscordControl:
     async def info(self) -> dict[str, Any]:
         return await self._call("GET", "/info")
 
-    async def guilds(self, names: Iterable[str]) -> list[dict[str, Any]]:
-        return (await self._call("POST", "/guilds", {"names": list(names)}))["guilds"]
+    async def guilds(self, names: Iterable[str], *, shards: int = 0) -> list[dict[str, Any]]:
+        """New servers; with ``shards``, server i is on shard ``i % shards``."""
+        body = {"names": list(names), "shards": shards}
+        return (await self._call("POST", "/guilds", body))["guilds"]
 
     async def users(self, specs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """``specs``: ``{"name", "guild_ids"?, "permissions"?}`` each; the user objects back."""

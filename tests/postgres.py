@@ -108,12 +108,16 @@ def _missing(reason: str) -> NoReturn:
     pytest.skip(f"{reason} (apt-get install postgresql, or run .ci/run)")
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """A PostgreSQL server for the whole session, stopped and deleted at the end."""
+class PostgresMissing(RuntimeError):
+    """No server binaries, or the server would not start."""
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """A fresh PostgreSQL server (benchmarks use it too), stopped and deleted on exit."""
     bin_dir = postgres_bin_dir()
     if bin_dir is None:
-        _missing(f"no PostgreSQL server binaries in {BIN_GLOB}")
+        raise PostgresMissing(f"no PostgreSQL server binaries in {BIN_GLOB}")
     run_as = _run_as()
     folder = Path(tempfile.mkdtemp(prefix="imagine-pg-"))
     (folder / "socket").mkdir()
@@ -135,13 +139,24 @@ def postgres_server() -> Iterator[PostgresServer]:
         log = folder / "server.log"
         detail = log.read_text()[-2000:] if log.exists() else ""
         shutil.rmtree(folder, ignore_errors=True)
-        _missing(f"could not start PostgreSQL: {exc}\n{detail}")
+        raise PostgresMissing(f"could not start PostgreSQL: {exc}\n{detail}") from exc
     try:
         yield server
     finally:
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
             server.run("pg_ctl", "-D", "data", "-m", "immediate", "-w", "stop")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole session, stopped and deleted at the end."""
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(running_postgres())
+        except PostgresMissing as exc:
+            _missing(str(exc))
+        yield server
 
 
 @pytest.fixture

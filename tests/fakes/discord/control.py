@@ -6,8 +6,10 @@ serves until SIGTERM/SIGINT. ``control`` is the base URL of this API on the same
 (outside ``/api/v10``, so the bot never sees it; no auth, no rate limits, not recorded;
 bad input is a 400 ``{"error"}``):
 
-* ``GET  /_control/info``: urls, ids, whether a gateway session is ready, registered commands.
-* ``POST /_control/guilds`` ``{"names": [...]}`` -> ``{"guilds": [{"id", "name", "channel_id"}]}``.
+* ``GET  /_control/info``: urls, ids, whether a gateway session is ready (and how many are),
+  registered commands.
+* ``POST /_control/guilds`` ``{"names": [...], "shards"?: N}`` -> ``{"guilds": [{"id", "name",
+  "channel_id"}]}``; with ``shards``, guild i's id puts it on shard ``i % N`` of N.
 * ``POST /_control/users`` ``{"users": [{"name", "guild_ids"?: [...], "permissions"?}]}``
   -> ``{"users": [user objects]}``; each user becomes a member of the listed guilds.
 * ``POST /_control/members`` ``{"guild_id", "user_ids": [...], "permissions"?}``.
@@ -101,6 +103,7 @@ class ControlApi:
                 "application_id": str(self.fake.application_id),
                 "bot_user_id": str(self.fake.bot_user_id),
                 "ready": self.fake.gateway.ready_session() is not None,
+                "ready_sessions": self.fake.gateway.ready_sessions(),
                 "commands": [c["name"] for c in self.fake.commands],
                 "guilds": [str(g) for g in self.fake.guilds],
                 "now": time.monotonic(),
@@ -109,7 +112,11 @@ class ControlApi:
 
     async def _control_guilds(self, request: web.Request) -> web.Response:
         body = await self._control_body(request)
-        guilds = [self.fake.add_guild(str(name)) for name in body["names"]]
+        shards = int(body.get("shards") or 0)  # spread the guilds over that many shards
+        guilds = [
+            self.fake.add_guild(str(name), shard=(i % shards, shards) if shards else None)
+            for i, name in enumerate(body["names"])
+        ]
         return json_response(
             {
                 "guilds": [

@@ -194,6 +194,10 @@ class Gateway:
         """A session that was sent READY and all its GUILD_CREATEs, if any."""
         return next((s for s in self._sessions.values() if s.ready), None)
 
+    def ready_sessions(self) -> int:
+        """How many sessions (shards) were sent READY and all their GUILD_CREATEs."""
+        return sum(1 for s in self._sessions.values() if s.ready)
+
     def live_connections(self) -> int:
         return sum(1 for c in self._connections if not c.closed)
 
