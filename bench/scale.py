@@ -116,6 +116,25 @@ async def fakes(delay: float) -> AsyncIterator[tuple[dict, dict, DiscordControl,
         yield space, fake, DiscordControl(http, fake["control"]), http
 
 
+def postgres_cpu(server: PostgresServer) -> float:
+    """CPU seconds of the PostgreSQL server: the postmaster, its live backends, and (its
+    children's times, once reaped) the backends that ended."""
+    try:
+        postmaster = int((server.folder / "data" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return math.nan
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            pid = int(stat.parent.name)
+            if pid == postmaster:  # utime, stime, cutime, cstime
+                total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+            elif int(fields[1]) == postmaster:
+                total += process_cpu(pid)
+    return total
+
+
 def base_env(space: dict, fake: dict, database_url: str) -> dict[str, str]:
     return {
         **space["env"],
@@ -180,13 +199,14 @@ async def run_workers(
                 ]
                 pids = {"workers": [p.pid for p in procs], "fakes": [space["pid"], fake["pid"]]}
                 cpu0 = {k: sum(map(process_cpu, v)) for k, v in pids.items()}
-                gateway0 = time.process_time()
+                gateway0, postgres0 = time.process_time(), postgres_cpu(server)
                 sent = await control.slash(specs)
                 ids = [s["id"] for s in sent]
                 wait = args.jobs * args.delay / workers / args.concurrency * 3 + 120
                 result = await control.interactions(ids, wait=wait)
                 cpu = {k: sum(map(process_cpu, v)) - cpu0[k] for k, v in pids.items()}
                 cpu["gateway"] = time.process_time() - gateway0
+                cpu["PostgreSQL"] = postgres_cpu(server) - postgres0
                 completions = await space_completions(http, space["url"])
                 stats = await control.stats()
     server.drop_database(database)
@@ -260,9 +280,11 @@ async def run_gateways(
             ]
             pids = {"gateways": [p.pid for p in procs], "fakes": [space["pid"], fake["pid"]]}
             cpu0 = {k: sum(map(process_cpu, v)) for k, v in pids.items()}
+            postgres0 = postgres_cpu(server)
             sent = await control.slash(specs)
             result = await control.interactions([s["id"] for s in sent], wait=60, until="callback")
             cpu = {k: sum(map(process_cpu, v)) - cpu0[k] for k, v in pids.items()}
+            cpu["PostgreSQL"] = postgres_cpu(server) - postgres0
     server.drop_database(database)
     records = result["interactions"]
     acks = [r["ack_latency"] * 1000 for r in records if r["ack_latency"] is not None]
