@@ -77,7 +77,12 @@ async def test_control_api_drives_the_fake_from_another_process():
 
         info = await call("GET", "/info")
         assert info["ready"] is False and info["commands"] == []
+        assert info["ready_sessions"] == 0
         assert info["rest_base"] == ready["rest_base"]
+
+        # Servers spread over shards (bench.scale): server i on shard i % shards.
+        spread = (await call("POST", "/guilds", {"names": list("abcd"), "shards": 2}))["guilds"]
+        assert [(int(g["id"]) >> 22) % 2 for g in spread] == [0, 1, 0, 1]
 
         (guild,) = (await call("POST", "/guilds", {"names": ["Bench"]}))["guilds"]
         assert guild["name"] == "Bench" and guild["channel_id"]
