@@ -167,6 +167,13 @@ async def test_two_shards_three_workers(tmp_path, postgres_url):
             if fake.count_429:
                 print("429s:", *_429s(fake), sep="\n")
             assert fake.count_429 == 0
+            # The killed worker's running jobs were taken over by the others (lease ran out).
+            survivors = "".join(
+                logs[name].read_text() for name in processes if name.startswith("worker")
+            )
+            assert "its worker died; running it again" in survivors or (
+                "already shows its ending" in survivors
+            )
             # Per-user order and one at a time; never more than LIMIT at once.
             per_user = defaultdict(list)
             for r in rows:
@@ -204,6 +211,9 @@ async def test_two_shards_three_workers(tmp_path, postgres_url):
             job_id = int(cancel.rsplit(":", 1)[1])
             assert (await _queue_state(store, job_id)) == "running"
             press = await _press_through_shard_zero(fake, guilds[0], message, cancel, h.alice)
+            (zero,) = [s for s in fake.sessions if s.shard == [0, 2]]
+            (one,) = [s for s in fake.sessions if s.shard == [1, 2]]
+            assert _delivered(zero, press.id) and not _delivered(one, press.id)
             await fake.wait_until(
                 lambda: (slow.original.content or "").startswith("Cancelled by alice"), 10
             )
@@ -311,6 +321,13 @@ async def _press_through_shard_zero(fake, guild, message, custom_id: str, user):
         context=None,
         extra={"message": message.to_json()},
         source_message=message,
+    )
+
+
+def _delivered(session, interaction_id: int) -> bool:
+    return any(
+        payload["t"] == "INTERACTION_CREATE" and int(payload["d"]["id"]) == interaction_id
+        for _, payload in session.buffer
     )
 
 
