@@ -21,7 +21,8 @@ takes it over (``take_over``). Each change NOTIFYs ``imagine_positions`` (Postgr
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -268,6 +269,27 @@ class SharedScheduler:
             claimed = await _row(conn, row[0])
             await conn.commit()
         return claimed
+
+    @asynccontextmanager
+    async def while_waiting(self, job_id: int) -> AsyncIterator[bool]:
+        """Yields whether the job still waits; while True, no worker can claim it (its row
+        is held FOR SHARE: a claim of it waits for the block to end). False too when a claim
+        of it is under way. For the gateway's edits of a waiting job's reply, which must not
+        land after the worker's first status."""
+        if self.store.is_sqlite:
+            claim = await self.get(job_id)
+            yield claim is not None and claim.state == WAITING
+            return
+        async with self.store.engine.connect() as conn, conn.begin():
+            try:
+                state = await conn.scalar(
+                    sa.select(job_queue.c.state)
+                    .where(job_queue.c.job_id == job_id)
+                    .with_for_update(read=True, nowait=True)
+                )
+            except sa.exc.DBAPIError:  # locked: a worker is claiming it right now
+                state = None
+            yield state == WAITING
 
     async def cancel_running(self, job_id: int, by: str | None = None) -> None:
         """Ask whichever process runs ``job_id`` to stop it (PostgreSQL NOTIFY)."""

@@ -296,6 +296,7 @@ class Worker:
         tasks left ``doing`` by dead workers: the leases cover their jobs)."""
         while True:
             await asyncio.sleep(self.settings.job_lease_seconds / 3)
+            cleared = 0
             if self.app is not None:
                 try:
                     for stalled in await self.app.job_manager.get_stalled_jobs(
@@ -304,6 +305,7 @@ class Worker:
                         await self.app.job_manager.finish_job(
                             stalled, procrastinate.jobs.Status.FAILED, delete_job=True
                         )
+                        cleared += 1
                 except Exception:
                     log.exception("could not clear stalled procrastinate tasks")
             try:
@@ -314,6 +316,22 @@ class Worker:
             if claim is not None:
                 task = self._spawn(self.run(claim))
                 task.set_name(f"imagine-taken-over-{claim.job_id}")
+            if claim is not None or cleared:
+                # A worker died: the procrastinate tasks it had fetched (running a job, or
+                # waiting in run_next for one to be allowed to start) died with it, and a
+                # waiting job may have no task left to run it. Defer one again for each
+                # waiting job (the queueing lock skips those that still have one; a spare
+                # task finds nothing waiting and ends).
+                await self._redefer_waiting()
+
+    async def _redefer_waiting(self) -> None:
+        if self.app is None:
+            return
+        try:
+            for job_id in await self.queue.order():
+                await enqueue(self.app, job_id)
+        except Exception:
+            log.exception("could not defer tasks for the waiting jobs")
 
 
 async def run(settings: Settings) -> int:

@@ -142,6 +142,34 @@ async def test_concurrent_claimers_never_share_a_job_nor_pass_the_limit(postgres
             await s.close()
 
 
+async def test_a_claim_waits_for_the_gateways_edit_of_a_waiting_job(postgres_url):
+    """The gateway holds a waiting job's row while it edits the place in line: a worker's
+    claim of that job comes after the edit, never in the middle of it."""
+    stores = [await Store.open(postgres_url) for _ in range(2)]
+    try:
+        gateway, worker = (SharedScheduler(s, 1) for s in stores)
+        await gateway.submit(1, 10)
+        order: list[str] = []
+
+        async def claim() -> None:
+            claimed = await worker.claim("w")
+            assert claimed is not None and claimed.job_id == 1
+            order.append("claimed")
+
+        async with gateway.while_waiting(1) as waiting:
+            assert waiting
+            claiming = asyncio.create_task(claim())
+            await asyncio.sleep(0.3)  # the claim is blocked on the row
+            order.append("edited")
+        await claiming
+        assert order == ["edited", "claimed"]
+        async with gateway.while_waiting(1) as waiting:
+            assert not waiting  # running now: the worker's statuses are the reply's
+    finally:
+        for s in stores:
+            await s.close()
+
+
 async def test_states_are_named(store):
     assert (WAITING, RUNNING) == ("waiting", "running")
 

@@ -7,6 +7,7 @@ immediate ephemeral message and an accepted job is acknowledged (deferred) at on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -26,7 +27,7 @@ from imagine.outcomes import Failure, Reply, StatusLine
 from imagine.progress import StatusEditor
 from imagine.runner import JobRunner, queue_status
 from imagine.settings import MAX_SIDE
-from imagine.shared import WAITING, SharedScheduler
+from imagine.shared import SharedScheduler
 from imagine.store import GuildSettings, JobKind, JobRecord, JobState, Store
 from imagine.wordfilter import clean_text, find_blocked_word
 
@@ -46,6 +47,9 @@ USER_BURST = (5, 60.0)
 GUILD_BURST = (60, 60.0)
 """At most 60 accepted commands per server per minute."""
 
+
+PLACE_EDIT_SECONDS = 2.0
+"""The longest a waiting job's place-in-line edit may hold up a worker claiming it."""
 
 BUSY_SERVER = "This server is making a lot of images right now; try again shortly."
 
@@ -595,10 +599,15 @@ class SharedLauncher(Launcher):
 
         async def show(text: str) -> None:
             # Only while it waits: once a worker has it, the worker's statuses are the reply's.
-            # (A narrow race remains: a worker claiming it during this edit; see the README.)
-            claim = await self.queue.get(job.id)
-            if claim is not None and claim.state == WAITING:
-                await reply.status(StatusLine(text))
+            # The row is held during the edit, so a claim (and the worker's "Starting") comes
+            # after it, never before: a late place in line would cover the worker's status,
+            # and the two processes' edits would overrun the token's rate limit (429).
+            # Bounded, since a claim of this job waits for it.
+            async with self.queue.while_waiting(job.id) as waiting:
+                if waiting:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(PLACE_EDIT_SECONDS):
+                            await reply.status(StatusLine(text))
 
         editor: StatusEditor[str] = StatusEditor(show)
         self.waiting[job.id] = editor
