@@ -447,22 +447,30 @@ class Launcher:
         """Acknowledge at once (unless done already), then run the job in the interaction's
         own reply."""
         try:
-            if interaction.response.is_done():
-                message_id: int | None = (await interaction.original_response()).id
-            else:
-                response = await interaction.response.defer(thinking=True)
-                message_id = getattr(response, "message_id", None)
-            job = await self._create_job(
-                plan,
-                application_id=interaction.application_id,
-                interaction_token=interaction.token,
-                token_expires_at=interaction.created_at.timestamp() + 15 * 60,
-                message_id=message_id,
-            )
+            job, reply = await self._acknowledged_job(interaction, plan)
         except BaseException:
             self.scheduler.release(ticket)
             raise
         ticket.job_id = job.id
+        self.runner.start(job, ticket, reply, plan.work())
+
+    async def _acknowledged_job(
+        self, interaction: discord.Interaction, plan: Plan
+    ) -> tuple[JobRecord, InteractionReply]:
+        """The interaction acknowledged ("thinking…"), the job logged with its token, and the
+        reply that will show it."""
+        if interaction.response.is_done():
+            message_id: int | None = (await interaction.original_response()).id
+        else:
+            response = await interaction.response.defer(thinking=True)
+            message_id = getattr(response, "message_id", None)
+        job = await self._create_job(
+            plan,
+            application_id=interaction.application_id,
+            interaction_token=interaction.token,
+            token_expires_at=interaction.created_at.timestamp() + 15 * 60,
+            message_id=message_id,
+        )
         reply = InteractionReply(
             interaction,
             job,
@@ -470,7 +478,7 @@ class Launcher:
             message_id=message_id,
             image_input=bool(self.engine.image_models()),
         )
-        self.runner.start(job, ticket, reply, plan.work())
+        return job, reply
 
     async def launch_in_channel(
         self,
@@ -529,25 +537,7 @@ class SharedLauncher(Launcher):
         return Ticket(plan.user_id, 0)  # the place is taken in the database, with the job
 
     async def launch(self, interaction: discord.Interaction, plan: Plan, ticket: Ticket) -> None:
-        if interaction.response.is_done():
-            message_id: int | None = (await interaction.original_response()).id
-        else:
-            response = await interaction.response.defer(thinking=True)
-            message_id = getattr(response, "message_id", None)
-        job = await self._create_job(
-            plan,
-            application_id=interaction.application_id,
-            interaction_token=interaction.token,
-            token_expires_at=interaction.created_at.timestamp() + 15 * 60,
-            message_id=message_id,
-        )
-        reply = InteractionReply(
-            interaction,
-            job,
-            requester=plan.requester,
-            message_id=message_id,
-            image_input=bool(self.engine.image_models()),
-        )
+        job, reply = await self._acknowledged_job(interaction, plan)
         await self.enqueue(job, plan, reply)
 
     async def launch_in_channel(
