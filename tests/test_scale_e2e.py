@@ -24,7 +24,6 @@ import itertools
 import os
 import signal
 import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -33,8 +32,8 @@ import sqlalchemy as sa
 from imagine.store import Store, job_queue, jobs
 from tests.fakes.discord.protocol import DEFAULT_ATTACHMENT_LIMIT, MESSAGE_COMPONENT
 from tests.harness import running_bot
+from tests.processes import ended, endings, start, stop
 
-ROOT = Path(__file__).resolve().parent.parent
 SMALL = os.environ.get("SCALE_E2E_SMALL", "") not in ("", "0")
 USERS = 30 if SMALL else 100
 JOBS_EACH = 3
@@ -43,35 +42,6 @@ LIMIT = 24  # MAX_CONCURRENT_JOBS, across the three workers
 PER_WORKER = 10  # WORKER_CONCURRENCY
 LEASE = 3.0
 GENERATION = 0.3
-
-
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
-def ended(message) -> bool:
-    return bool(message and not message.loading and message.embeds)
-
-
-def endings(message) -> list[dict]:
-    """The versions of a reply that show an ending (a result or a failure)."""
-    return [v for v in message.versions if v.get("embeds")]
 
 
 async def test_two_shards_three_workers(tmp_path, postgres_url):

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import signal
 import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -20,8 +18,8 @@ import sqlalchemy as sa
 
 from imagine.store import job_queue, jobs
 from tests.harness import running_bot
+from tests.processes import ended, endings, start, stop
 
-ROOT = Path(__file__).resolve().parent.parent
 USERS = 10
 JOBS_EACH = 3
 LIMIT = 3  # MAX_CONCURRENT_JOBS, across both workers
@@ -29,32 +27,7 @@ LEASE = 3.0
 
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "imagine.worker"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def stop(worker: subprocess.Popen) -> None:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(5)
-
-
-def ended(message) -> bool:
-    return bool(message and not message.loading and message.embeds)
-
-
-def endings(message) -> list[dict]:
-    """The versions of a reply that show an ending (a result or a failure)."""
-    return [v for v in message.versions if v.get("embeds")]
+    return start(["-m", "imagine.worker"], env, log)
 
 
 async def test_gateway_and_two_workers(tmp_path, postgres_url):
