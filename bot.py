@@ -24,9 +24,10 @@ import yarl
 from discord.ext import commands
 from dotenv import load_dotenv
 
-from cogs.utils.launch import Launcher, SharedLauncher, usable_fallback
+from cogs.utils.launch import Launcher, usable_fallback
 from cogs.utils.recovery import recover_interrupted_jobs
 from cogs.utils.render import NO_PINGS, JobButton
+from cogs.utils.shared_launch import SharedLauncher
 from imagine import logsafe
 from imagine.backends import BackendTable
 from imagine.engine import Engine

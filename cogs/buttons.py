@@ -18,10 +18,11 @@ from imagine.fetch import fetch_image
 from imagine.outcomes import Delivery, Picture
 from imagine.store import FINAL_STATES, JobKind, JobRecord, JobState
 
-from .utils.launch import Refusal, Request, SharedLauncher
+from .utils.launch import Refusal, Request
 from .utils.modals import EditModal
 from .utils.render import NO_PINGS, Action, job_view
 from .utils.replies import InteractionReply
+from .utils.shared_launch import SharedLauncher
 from .utils.starting import checked_image, image_from_url, may_manage, refuse, start_job
 
 if TYPE_CHECKING:

@@ -47,6 +47,7 @@ from .http import new_session
 from .inputs import prepare_input_image
 from .jobs import Scheduler
 from .outcomes import Failure
+from .progress import StatusEditor
 from .runner import JobRunner
 from .settings import Settings
 from .shared import Claim, SharedScheduler
@@ -56,6 +57,9 @@ from .store import JobRecord, JobState, Store
 log = logging.getLogger("imagine.worker")
 
 TASK = "imagine.run_next"
+WORKER_EDITS = 3
+"""Status edits per 5 s window here: the token's bucket holds 5; the gateway may have spent
+one on the job's place just before the claim, and one is kept for the result."""
 """The procrastinate task: run the fairest waiting job."""
 SCHEMA_LOCK = int.from_bytes(b"imgnproc", "big")
 """Advisory lock held while procrastinate's schema is applied (one process does it)."""
@@ -120,7 +124,13 @@ class Worker:
         )
         # The shared queue decides what runs; the runner's own scheduler never makes it wait.
         self.local = Scheduler(1_000_000, max_queued_per_user=1_000_000)
-        self.runner = JobRunner(self.engine, self.store, self.local, redact=self.engine.redact)
+        self.runner = JobRunner(
+            self.engine,
+            self.store,
+            self.local,
+            redact=self.engine.redact,
+            editor_factory=functools.partial(StatusEditor, per_window=WORKER_EDITS),
+        )
         self.client = discord.Client(intents=discord.Intents.none())
         await self.client.login(settings.discord_token or "")  # REST only: no gateway
         self.signals = await Signals.connect(settings.database_url)
