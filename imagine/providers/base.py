@@ -143,6 +143,31 @@ def shared_tokens(settings: Settings) -> ZeroGPUTokens:
     return tokens
 
 
+def job_context(
+    session: aiohttp.ClientSession,
+    settings: Settings,
+    tokens: ZeroGPUTokens,
+    *,
+    proxy: str | None = None,
+    api_key: str | None = None,
+    zerogpu_uuid: str | None = None,
+    endpoints: dict[Any, Any] | None = None,
+) -> Context:
+    """What a job needs besides its request, starting its clock now (image and describe
+    jobs alike)."""
+    return Context(
+        session=session,
+        settings=settings,
+        tokens=tokens,
+        limits=limits_from(settings),
+        proxy=proxy,
+        api_key=api_key,
+        zerogpu_uuid=zerogpu_uuid,
+        started=time.monotonic(),
+        endpoints=_shared_endpoints if endpoints is None else endpoints,
+    )
+
+
 def limits_from(settings: Settings) -> Limits:
     return Limits(
         total=settings.job_timeout_seconds,
@@ -254,17 +279,10 @@ class ImageProvider:
             model, messages, prompt=prompt, width=width, height=height, seed=seed,
             negative=negative, media=media, max_image_bytes=settings.max_image_bytes,
         )  # fmt: skip
-        context = Context(
-            session=session,
-            settings=settings,
-            tokens=tokens,
-            limits=limits_from(settings),
-            proxy=proxy,
-            api_key=api_key,
-            zerogpu_uuid=zerogpu_uuid,
-            started=time.monotonic(),
-            endpoints=_shared_endpoints if endpoints is None else endpoints,
-        )
+        context = job_context(
+            session, settings, tokens, proxy=proxy, api_key=api_key,
+            zerogpu_uuid=zerogpu_uuid, endpoints=endpoints,
+        )  # fmt: skip
         return cls.generate(context, request, **options)
 
     @classmethod

@@ -46,10 +46,9 @@ from ..zerogpu import ZeroGPUTokens
 from .answers import MAX_DESCRIBE_COUNT, parse_prompts, question_for
 from .base import (
     Context,
-    _shared_endpoints,
     forget_rejected_token,
     gpu_headers,
-    limits_from,
+    job_context,
     random_seed,
     shared_tokens,
     ticking,
@@ -138,17 +137,10 @@ class DescribeProvider:
         """Check the request now (``BadInput`` before any I/O); the job's stream of statuses
         ending with one ``Description``. ``messages`` are not used (the question is ours)."""
         request = cls.prepare(model, media, count=count, max_image_bytes=settings.max_image_bytes)
-        context = Context(
-            session=session,
-            settings=settings,
-            tokens=tokens,
-            limits=limits_from(settings),
-            proxy=proxy,
-            api_key=api_key,
-            zerogpu_uuid=zerogpu_uuid,
-            started=time.monotonic(),
-            endpoints=_shared_endpoints if endpoints is None else endpoints,
-        )
+        context = job_context(
+            session, settings, tokens, proxy=proxy, api_key=api_key,
+            zerogpu_uuid=zerogpu_uuid, endpoints=endpoints,
+        )  # fmt: skip
         return cls.describe(context, request)
 
     @classmethod
