@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
 import weakref
 from collections import deque
@@ -718,6 +719,16 @@ def _log_failure(future: asyncio.Future[Any]) -> None:
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA busy_timeout=10000")  # first: switching to WAL may have to wait
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # Switching a new database to WAL needs it to itself and can answer "locked" at once,
+    # without the busy handler, while another process makes it: try again for a while.
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()

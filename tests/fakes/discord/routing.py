@@ -89,6 +89,10 @@ class Router:
             response = await self._guarded(request, handler, route)
         except DiscordAPIError as err:
             response = err.to_response()
+        except ConnectionResetError:
+            # The client went away mid-request (a SIGKILLed worker, say): nobody to answer,
+            # and not a bug in the fake.
+            raise
         except Exception as exc:
             # A bug in the fake. Not a 500: discord.py retries those for ~25 s.
             log.exception("FakeDiscord: handler crashed on %s %s", request.method, request.path)
