@@ -117,6 +117,9 @@ class Signals:
         tasks: set[asyncio.Task[object]] = set()
 
         def changed(payload: str) -> None:
+            if payload.startswith("u"):  # a member's own settings: read again when next used
+                store.forget_user(int(payload[1:]))
+                return
             task = asyncio.get_running_loop().create_task(store.refresh_guild(int(payload)))
             tasks.add(task)
             task.add_done_callback(tasks.discard)

@@ -28,7 +28,7 @@ import logging
 import sqlite3
 import time
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -58,6 +58,7 @@ guild_settings = sa.Table(
     sa.Column("updated_at", sa.Float),
     sa.Column("default_count", sa.Integer),  # images per /imagine; NULL = 1
     sa.Column("max_count", sa.Integer),  # the most a member may ask; NULL = 4
+    sa.Column("translate_model", sa.String(100)),  # version 5; NULL = prompts never translated
 )
 
 jobs = sa.Table(
@@ -94,6 +95,10 @@ jobs = sa.Table(
     sa.Column("input_url", sa.Text),  # an input image, by its Discord attachment URL
     sa.Column("input_sha256", sa.String(64)),  # and the hash of its bytes (never the bytes)
     sa.Column("result", sa.Text),  # JSON: each image's seed and backend; /describe's prompts
+    # Version 5: members' own settings and languages.
+    sa.Column("language", sa.String(10)),  # what the requester reads; NULL = English
+    sa.Column("private", sa.Boolean, nullable=False, server_default=sa.false()),  # ephemeral
+    sa.Column("translated_prompt", sa.Text),  # the English drawn, when the prompt was translated
     sa.Index("ix_jobs_state", "state"),
 )
 job_ended_at = sa.func.coalesce(jobs.c.finished_at, jobs.c.created_at)
@@ -122,6 +127,20 @@ queue_users = sa.Table(
     metadata,
     sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("turn", sa.BigInteger, nullable=False),  # lower goes first; back = max + 1
+)
+
+# Version 5: each member's own defaults (``/settings``) and last known Discord locale.
+user_settings = sa.Table(
+    "user_settings",
+    metadata,
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("model", sa.String(100)),  # NULL: the server's default
+    sa.Column("aspect", sa.String(10)),
+    sa.Column("count", sa.Integer),
+    sa.Column("private", sa.Boolean),  # NULL: public results
+    sa.Column("language", sa.String(10)),  # NULL: follow Discord
+    sa.Column("locale", sa.String(20)),  # the member's Discord locale when last seen
+    sa.Column("updated_at", sa.Float),
 )
 
 meta = sa.Table(
@@ -187,11 +206,34 @@ async def _shared_queue(conn: AsyncConnection) -> None:
         await conn.execute(sa.text(statement))
 
 
+async def _members(conn: AsyncConnection) -> None:
+    """Version 5: members' own settings, each job's language and privacy, and prompt
+    translation."""
+    false = "FALSE" if conn.dialect.name == "postgresql" else "0"
+    for statement in (
+        "CREATE TABLE user_settings ("
+        " user_id BIGINT NOT NULL PRIMARY KEY,"
+        " model VARCHAR(100),"
+        " aspect VARCHAR(10),"
+        " count INTEGER,"
+        " private BOOLEAN,"
+        " language VARCHAR(10),"
+        " locale VARCHAR(20),"
+        " updated_at FLOAT)",
+        "ALTER TABLE jobs ADD COLUMN language VARCHAR(10)",
+        f"ALTER TABLE jobs ADD COLUMN private BOOLEAN NOT NULL DEFAULT {false}",
+        "ALTER TABLE jobs ADD COLUMN translated_prompt TEXT",
+        "ALTER TABLE guild_settings ADD COLUMN translate_model VARCHAR(100)",
+    ):
+        await conn.execute(sa.text(statement))
+
+
 MIGRATIONS: list[Migration | None] = [
     None,  # version 1: the first tables; never run, a new database starts at the newest
     _index_jobs_by_end,  # version 2
     _creative_loop,  # version 3
     _shared_queue,  # version 4
+    _members,  # version 5
 ]
 """``MIGRATIONS[v]`` takes the schema from version v to v + 1, so ``len(MIGRATIONS)`` is the
 newest version. Append, never edit. Each one gets the connection of the transaction it runs in
@@ -229,6 +271,8 @@ FINAL_STATES = (JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.INT
 TOKEN_LIFETIME = 15 * 60
 """Discord honours an interaction token for 15 minutes."""
 PURGE_BATCH = 1000
+USERS_CACHED = 10_000
+"""Members whose settings are kept in memory (the most recently seen)."""
 """Jobs deleted per transaction: a first purge of a long log must not hold up job writes."""
 
 
@@ -246,6 +290,25 @@ class GuildSettings:
     blocked_words: tuple[str, ...] = ()
     default_count: int | None = None
     max_count: int | None = None
+    translate_model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserSettings:
+    """One member's own defaults (None: not chosen, the server's applies) and the Discord
+    locale they were last seen with (what a DM, which carries none, is answered in)."""
+
+    user_id: int
+    model: str | None = None
+    aspect: str | None = None
+    count: int | None = None
+    private: bool = False
+    language: str | None = None  # an ``imagine.i18n.Language`` code; None: follow Discord
+    locale: str | None = None
+
+    def cleared(self) -> UserSettings:
+        """Back to the server's defaults; the locale seen is not a choice, so it stays."""
+        return UserSettings(self.user_id, locale=self.locale)
 
 
 @dataclass(slots=True)
@@ -280,6 +343,9 @@ class JobRecord:
     input_url: str | None = None
     input_sha256: str | None = None
     result: str | None = None
+    language: str | None = None
+    private: bool = False
+    translated_prompt: str | None = None
 
     def results(self) -> list[Any]:
         """``result`` decoded: per-image records, or /describe's prompts."""
@@ -320,9 +386,10 @@ class Store:
         self._all_guilds_loaded = False
         self._writes: deque[tuple[Write, asyncio.Future[Any]]] = deque()
         self._writer: asyncio.Task[None] | None = None
-        self._guild_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = (
+        self._row_locks: weakref.WeakValueDictionary[tuple[str, int], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+        self._users: OrderedDict[int, UserSettings] = OrderedDict()
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -505,6 +572,7 @@ class Store:
             blocked_words=tuple(str(w) for w in _json_list(row["blocked_words"]) or ()),
             default_count=row["default_count"],
             max_count=row["max_count"],
+            translate_model=row["translate_model"],
         )
 
     async def change_guild(
@@ -519,7 +587,7 @@ class Store:
         nothing is written and the exception propagates. ``change`` must not do I/O (the row
         is locked while it runs); it may be called with settings newer than the cache's.
         """
-        async with self._guild_lock(guild_id), self._transaction() as conn:
+        async with self._row_lock("guild", guild_id), self._transaction() as conn:
             row = await self._locked_guild_row(conn, guild_id)
             if row is None:
                 # A new server: make the row to lock. A concurrent first write by another
@@ -560,11 +628,12 @@ class Store:
         """Set some of a server's settings to fixed values (atomic, like ``change_guild``)."""
         return await self.change_guild(guild_id, lambda current: replace(current, **changes))
 
-    def _guild_lock(self, guild_id: int) -> asyncio.Lock:
-        """This process's lock for one server (kept only while someone holds or awaits it)."""
-        lock = self._guild_locks.get(guild_id)
+    def _row_lock(self, table: str, key: int) -> asyncio.Lock:
+        """This process's lock for one server's or member's row (kept only while someone
+        holds or awaits it)."""
+        lock = self._row_locks.get((table, key))
         if lock is None:
-            lock = self._guild_locks[guild_id] = asyncio.Lock()
+            lock = self._row_locks[(table, key)] = asyncio.Lock()
         return lock
 
     @staticmethod
@@ -572,6 +641,71 @@ class Store:
         query = sa.select(guild_settings).where(guild_settings.c.guild_id == guild_id)
         row = (await conn.execute(query.with_for_update())).first()
         return row._mapping if row else None
+
+    # -- members' settings ---------------------------------------------------------------
+
+    async def user(self, user_id: int) -> UserSettings:
+        """A member's settings: from memory when seen lately, else one read (a member with no
+        row has none, and that is remembered too)."""
+        cached = self._users.get(user_id)
+        if cached is not None:
+            self._users.move_to_end(user_id)
+            return cached
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(user_settings).where(user_settings.c.user_id == user_id)
+                )
+            ).first()
+        return self._remember_user(_user_from_row(user_id, row._mapping if row else None))
+
+    def _remember_user(self, settings: UserSettings) -> UserSettings:
+        """Cache ``settings``; the least recently used members are forgotten past
+        ``USERS_CACHED`` (anyone may write to the bot, so memory must not grow with them)."""
+        self._users[settings.user_id] = settings
+        self._users.move_to_end(settings.user_id)
+        while len(self._users) > USERS_CACHED:
+            self._users.popitem(last=False)
+        return settings
+
+    def forget_user(self, user_id: int) -> None:
+        """Drop a member's cached settings (another process changed them)."""
+        self._users.pop(user_id, None)
+
+    async def change_user(
+        self, user_id: int, change: Callable[[UserSettings], UserSettings]
+    ) -> UserSettings:
+        """Apply ``change`` to a member's settings as stored, as ``change_guild`` does for a
+        server (row locked in the transaction; raise to refuse)."""
+        async with self._row_lock("user", user_id), self._transaction() as conn:
+            query = sa.select(user_settings).where(user_settings.c.user_id == user_id)
+            row = (await conn.execute(query.with_for_update())).first()
+            if row is None:
+                await conn.execute(
+                    self._insert(user_settings)
+                    .values(user_id=user_id)
+                    .on_conflict_do_nothing(index_elements=[user_settings.c.user_id])
+                )
+                row = (await conn.execute(query.with_for_update())).first()
+            current = _user_from_row(user_id, row._mapping if row else None)
+            new = change(current)
+            if new != current:
+                await conn.execute(
+                    user_settings.update()
+                    .where(user_settings.c.user_id == user_id)
+                    .values(**_user_values(new))
+                )
+                if not self.is_sqlite:
+                    await notify(conn, SETTINGS_CHANNEL, f"u{user_id}")
+                await conn.commit()
+        return self._remember_user(new)
+
+    async def note_locale(self, user_id: int, locale: str | None) -> UserSettings:
+        """Remember the Discord locale a member was seen with; writes only when it changed."""
+        settings = await self.user(user_id)
+        if not locale or settings.locale == locale:
+            return settings
+        return await self.change_user(user_id, lambda current: replace(current, locale=locale))
 
     # -- jobs ----------------------------------------------------------------------------
 
@@ -691,7 +825,34 @@ def _guild_values(settings: GuildSettings) -> dict[str, Any]:
         "updated_at": time.time(),
         "default_count": settings.default_count,
         "max_count": settings.max_count,
+        "translate_model": settings.translate_model,
     }
+
+
+def _user_values(settings: UserSettings) -> dict[str, Any]:
+    return {
+        "model": settings.model,
+        "aspect": settings.aspect,
+        "count": settings.count,
+        "private": settings.private,
+        "language": settings.language,
+        "locale": settings.locale,
+        "updated_at": time.time(),
+    }
+
+
+def _user_from_row(user_id: int, row: Any) -> UserSettings:
+    if row is None:
+        return UserSettings(user_id)
+    return UserSettings(
+        user_id=user_id,
+        model=row["model"],
+        aspect=row["aspect"],
+        count=row["count"],
+        private=bool(row["private"]),
+        language=row["language"],
+        locale=row["locale"],
+    )
 
 
 _JOB_FIELDS = tuple(c.name for c in jobs.columns if c.name != "id")
