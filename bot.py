@@ -16,7 +16,7 @@ import logging
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 import discord
@@ -24,15 +24,18 @@ import yarl
 from discord.ext import commands
 from dotenv import load_dotenv
 
+from cogs.utils.language import Languages, LocalizedTree, texts_of
 from cogs.utils.launch import Launcher, usable_fallback
 from cogs.utils.recovery import recover_interrupted_jobs
 from cogs.utils.render import NO_PINGS, JobButton
 from cogs.utils.shared_launch import SharedLauncher
+from cogs.utils.translator import CatalogTranslator
 from imagine import logsafe
 from imagine.backends import BackendTable
 from imagine.engine import Engine
-from imagine.errors import BadInput
+from imagine.errors import BadInput, message_of
 from imagine.http import new_session
+from imagine.i18n import _
 from imagine.jobs import Scheduler
 from imagine.runner import JobRunner
 from imagine.settings import Settings
@@ -92,6 +95,7 @@ class ImagineBot(commands.AutoShardedBot):
             intents=intents,
             allowed_mentions=NO_PINGS,
             help_command=None,
+            tree_cls=LocalizedTree,
             **options,
         )
         self.settings = settings
@@ -110,6 +114,10 @@ class ImagineBot(commands.AutoShardedBot):
         self.engine = Engine(settings, session=self.session)
         await self.engine.discover_models()
         self.store = await Store.open(settings.database_url)
+        self.languages = Languages(self.store)
+        tree = cast(LocalizedTree, self.tree)
+        tree.languages = self.languages
+        await tree.set_translator(CatalogTranslator())
         self.scheduler = Scheduler(
             settings.max_concurrent_jobs,
             max_queued_per_user=settings.max_jobs_per_user,
@@ -187,8 +195,14 @@ class ImagineBot(commands.AutoShardedBot):
             except Exception:
                 log.exception("could not tidy the job log; trying again later")
 
-    def command_hash(self) -> str:
-        payload = [command.to_dict(self.tree) for command in self.tree.get_commands()]
+    async def command_hash(self) -> str:
+        """The commands as they would be synced, their translations included."""
+        translator = self.tree.translator
+        commands = self.tree.get_commands()
+        if translator is None:
+            payload = [command.to_dict(self.tree) for command in commands]
+        else:
+            payload = [await c.get_translated_payload(self.tree, translator) for c in commands]
         canonical = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -201,7 +215,7 @@ class ImagineBot(commands.AutoShardedBot):
             log.info("slash commands are synced by the process running shard 0, not this one")
             return False
         key = f"command_hash:{self.application_id}"
-        digest = self.command_hash()
+        digest = await self.command_hash()
         if not self.force_sync and await self.store.get_meta(key) == digest:
             log.info("slash commands unchanged since the last sync; not syncing")
             return False
@@ -228,11 +242,12 @@ class ImagineBot(commands.AutoShardedBot):
         if isinstance(error, discord.app_commands.CheckFailure):
             return  # the check already answered
         original = getattr(error, "original", error)
+        tr = texts_of(interaction)
         if isinstance(original, BadInput):
-            text = str(original)
+            text = tr(message_of(original))
         else:
             log.error("command failed", exc_info=original)
-            text = "Something went wrong on our side; please try again."
+            text = tr(_("Something went wrong on our side; please try again."))
         try:
             if interaction.response.is_done():
                 await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)

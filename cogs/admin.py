@@ -21,7 +21,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from imagine.errors import BadInput
+from imagine.errors import BadInput, message_of
 from imagine.flags import MAX_COUNT
 from imagine.settings import MAX_SIDE
 from imagine.store import GuildSettings
@@ -99,7 +99,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         try:
             return await self.bot.store.change_guild(server_of(interaction), change)
         except Refused as exc:
-            await say(interaction, str(exc))
+            await say(interaction, message_of(exc))
             return None
 
     async def update(self, interaction: discord.Interaction, **values) -> GuildSettings | None:
@@ -137,7 +137,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         try:
             name = self.model_name(model)
         except BadInput as exc:
-            await say(interaction, str(exc))
+            await say(interaction, message_of(exc))
             return
 
         def set_default(current: GuildSettings) -> GuildSettings:
@@ -164,7 +164,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         try:
             names = list(dict.fromkeys(self.model_name(n) for n in models.split(",") if n.strip()))
         except BadInput as exc:
-            await say(interaction, str(exc))
+            await say(interaction, message_of(exc))
             return
         if not names:
             await say(interaction, "Name at least one model, or 'all'.")
@@ -302,7 +302,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         try:
             name = self.model_name(model)
         except BadInput as exc:
-            await say(interaction, str(exc))
+            await say(interaction, message_of(exc))
             return
 
         def set_fallback(current: GuildSettings) -> GuildSettings:

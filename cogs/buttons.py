@@ -13,15 +13,17 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from imagine.errors import FetchError
+from imagine.errors import FetchError, message_of
 from imagine.fetch import fetch_image
+from imagine.i18n import Text, _, texts
 from imagine.outcomes import Delivery, Picture
 from imagine.store import FINAL_STATES, JobKind, JobRecord, JobState
 
+from .utils.language import language_of_interaction, member_of, texts_of
 from .utils.launch import Refusal, Request
 from .utils.modals import EditModal
 from .utils.render import NO_PINGS, Action, job_view
-from .utils.replies import InteractionReply
+from .utils.replies import CANCELLED_BY, InteractionReply
 from .utils.shared_launch import SharedLauncher
 from .utils.starting import checked_image, image_from_url, may_manage, refuse, start_job
 
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GONE = "That image is no longer in this message."
+GONE = _("That image is no longer in this message.")
 
 
 class JobButtons(commands.Cog):
@@ -41,9 +43,10 @@ class JobButtons(commands.Cog):
     async def on_job_button(
         self, interaction: discord.Interaction, action: Action, job_id: int, index: int | None
     ) -> None:
+        await self.bot.languages.prepare(interaction)
         job = await self.bot.store.job(job_id)
         if job is None:
-            await refuse(interaction, "I no longer know this image.")
+            await refuse(interaction, _("I no longer know this image."))
             return
         if action is Action.CANCEL:
             await self.cancel(interaction, job)
@@ -62,7 +65,9 @@ class JobButtons(commands.Cog):
 
     async def cancel(self, interaction: discord.Interaction, job: JobRecord) -> None:
         if not may_manage(interaction, job.user_id):
-            await refuse(interaction, "Only the person who asked (or a moderator) can cancel this.")
+            await refuse(
+                interaction, _("Only the person who asked (or a moderator) can cancel this.")
+            )
             return
         if self.bot.runner.cancel(job.id, by=interaction.user.display_name):
             await interaction.response.defer()  # the job's own ending edits the message
@@ -73,10 +78,14 @@ class JobButtons(commands.Cog):
         # or the failure, with their own buttons): look before touching the message.
         current = await self.bot.store.job(job.id)
         if current is not None and current.state in FINAL_STATES:
-            await refuse(interaction, "This image is already finished; there is nothing to cancel.")
+            await refuse(
+                interaction, _("This image is already finished; there is nothing to cancel.")
+            )
             return
         await interaction.response.edit_message(
-            content="This image is no longer being made.", view=None, allowed_mentions=NO_PINGS
+            content=texts(job.language)(_("This image is no longer being made.")),
+            view=None,
+            allowed_mentions=NO_PINGS,
         )
 
     async def cancel_shared(self, interaction: discord.Interaction, job: JobRecord) -> bool:
@@ -90,11 +99,12 @@ class JobButtons(commands.Cog):
             launcher = self.bot.launcher
             if isinstance(launcher, SharedLauncher):
                 await launcher.forget(job.id)  # no place in line shown after this
+            tr = texts(job.language)
             await interaction.response.edit_message(
-                content=f"Cancelled by {by}.",
+                content=tr(Text(CANCELLED_BY, {"name": by})),
                 embed=None,
                 attachments=[],
-                view=job_view(job.id, Action.RETRY),
+                view=job_view(job.id, Action.RETRY, tr=tr),
                 allowed_mentions=NO_PINGS,
             )
             await self.bot.store.update_job(
@@ -109,7 +119,9 @@ class JobButtons(commands.Cog):
 
     async def delete(self, interaction: discord.Interaction, job: JobRecord) -> None:
         if not may_manage(interaction, job.user_id):
-            await refuse(interaction, "Only the person who asked (or a moderator) can delete this.")
+            await refuse(
+                interaction, _("Only the person who asked (or a moderator) can delete this.")
+            )
             return
         await interaction.response.defer()
         await interaction.delete_original_response()
@@ -174,7 +186,13 @@ class JobButtons(commands.Cog):
             await refuse(interaction, GONE)
             return
         await interaction.response.send_modal(
-            EditModal(self.bot, attachment, parent_id=job.id, image_index=job.image_index or 0)
+            EditModal(
+                self.bot,
+                attachment,
+                tr=texts_of(interaction),
+                parent_id=job.id,
+                image_index=job.image_index or 0,
+            )
         )
 
     async def pick(self, interaction: discord.Interaction, job: JobRecord, index: int) -> None:
@@ -188,9 +206,10 @@ class JobButtons(commands.Cog):
         try:
             await launcher.precheck(interaction.user.id, interaction.guild_id)
         except Refusal as refusal:
-            await refuse(interaction, str(refusal))
+            await refuse(interaction, refusal)
             return
-        await interaction.response.defer(thinking=True)
+        member = member_of(interaction)
+        await interaction.response.defer(thinking=True, ephemeral=member.private)
         try:
             image = await fetch_image(
                 self.bot.http_session,
@@ -200,7 +219,13 @@ class JobButtons(commands.Cog):
                 filename=f"imagine-{job.id}-{index + 1}",
             )
         except FetchError as exc:
-            await refuse(interaction, f"I could not read that image back from Discord ({exc}).")
+            await refuse(
+                interaction,
+                _(
+                    "I could not read that image back from Discord ({error}).",
+                    error=message_of(exc),
+                ),
+            )
             return
         records = job.results()
         record = records[index] if index < len(records) and isinstance(records[index], dict) else {}
@@ -223,6 +248,8 @@ class JobButtons(commands.Cog):
             result_model=record.get("model"),
             result_backend=record.get("backend"),
             finished_at=time.time(),
+            language=language_of_interaction(interaction).value,
+            private=member.private,
         )
         picture = Picture(
             index=0,
@@ -251,7 +278,7 @@ class JobButtons(commands.Cog):
         """1..4 under /describe: draw that prompt, as /imagine would."""
         prompts = [p for p in job.results() if isinstance(p, str)]
         if index >= len(prompts):
-            await refuse(interaction, "That prompt is no longer known.")
+            await refuse(interaction, _("That prompt is no longer known."))
             return
         await start_job(
             self.bot.launcher,

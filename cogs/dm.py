@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
+from imagine.errors import message_of
+from imagine.i18n import language_for, texts
 from imagine.limits import RateLimiter
 from imagine.messages import format_image_prompt
 
@@ -65,6 +67,10 @@ class DirectMessages(commands.Cog):
     async def start(self, message: discord.Message) -> None:
         channel = message.channel
         launcher = self.bot.launcher
+        # A DM carries no locale: the member's chosen language, else the one their client
+        # showed at their last command.
+        member = await self.bot.store.user(message.author.id)
+        language = language_for(member.language, member.locale)
         try:
             # The limits first: a refused prompt costs no history read.
             await launcher.precheck(message.author.id, None)
@@ -80,12 +86,15 @@ class DirectMessages(commands.Cog):
                 guild_id=None,
                 channel_id=channel.id,
                 request=Request(prompt=prompt, source="dm"),
+                member=member,
+                language=language,
             )
             ticket = await launcher.admit(plan)
             await launcher.launch_in_channel(channel, plan, ticket, reference=message)
         except Refusal as refusal:
             if not isinstance(refusal, Throttled) or self.notices.hit(message.author.id) == 0:
-                await channel.send(str(refusal), allowed_mentions=NO_PINGS)
+                text = texts(language)(message_of(refusal))
+                await channel.send(text, allowed_mentions=NO_PINGS)
         except discord.HTTPException:
             log.exception("could not answer a DM prompt")
 

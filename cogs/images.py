@@ -12,8 +12,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from imagine.i18n import _
 from imagine.store import JobKind
 
+from .utils.language import texts_of
 from .utils.launch import Request
 from .utils.modals import EditModal
 from .utils.starting import ANY_INSTALL, EVERYWHERE, checked_image, first_image, refuse, start_job
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NO_IMAGE = "That message has no image (PNG, JPEG, WebP or GIF) to start from."
+NO_IMAGE = _("That message has no image (PNG, JPEG, WebP or GIF) to start from.")
 
 
 class Images(commands.Cog):
@@ -59,7 +61,9 @@ class Images(commands.Cog):
         if found is None:
             await refuse(interaction, NO_IMAGE)
             return
-        await interaction.response.send_modal(EditModal(self.bot, found[1]))
+        await interaction.response.send_modal(
+            EditModal(self.bot, found[1], tr=texts_of(interaction))
+        )
 
     async def describe_this_image(
         self, interaction: discord.Interaction, message: discord.Message

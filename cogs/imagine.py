@@ -15,6 +15,7 @@ from discord.ext import commands
 
 from imagine.aspects import ASPECT_CHOICES
 from imagine.flags import MAX_COUNT
+from imagine.i18n import _
 from imagine.messages import format_image_prompt
 from imagine.settings import MAX_SIDE
 from imagine.store import JobKind
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 HISTORY_WAIT = 2.0
 """Seconds we may spend reading the conversation before the 3 s acknowledgement deadline."""
-NOTHING_TO_DRAW = (
+NOTHING_TO_DRAW = _(
     "Nothing to draw: give a `prompt`, or describe the image in a message first "
     "(I read this conversation's recent messages)."
 )
@@ -89,7 +90,7 @@ class Imagine(commands.Cog):
             if prompt is None:
                 prompt = await self.conversation_prompt(interaction)
         except Refusal as refusal:
-            await refuse(interaction, str(refusal))
+            await refuse(interaction, refusal)
             return
         request = Request(
             prompt=prompt,
@@ -106,7 +107,7 @@ class Imagine(commands.Cog):
             try:
                 launcher.check_image_model(model)  # before reading the image, not after
             except Refusal as refusal:
-                await refuse(interaction, str(refusal))
+                await refuse(interaction, refusal)
                 return
             safe = await image_from(self.bot.http_session, interaction, image)
             if safe is None:
@@ -142,8 +143,10 @@ class Imagine(commands.Cog):
         except (discord.HTTPException, TimeoutError) as exc:
             log.info("could not read the conversation in %s: %r", interaction.channel_id, exc)
             raise Refusal(
-                "I could not read this conversation (I may not have access here); "
-                "give a `prompt` instead."
+                _(
+                    "I could not read this conversation (I may not have access here); "
+                    "give a `prompt` instead."
+                )
             ) from None
         prompt = format_image_prompt(messages).strip()
         if not prompt:
@@ -155,7 +158,7 @@ class Imagine(commands.Cog):
     ) -> None:
         prompt = message.content.strip()
         if not prompt:
-            await refuse(interaction, "That message has no text to draw.")
+            await refuse(interaction, _("That message has no text to draw."))
             return
         await start_job(self.bot.launcher, interaction, Request(prompt=prompt, source="menu"))
 

@@ -19,6 +19,7 @@ from typing import Any
 from .engine import Engine
 from .errors import BackendError, FetchError, ImagineError, UnknownModel, naming
 from .fetch import FetchedImage
+from .i18n import _
 from .images import fit_image, image_size, pixel_cap
 from .outcomes import Delivery, Described, Picture
 from .progress import GridProgress, JobStatus
@@ -90,7 +91,7 @@ class Drawing:
                 pictures.append(outcome)
             else:
                 errors.append(outcome)
-                failed.append(f"image {index + 1}: {naming_any(outcome)}")
+                failed.append(_("image {n}: {error}", n=index + 1, error=naming_any(outcome)))
         if not pictures:
             raise errors[0]
         for error in errors:
@@ -108,7 +109,14 @@ class Drawing:
         error: ImagineError | None = None
         for attempt, model in enumerate(self.models):
             if attempt:
-                self.status.notice(f"{self.models[0]} failed ({naming(error)}); trying {model}")
+                self.status.notice(
+                    _(
+                        "{model} failed ({error}); trying {other}",
+                        model=self.models[0],
+                        error=naming(error),
+                        other=model,
+                    )
+                )
             try:
                 picture = await self._attempt(index, model)
             except ImagineError as exc:  # the engine already retried and failed over
@@ -160,7 +168,7 @@ class Drawing:
                             self._download(item, index)
                         )
             if result is None or download is None:
-                raise BackendError("The backend finished without an image.")
+                raise BackendError(_("The backend finished without an image."))
             (width, height), image, reencoded = await download
         finally:
             if download is not None and not download.done():
@@ -209,7 +217,7 @@ async def describe_image(
     engine: Engine, job: JobRecord, images: Sequence[InputImage], status: JobStatus
 ) -> Described:
     """Prompts read off the job's input image."""
-    status.progress("Looking at the image")
+    status.progress(_("Looking at the image"))
     started = time.monotonic()
     description = await engine.describe(images[0], count=4)
     return Described(
@@ -223,4 +231,4 @@ async def describe_image(
 def naming_any(error: BaseException) -> str:
     if isinstance(error, ImagineError):
         return naming(error)
-    return "something went wrong on our side"
+    return _("something went wrong on our side")

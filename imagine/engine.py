@@ -22,10 +22,19 @@ from typing import Any, cast
 import aiohttp
 
 from .backends import Backend, BackendTable
-from .errors import BackendError, BackendTimeout, BadInput, ImagineError, QuotaExceeded, reword
+from .errors import (
+    BackendError,
+    BackendTimeout,
+    BadInput,
+    ImagineError,
+    QuotaExceeded,
+    message_of,
+    reword,
+)
 from .fetch import FetchedImage, fetch_image
 from .health import Breaker
 from .http import new_session
+from .i18n import Text, _
 from .logsafe import Redactor
 from .media import check_media
 from .providers.base import ImageProvider, ImageRequest
@@ -283,8 +292,12 @@ class Engine:
                 if backend is not None:
                     retried = True
                     yield Notice(
-                        f"{backend.label} stumbled ({short(error_of(backend, errors))}); "
-                        f"retrying in {self.retry_backoff:g}s"
+                        _(
+                            "{backend} stumbled ({error}); retrying in {seconds}s",
+                            backend=backend.label,
+                            error=short(error_of(backend, errors)),
+                            seconds=f"{self.retry_backoff:g}",
+                        )
                     )
                     await asyncio.sleep(self.retry_backoff)
             if backend is None:
@@ -335,7 +348,7 @@ class Engine:
 
     def public(self, error: ImagineError) -> ImagineError:
         """The error as people may see it: no secret, and backends by name, not address."""
-        text = str(error)
+        text = message_of(error)
         clean = self.redact(text)
         return error if clean == text else reword(error, clean)
 
@@ -434,12 +447,15 @@ def error_of(backend: Backend, errors: list[tuple[Backend, ImagineError]]) -> Im
 
 
 def failover_notice(failed: Backend, error: ImagineError, to: Backend) -> str:
-    what = "is not answering" if isinstance(error, BackendTimeout) else "is unavailable"
-    return f"{failed.label} {what} ({short(error)}); trying {to.label}"
+    if isinstance(error, BackendTimeout):
+        template = "{failed} is not answering ({error}); trying {other}"
+    else:
+        template = "{failed} is unavailable ({error}); trying {other}"
+    return Text(template, {"failed": failed.label, "error": short(error), "other": to.label})
 
 
 def short(error: BaseException, limit: int = 160) -> str:
-    text = str(error)
+    text = message_of(error)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -448,11 +464,12 @@ def combined(
 ) -> ImagineError:
     """The error to raise once no backend could draw ``model``."""
     if not backends:  # each one already stalled earlier in this job
-        return BackendTimeout(f"No backend for {model} is answering right now")
+        return BackendTimeout(_("No backend for {model} is answering right now", model=model))
     if not errors:  # every backend refused for quota a moment ago
         soonest = min(engine.breaker(b.name).remaining() for b in backends)
         return QuotaExceeded(
-            f"Every backend for {model} is out of GPU quota for now", retry_after=soonest
+            _("Every backend for {model} is out of GPU quota for now", model=model),
+            retry_after=soonest,
         )
     unique: dict[str, tuple[Backend, ImagineError]] = {}
     for backend, error in errors:

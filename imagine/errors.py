@@ -7,6 +7,8 @@ parsing text.
 
 from __future__ import annotations
 
+from .i18n import Text
+
 
 class ImagineError(Exception):
     """Base of every error the engine raises on purpose."""
@@ -71,11 +73,21 @@ class QuotaExceeded(BackendError):
         self.retry_after = retry_after
 
 
+def message_of(error: BaseException | None) -> str:
+    """The error's message as it was made: a translatable ``imagine.i18n.Text`` stays one
+    (``str(error)`` would make it plain English)."""
+    if error is not None and len(error.args) == 1 and isinstance(error.args[0], str):
+        return error.args[0]
+    return str(error)
+
+
 def naming(error: ImagineError | None) -> str:
     """The error's text, naming the backend it is about when the text does not already."""
-    text = str(error)
+    text = message_of(error)
     backend = getattr(error, "backend", None)
-    return f"{backend}: {text}" if backend and backend not in text else text
+    if backend and backend not in text:
+        return Text("{backend}: {error}", {"backend": backend, "error": text})
+    return text
 
 
 def reword(error: ImagineError, text: str) -> ImagineError:

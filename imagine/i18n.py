@@ -181,3 +181,8 @@ def _locale(language: Language) -> Locale:
 
 
 ENGLISH = texts(Language.EN)
+
+
+def language_for(chosen: str | None, locale: str | None) -> Language:
+    """A member's language: the one they chose (``/settings``), else their client's."""
+    return language_of(chosen) if chosen else language_of(locale)

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from .i18n import Text, _
 from .responses import ImagePreview
 
 log = logging.getLogger(__name__)
@@ -148,8 +149,13 @@ class JobStatus:
         self._show()
 
     def _show(self) -> None:
-        lines = [line for line in (self._notice, self._progress) if line]
-        self.editor.update(Shown("\n".join(lines), self._preview))
+        if self._notice and self._progress:
+            text: str = Text(
+                "{notice}\n{progress}", {"notice": self._notice, "progress": self._progress}
+            )
+        else:
+            text = self._notice or self._progress
+        self.editor.update(Shown(text, self._preview))
 
 
 class GridProgress:
@@ -164,9 +170,11 @@ class GridProgress:
         if self.count == 1:
             self.status.progress(text)
         else:
-            self.status.progress(f"{self.done}/{self.count} done · {text}")
+            self.status.progress(
+                _("{done}/{count} done · {status}", done=self.done, count=self.count, status=text)
+            )
 
     def finished(self) -> None:
         self.done += 1
         if self.count > 1:
-            self.status.progress(f"{self.done}/{self.count} done")
+            self.status.progress(_("{done}/{count} done", done=self.done, count=self.count))

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from .drawing import Drawing, Work, describe_image
 from .engine import Engine
-from .errors import FetchError, ImagineError, QuotaExceeded
+from .errors import FetchError, ImagineError, QuotaExceeded, message_of
+from .i18n import _, n_
 from .images import pixel_cap, preview_jpeg
 from .jobs import Scheduler, Ticket, TicketState
 from .outcomes import Delivery, Described, Failure, Picture, Reply, StatusLine
@@ -35,9 +36,13 @@ log = logging.getLogger(__name__)
 def queue_status(position: int) -> str:
     """``position`` counts from 1 among the waiting jobs, in the order they will start."""
     if position <= 1:
-        return "Next in line"
-    ahead = position - 1
-    return f"#{position} in line ({ahead} {'job' if ahead == 1 else 'jobs'} ahead of you)"
+        return _("Next in line")
+    return n_(
+        "#{position} in line ({n} job ahead of you)",
+        "#{position} in line ({n} jobs ahead of you)",
+        position - 1,
+        position=position,
+    )
 
 
 class StopReason(enum.Enum):
@@ -153,7 +158,7 @@ class JobRunner:
         except Exception:
             log.exception("job %s failed unexpectedly", job.id)
             ending = self._ending_failed(
-                job, reply, ImagineError("Something went wrong on our side; please try again.")
+                job, reply, ImagineError(_("Something went wrong on our side; please try again."))
             )
         else:
             if isinstance(outcome, Described):
@@ -222,9 +227,11 @@ class JobRunner:
         retry_at = None
         if isinstance(error, QuotaExceeded) and error.retry_after is not None:
             retry_at = time.time() + error.retry_after
+        message = message_of(error)
+        clean = self.redact(message)
         failure = Failure(
             job,
-            self.redact(str(error)),
+            message if clean == message else clean,
             retry_at=retry_at,
             transient=getattr(error, "transient", False),
             backend=getattr(error, "backend", None),
@@ -248,7 +255,7 @@ class JobRunner:
         async def end() -> None:
             if stop.reason is StopReason.SHUTDOWN:
                 failure = Failure(
-                    job, "The bot restarted before this image was finished.", interrupted=True
+                    job, _("The bot restarted before this image was finished."), interrupted=True
                 )
                 await self._safely(reply.fail(failure), job)
                 await self.store.update_job(
@@ -281,7 +288,7 @@ class JobRunner:
         await self.scheduler.wait_turn(ticket)
         if job.started_at is None:  # a shared queue stamps it when a worker claims the job
             self.store.update_job(job.id, state=JobState.RUNNING, started_at=time.time())
-        status.progress("Starting")
+        status.progress(_("Starting"))
         if job.kind == JobKind.DESCRIBE:
             return await describe_image(self.engine, job, work.images, status)
         return await Drawing(self.engine, job, work, status).run()

@@ -15,14 +15,15 @@ import discord
 from imagine.aspects import size_for_aspect
 from imagine.drawing import Work
 from imagine.engine import Engine
-from imagine.errors import BadInput
+from imagine.errors import BadInput, message_of
 from imagine.flags import MAX_COUNT, merge, parse_flags
+from imagine.i18n import DEFAULT_LANGUAGE, Language, _, n_
 from imagine.inputs import InputImage
 from imagine.jobs import QueueFull, Scheduler, SchedulerBusy, SchedulerClosed, Ticket
 from imagine.limits import Cooldowns, RateLimiter
 from imagine.runner import JobRunner
 from imagine.settings import MAX_SIDE
-from imagine.store import GuildSettings, JobKind, JobRecord, JobState, Store
+from imagine.store import GuildSettings, JobKind, JobRecord, JobState, Store, UserSettings
 from imagine.wordfilter import clean_text, find_blocked_word
 
 from .replies import InteractionReply, MessageReply
@@ -38,7 +39,7 @@ USER_BURST = (5, 60.0)
 GUILD_BURST = (60, 60.0)
 """At most 60 accepted commands per server per minute."""
 
-BUSY_SERVER = "This server is making a lot of images right now; try again shortly."
+BUSY_SERVER = _("This server is making a lot of images right now; try again shortly.")
 
 
 class Refusal(Exception):
@@ -51,7 +52,7 @@ class Throttled(Refusal):
 
 
 def slow_down(wait: float) -> str:
-    return f"Slow down: you can ask again <t:{int(time.time() + wait) + 1}:R>."
+    return _("Slow down: you can ask again {when}.", when=f"<t:{int(time.time() + wait) + 1}:R>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,9 @@ class Plan:
     input_url: str | None = None
     parent_id: int | None = None
     image_index: int | None = None
+    language: Language = DEFAULT_LANGUAGE  # what the requester reads
+    private: bool = False  # the reply only the requester sees
+    translate: str | None = None  # the model that puts a non-English prompt into English
 
     def work(self) -> Work:
         images = () if self.input is None else (self.input.as_media(),)
@@ -109,9 +113,12 @@ def allowed_models(engine: Engine, settings: GuildSettings | None) -> list[str]:
 
 
 def cannot_start_from_image(model: str, able: list[str]) -> str:
-    return (
-        f"The model {model} cannot start from an image; "
-        f"{'try ' + ', '.join(able) if able else 'no model here can'}."
+    if not able:
+        return _("The model {model} cannot start from an image; no model here can.", model=model)
+    return _(
+        "The model {model} cannot start from an image; try {models}.",
+        model=model,
+        models=", ".join(able),
     )
 
 
@@ -122,7 +129,11 @@ def clean_negative(text: str | None) -> str | None:
     cleaned = clean_text(text).strip()
     if len(cleaned) > MAX_NEGATIVE:
         raise BadInput(
-            f"The negative prompt is {len(cleaned)} characters long; the limit is {MAX_NEGATIVE}."
+            _(
+                "The negative prompt is {length} characters long; the limit is {limit}.",
+                length=len(cleaned),
+                limit=MAX_NEGATIVE,
+            )
         )
     return cleaned or None
 
@@ -151,6 +162,39 @@ def with_flags(request: Request) -> Request:
         count=chosen.count,
         flags=False,
     )
+
+
+def with_member_defaults(
+    engine: Engine, settings: GuildSettings | None, member: UserSettings, request: Request
+) -> Request:
+    """What the member left out, from their own defaults: their model where this server
+    allows it (else the server's default stands), their shape unless a size was given, their
+    image count within the server's most."""
+    model = request.model
+    if model is None and member.model and request.input is None:
+        try:
+            mine = engine.resolve_model(member.model)
+        except BadInput:
+            mine = None  # a model gone since it was chosen
+        if mine is not None and mine in allowed_models(engine, settings):
+            model = mine
+    aspect = request.aspect
+    if aspect is None and request.width is None and request.height is None and not request.input:
+        aspect = member.aspect
+    count = request.count
+    if count is None and member.count and request.kind is JobKind.IMAGINE:
+        most = (settings.max_count if settings else None) or MAX_COUNT
+        count = min(member.count, most)
+    return replace(request, model=model, aspect=aspect, count=count)
+
+
+def usable_translator(engine: Engine, settings: GuildSettings | None) -> str | None:
+    """The server's translation model, while the engine still knows it."""
+    name = settings.translate_model if settings else None
+    if not name:
+        return None
+    known: list[str] = getattr(engine, "translation_models", list)()
+    return name if name in known else None
 
 
 def usable_fallback(engine: Engine, name: str | None) -> str | None:
@@ -199,8 +243,11 @@ class Launcher:
             left = self.cooldowns.remaining((guild_id, user_id), cooldown)
             if left:
                 raise Throttled(
-                    f"This server has a {cooldown:g}s cooldown: you can ask again "
-                    f"<t:{int(time.time() + left) + 1}:R>."
+                    _(
+                        "This server has a {seconds}s cooldown: you can ask again {when}.",
+                        seconds=f"{cooldown:g}",
+                        when=f"<t:{int(time.time() + left) + 1}:R>",
+                    )
                 )
             if self.guild_rate.wait(guild_id):
                 raise Throttled(BUSY_SERVER)
@@ -210,10 +257,10 @@ class Launcher:
         """``Throttled`` when the user or the bot holds as many jobs as allowed."""
         limit = self.scheduler.max_queued_per_user
         if self.scheduler.active_jobs(user_id) >= limit:
-            raise Throttled(str(QueueFull(limit)))
+            raise Throttled(message_of(QueueFull(limit)))
         if self.scheduler.full:
             assert self.scheduler.max_total is not None
-            raise Throttled(str(SchedulerBusy(self.scheduler.max_total)))
+            raise Throttled(message_of(SchedulerBusy(self.scheduler.max_total)))
 
     def fallback_for(self, settings: GuildSettings | None, model: str) -> str | None:
         """The server's fallback, else the bot's: only a model we can draw, that the server
@@ -233,18 +280,26 @@ class Launcher:
         guild_id: int | None,
         channel_id: int | None,
         request: Request,
+        member: UserSettings | None = None,
+        language: Language = DEFAULT_LANGUAGE,
     ) -> Plan:
-        """Everything checked and defaults applied; ``Refusal`` says what is wrong."""
+        """Everything checked and defaults applied (what was asked, else the member's own
+        defaults, else the server's, else the bot's); ``Refusal`` says what is wrong."""
         settings = await self.guild_settings(guild_id)
         if settings and settings.channels and channel_id not in settings.channels:
             places = ", ".join(f"<#{c}>" for c in settings.channels[:10])
-            raise Refusal(f"/imagine is not enabled in this channel. Try {places}.")
+            raise Refusal(
+                _("/imagine is not enabled in this channel. Try {places}.", places=places)
+            )
         try:
             request = with_flags(request)
         except BadInput as exc:
-            raise Refusal(str(exc)) from None
+            raise Refusal(message_of(exc)) from None
+        member = member or UserSettings(user.id)
         if request.kind is JobKind.DESCRIBE:
-            return self._describe_plan(user, guild_id, channel_id, request)
+            plan = self._describe_plan(user, guild_id, channel_id, request)
+            return replace(plan, language=language, private=member.private)
+        request = with_member_defaults(self.engine, settings, member, request)
         name = self._model(settings, request)
         width, height = self._size(settings, request)
         count = self._count(settings, request)
@@ -261,9 +316,9 @@ class Launcher:
                 images=images,
             )
         except BadInput as exc:
-            raise Refusal(str(exc)) from None
+            raise Refusal(message_of(exc)) from None
         if settings and find_blocked_word(checked.prompt, settings.blocked_words) is not None:
-            raise Refusal("This server does not allow that prompt (it contains a blocked word).")
+            raise Refusal(_("This server does not allow that prompt (it contains a blocked word)."))
         fallback = self.fallback_for(settings, name)
         if fallback is not None and request.input is not None:
             fallback = fallback if self.engine.accepts_images(fallback) else None
@@ -286,6 +341,9 @@ class Launcher:
             input_url=request.input_url,
             parent_id=request.parent_id,
             image_index=request.image_index,
+            translate=usable_translator(self.engine, settings),
+            language=language,
+            private=member.private,
         )
 
     def check_image_model(self, model: str | None) -> None:
@@ -296,7 +354,7 @@ class Launcher:
         try:
             name = self.engine.resolve_model(model)
         except BadInput as exc:
-            raise Refusal(str(exc)) from None
+            raise Refusal(message_of(exc)) from None
         if not self.engine.accepts_images(name):
             raise Refusal(cannot_start_from_image(name, self.engine.image_models()))
 
@@ -308,18 +366,21 @@ class Launcher:
         if request.input is not None and request.model is None:
             usable = [m for m in engine.image_models() if m in allowed]
             if not usable:
-                raise Refusal("No model here can start from an image.")
+                raise Refusal(_("No model here can start from an image."))
             return usable[0]
         try:
             name = engine.resolve_model(
                 request.model or (settings and settings.default_model) or DEFAULT_MODEL
             )
         except BadInput as exc:
-            raise Refusal(str(exc)) from None
+            raise Refusal(message_of(exc)) from None
         if name not in allowed:
             raise Refusal(
-                f"The model {name} is not enabled on this server. "
-                f"Available here: {', '.join(allowed) or 'none'}."
+                _(
+                    "The model {model} is not enabled on this server. Available here: {models}.",
+                    model=name,
+                    models=", ".join(allowed) or "—",
+                )
             )
         if request.input is not None and not engine.accepts_images(name):
             able = [m for m in engine.image_models() if m in allowed]
@@ -345,7 +406,11 @@ class Launcher:
         height = min(DEFAULT_SIDE, largest) if height is None else height
         for label, value in (("width", width), ("height", height)):
             if value > largest:
-                raise Refusal(f"The largest {label} on this server is {largest} pixels.")
+                raise Refusal(
+                    _("The largest width on this server is {n} pixels.", n=largest)
+                    if label == "width"
+                    else _("The largest height on this server is {n} pixels.", n=largest)
+                )
         return width, height
 
     @staticmethod
@@ -357,7 +422,11 @@ class Launcher:
         count = request.count or (settings.default_count if settings else None) or 1
         if count > most:
             raise Refusal(
-                f"This server allows at most {most} image{'s' if most > 1 else ''} per request."
+                n_(
+                    "This server allows at most {n} image per request.",
+                    "This server allows at most {n} images per request.",
+                    most,
+                )
             )
         return min(count, most)
 
@@ -369,7 +438,7 @@ class Launcher:
         request: Request,
     ) -> Plan:
         if request.input is None:
-            raise Refusal("Attach an image to describe.")
+            raise Refusal(_("Attach an image to describe."))
         return Plan(
             user_id=user.id,
             requester=user.display_name,
@@ -407,7 +476,7 @@ class Launcher:
         try:
             return self.scheduler.submit(plan.user_id, 0)
         except (QueueFull, SchedulerBusy, SchedulerClosed) as exc:
-            raise Throttled(str(exc)) from None
+            raise Throttled(message_of(exc)) from None
 
     async def _create_job(self, plan: Plan, **extra):
         return await self.store.create_job(
@@ -427,6 +496,8 @@ class Launcher:
             image_index=plan.image_index,
             input_url=plan.input_url,
             input_sha256=plan.input.sha256 if plan.input is not None else None,
+            language=plan.language.value,
+            private=plan.private,
             **extra,
         )
 
@@ -449,7 +520,7 @@ class Launcher:
         if interaction.response.is_done():
             message_id: int | None = (await interaction.original_response()).id
         else:
-            response = await interaction.response.defer(thinking=True)
+            response = await interaction.response.defer(thinking=True, ephemeral=plan.private)
             message_id = getattr(response, "message_id", None)
         job = await self._create_job(
             plan,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from imagine.i18n import ENGLISH, Texts, _
 from imagine.store import JobKind
 
 from .launch import Request
@@ -16,26 +17,28 @@ if TYPE_CHECKING:
     from bot import ImagineBot
 
 
-class EditModal(discord.ui.Modal, title="Edit this image"):
-    """Asks what should change; then an image-to-image job starts from the image."""
-
-    change: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
-        label="What should change?",
-        style=discord.TextStyle.paragraph,
-        placeholder="make it night, add snow, turn the cat into a fox…",
-        min_length=1,
-        max_length=1000,
-    )
+class EditModal(discord.ui.Modal):
+    """Asks what should change (in the member's language); then an image-to-image job starts
+    from the image."""
 
     def __init__(
         self,
         bot: ImagineBot,
         attachment: discord.Attachment,
         *,
+        tr: Texts = ENGLISH,
         parent_id: int | None = None,
         image_index: int | None = None,
     ) -> None:
-        super().__init__(timeout=15 * 60)
+        super().__init__(title=tr(_("Edit this image")), timeout=15 * 60)
+        self.change: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
+            label=tr(_("What should change?")),
+            style=discord.TextStyle.paragraph,
+            placeholder=tr(_("make it night, add snow, turn the cat into a fox…")),
+            min_length=1,
+            max_length=1000,
+        )
+        self.add_item(self.change)
         self.bot = bot
         self.attachment = attachment
         self.parent_id = parent_id

@@ -13,18 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from imagine.i18n import Language, Text, _, texts
 from imagine.outcomes import Failure
 from imagine.store import ACTIVE_STATES, JobRecord, JobState
 
 from .render import FAILURE_TITLE, INTERRUPTED_TITLE, NO_PINGS, Action, failure_embed, job_view
-from .replies import PREVIEW_NAME
+from .replies import CANCELLED_BY, PREVIEW_NAME
 
 if TYPE_CHECKING:
     from bot import ImagineBot
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = "The bot restarted before this image was finished."
+INTERRUPTED = _("The bot restarted before this image was finished.")
 TOKEN_MARGIN = 10.0
 
 
@@ -74,12 +75,18 @@ def ended_state(message: discord.Message) -> JobState | None:
         return JobState.DONE
     if message.embeds:
         title = message.embeds[0].title
-        if title == INTERRUPTED_TITLE:
+        if title in in_every_language(INTERRUPTED_TITLE):
             return JobState.INTERRUPTED
-        return JobState.FAILED if title == FAILURE_TITLE else JobState.DONE
-    if message.content.startswith("Cancelled"):
+        return JobState.FAILED if title in in_every_language(FAILURE_TITLE) else JobState.DONE
+    cancelled = in_every_language(_("Cancelled.")) | in_every_language(CANCELLED_BY)
+    if any(message.content.startswith(text.split("{")[0].rstrip(".")) for text in cancelled):
         return JobState.CANCELLED
     return None
+
+
+def in_every_language(text: Text) -> set[str]:
+    """``text`` as each language shows it: a reply is read back in whichever it was sent."""
+    return {texts(language).catalog.gettext(text.msgid) for language in Language}
 
 
 async def recover_interrupted_jobs(bot: ImagineBot) -> int:
@@ -105,10 +112,11 @@ async def recover_interrupted_jobs(bot: ImagineBot) -> int:
             continue
         failure = Failure(job, INTERRUPTED, interrupted=True)
         try:
+            tr = texts(job.language)
             await reply.edit(
                 content=None,
-                embed=failure_embed(failure),
-                view=job_view(job.id, Action.RETRY),
+                embed=failure_embed(failure, tr),
+                view=job_view(job.id, Action.RETRY, tr=tr),
                 allowed_mentions=NO_PINGS,
             )
             told += 1

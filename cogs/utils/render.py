@@ -14,6 +14,7 @@ from typing import Any
 
 import discord
 
+from imagine.i18n import ENGLISH, Number, Texts, _, n_
 from imagine.outcomes import Delivery, Described, Failure, Picture
 
 NO_PINGS = discord.AllowedMentions.none()
@@ -36,12 +37,12 @@ class Action(StrEnum):
 
 
 LABELS = {
-    Action.CANCEL: "Cancel",
-    Action.REROLL: "Reroll",
-    Action.DELETE: "Delete",
-    Action.RETRY: "Retry",
-    Action.VARY: "Vary",
-    Action.EDIT: "Edit",
+    Action.CANCEL: _("Cancel"),
+    Action.REROLL: _("Reroll"),
+    Action.DELETE: _("Delete"),
+    Action.RETRY: _("Retry"),
+    Action.VARY: _("Vary"),
+    Action.EDIT: _("Edit"),
 }
 STYLES = {
     Action.CANCEL: discord.ButtonStyle.secondary,
@@ -92,9 +93,9 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def status_content(prompt: str, model: str, status: str) -> str:
+def status_content(prompt: str, model: str, status: str, tr: Texts = ENGLISH) -> str:
     excerpt = shown_prompt(one_line(prompt), 150)
-    return clip(f"**{excerpt}**\n`{model}` · {status}", 2000)
+    return clip(f"**{excerpt}**\n`{model}` · {tr(status)}", 2000)
 
 
 # -- buttons ------------------------------------------------------------------------------
@@ -111,9 +112,11 @@ def parse_action(text: str) -> tuple[Action, int | None]:
     return Action(text), None
 
 
-def job_button(action: Action, job_id: int, index: int | None = None) -> discord.ui.Button:
+def job_button(
+    action: Action, job_id: int, index: int | None = None, tr: Texts = ENGLISH
+) -> discord.ui.Button:
     if index is None:
-        label, code, emoji = LABELS[action], action.value, EMOJI.get(action)
+        label, code, emoji = tr(LABELS[action]), action.value, EMOJI.get(action)
     else:
         number = index + 1
         label = str(number) if action is Action.PROMPT else f"{action.value.upper()}{number}"
@@ -127,8 +130,10 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=TEMPLATE):
     """A persistent button: the job id is in its ``custom_id``, the job in the database, so
     it still works after a restart."""
 
-    def __init__(self, action: Action, job_id: int, index: int | None = None) -> None:
-        super().__init__(job_button(action, job_id, index))
+    def __init__(
+        self, action: Action, job_id: int, index: int | None = None, tr: Texts = ENGLISH
+    ) -> None:
+        super().__init__(job_button(action, job_id, index, tr))
         self.action = action
         self.job_id = job_id
         self.index = index
@@ -146,14 +151,16 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=TEMPLATE):
         interaction.client.dispatch("job_button", interaction, self.action, self.job_id, self.index)
 
 
-def job_view(job_id: int, *actions: Action) -> discord.ui.View:
+def job_view(job_id: int, *actions: Action, tr: Texts = ENGLISH) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     for action in actions:
-        view.add_item(JobButton(action, job_id))
+        view.add_item(JobButton(action, job_id, tr=tr))
     return view
 
 
-def result_view(job_id: int, count: int, *, image_input: bool) -> discord.ui.View:
+def result_view(
+    job_id: int, count: int, *, image_input: bool, tr: Texts = ENGLISH
+) -> discord.ui.View:
     """A single image: Vary, Edit (where an image-input model is there), Reroll, Delete. A
     grid: U1..Un on one row, V1..Vn (where an image-input model is there) on the next, then
     Reroll and Delete."""
@@ -167,7 +174,7 @@ def result_view(job_id: int, count: int, *, image_input: bool) -> discord.ui.Vie
     else:
         actions = [Action.VARY, Action.EDIT] if image_input else []
         actions += [Action.REROLL, Action.DELETE]
-    rows.append([JobButton(action, job_id) for action in actions])
+    rows.append([JobButton(action, job_id, tr=tr) for action in actions])
     for number, row in enumerate(rows):
         for button in row:
             button.row = number
@@ -193,54 +200,89 @@ def _prompt_embed(prompt: str, *, color: discord.Color) -> discord.Embed:
     return embed
 
 
-def _model_text(picture: Picture) -> str:
+def _model_text(picture: Picture, tr: Texts) -> str:
     if picture.fallback_from:
-        return f"{picture.model} (fallback: {picture.fallback_from} failed)"
+        return tr(
+            _(
+                "{model} (fallback: {failed} failed)",
+                model=picture.model,
+                failed=picture.fallback_from,
+            )
+        )
     return picture.model
 
 
-def _notes(delivery: Delivery) -> list[str]:
+def _notes(delivery: Delivery, tr: Texts) -> list[str]:
     notes: list[str] = []
     pictures = delivery.pictures
     fallen = next((p for p in pictures if p.fallback_from and p.fallback_reason), None)
     if fallen is not None:
-        notes.append(f"{fallen.fallback_from}: {clip(fallen.fallback_reason or '', 300)}")
+        notes.append(f"{fallen.fallback_from}: {clip(tr(fallen.fallback_reason or ''), 300)}")
     ignored = sorted({option for p in pictures for option in p.ignored})
     for option in ignored:
-        notes.append(f"{option} not used: {pictures[0].model} does not take one")
+        notes.append(
+            tr(
+                _(
+                    "{option} not used: {model} does not take one",
+                    option=option,
+                    model=pictures[0].model,
+                )
+            )
+        )
     if any(p.reencoded for p in pictures):
-        notes.append("re-encoded to fit Discord's upload limit")
+        notes.append(tr(_("re-encoded to fit Discord's upload limit")))
     if delivery.extra_images:
-        notes.append(f"{delivery.extra_images} more image(s) made; the first is shown")
-    notes.extend(clip(line, 300) for line in delivery.failed)
+        notes.append(
+            tr(
+                n_(
+                    "{n} more image made; the first is shown",
+                    "{n} more images made; the first is shown",
+                    delivery.extra_images,
+                )
+            )
+        )
+    notes.extend(clip(tr(line), 300) for line in delivery.failed)
     return notes
 
 
-def result_embed(delivery: Delivery, requester: str | None) -> discord.Embed:
+def seconds_text(seconds: float, tr: Texts) -> str:
+    return tr(_("{seconds}s", seconds=Number(seconds, 1)))
+
+
+def result_embed(delivery: Delivery, requester: str | None, tr: Texts = ENGLISH) -> discord.Embed:
     job = delivery.job
     pictures = delivery.pictures
     first = delivery.first
     embed = _prompt_embed(job.prompt, color=COLOR_OK)
-    embed.add_field(name="Model", value=clip(_model_text(first), 1024))
+    embed.add_field(name=tr(_("Model")), value=clip(_model_text(first, tr), 1024))
     if len(pictures) == 1:
-        embed.add_field(name="Seed", value=str(first.seed) if first.seed is not None else "—")
-        embed.add_field(name="Size", value=f"{first.width}×{first.height}")
+        seed = str(first.seed) if first.seed is not None else "—"
+        embed.add_field(name=tr(_("Seed")), value=seed)
+        embed.add_field(name=tr(_("Size")), value=f"{first.width}×{first.height}")
     else:
         seeds = " · ".join(
             f"{n}: {p.seed if p.seed is not None else '—'}" for n, p in enumerate(pictures, 1)
         )
-        embed.add_field(name="Seeds", value=clip(seeds, 1024))
+        embed.add_field(name=tr(_("Seeds")), value=clip(seeds, 1024))
         sizes = sorted({f"{p.width}×{p.height}" for p in pictures})
-        embed.add_field(name="Size", value=", ".join(sizes))
-    embed.add_field(name="Time", value=f"{delivery.elapsed:.1f}s")
+        embed.add_field(name=tr(_("Size")), value=", ".join(sizes))
+    embed.add_field(name=tr(_("Time")), value=seconds_text(delivery.elapsed, tr))
     if job.negative:
-        embed.add_field(name="Negative", value=shown_prompt(job.negative, 1024), inline=False)
+        embed.add_field(
+            name=tr(_("Negative")), value=shown_prompt(job.negative, 1024), inline=False
+        )
+    if job.translated_prompt:
+        embed.add_field(
+            name=tr(_("Drawn as (translated)")),
+            value=shown_prompt(job.translated_prompt, 1024),
+            inline=False,
+        )
     backends = ", ".join(dict.fromkeys(p.backend for p in pictures))
     footer = " · ".join(
         [
-            f"Requested by {requester}" if requester else "",
-            f"drawn by {backends}",
-            *_notes(delivery),
+            tr(_("Requested by {name}", name=requester)) if requester else "",
+            tr(_("drawn by {backends}", backends=backends)),
+            *_notes(delivery, tr),
         ]
     ).strip(" ·")
     embed.set_footer(text=clip(footer, 2048))
@@ -248,51 +290,67 @@ def result_embed(delivery: Delivery, requester: str | None) -> discord.Embed:
         if first.image is not None:
             embed.set_image(url=f"attachment://{first.image.filename}")
         elif first.link:
-            embed.description = clip(
-                f"{embed.description or ''}\nToo large to upload here even re-encoded: "
-                f"[open the image]({first.link}) (the link expires).".strip(),
-                4096,
+            too_large = tr(
+                _(
+                    "Too large to upload here even re-encoded: [open the image]({link}) "
+                    "(the link expires).",
+                    link=first.link,
+                )
             )
+            embed.description = clip(f"{embed.description or ''}\n{too_large}".strip(), 4096)
             embed.set_image(url=first.link)
     else:
-        links = [f"[image {p.index + 1}]({p.link})" for p in pictures if p.image is None and p.link]
+        links = [
+            tr(_("[image {n}]({link})", n=p.index + 1, link=p.link))
+            for p in pictures
+            if p.image is None and p.link
+        ]
         if links:
-            embed.description = clip(
-                f"{embed.description or ''}\nToo large to upload here: {', '.join(links)} "
-                "(the links expire).".strip(),
-                4096,
+            too_large = tr(
+                _("Too large to upload here: {links} (the links expire).", links=", ".join(links))
             )
+            embed.description = clip(f"{embed.description or ''}\n{too_large}".strip(), 4096)
     return embed
 
 
-def described_embed(described: Described, requester: str | None) -> discord.Embed:
+def described_embed(
+    described: Described, requester: str | None, tr: Texts = ENGLISH
+) -> discord.Embed:
     lines = [
         f"**{n}.** {shown_prompt(prompt, 900)}" for n, prompt in enumerate(described.prompts, 1)
     ]
     embed = discord.Embed(
-        title="Prompts from this image", description=clip("\n\n".join(lines), 4096), color=COLOR_OK
+        title=tr(_("Prompts from this image")),
+        description=clip("\n\n".join(lines), 4096),
+        color=COLOR_OK,
     )
     footer = " · ".join(
-        [f"Requested by {requester}" if requester else "", f"read by {described.backend}"]
+        [
+            tr(_("Requested by {name}", name=requester)) if requester else "",
+            tr(_("read by {backend}", backend=described.backend)),
+            tr(_("press a number to draw that prompt")),
+        ]
     ).strip(" ·")
-    embed.set_footer(text=clip(footer + " · press a number to draw that prompt", 2048))
+    embed.set_footer(text=clip(footer, 2048))
     return embed
 
 
-FAILURE_TITLE = "Couldn't make this image"
-INTERRUPTED_TITLE = "Interrupted"
+FAILURE_TITLE = _("Couldn't make this image")
+INTERRUPTED_TITLE = _("Interrupted")
 
 
-def failure_embed(failure: Failure) -> discord.Embed:
-    title = INTERRUPTED_TITLE if failure.interrupted else FAILURE_TITLE
-    text = failure.message
+def failure_embed(failure: Failure, tr: Texts = ENGLISH) -> discord.Embed:
+    title = tr(INTERRUPTED_TITLE if failure.interrupted else FAILURE_TITLE)
+    text = tr(failure.message)
     if failure.backend and failure.backend not in text:
-        text = f"{failure.backend} failed: {text}"
+        text = tr(_("{backend} failed: {error}", backend=failure.backend, error=failure.message))
     if failure.retry_at is not None:
-        text += f"\nYou can try again <t:{int(failure.retry_at)}:R>."
+        text += "\n" + tr(_("You can try again {when}.", when=f"<t:{int(failure.retry_at)}:R>"))
     elif failure.transient:
-        text += "\nThis kind of hiccup usually passes: press **Retry** in a minute."
+        text += "\n" + tr(_("This kind of hiccup usually passes: press **Retry** in a minute."))
     embed = discord.Embed(title=title, description=clip(text, 4096), color=COLOR_FAIL)
-    embed.add_field(name="Prompt", value=shown_prompt(failure.job.prompt, 1024), inline=False)
-    embed.add_field(name="Model", value=failure.job.model)
+    embed.add_field(
+        name=tr(_("Prompt")), value=shown_prompt(failure.job.prompt, 1024), inline=False
+    )
+    embed.add_field(name=tr(_("Model")), value=failure.job.model)
     return embed

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import discord
 
+from imagine.i18n import Text, Texts, _, texts
 from imagine.outcomes import Delivery, Described, Failure, StatusLine
 from imagine.store import JobRecord
 
@@ -31,6 +32,8 @@ from .render import (
 )
 
 log = logging.getLogger(__name__)
+
+CANCELLED_BY = _("Cancelled by {name}.")
 
 TOKEN_LIFETIME = 15 * 60.0
 TOKEN_MARGIN = 20.0
@@ -53,7 +56,8 @@ def image_files(delivery: Delivery) -> list[discord.File]:
 
 def status_fields(job: JobRecord, line: StatusLine) -> dict[str, Any]:
     """A status edit; with a new preview, the preview replaces the attachments shown."""
-    fields: dict[str, Any] = {"content": status_content(job.prompt, job.model, line.text)}
+    content = status_content(job.prompt, job.model, line.text, texts(job.language))
+    fields: dict[str, Any] = {"content": content}
     if line.preview is not None:
         fields["attachments"] = [discord.File(io.BytesIO(line.preview), filename=PREVIEW_NAME)]
     return fields
@@ -88,18 +92,25 @@ class JobReply:
     async def _end(self, **fields: Any) -> None:
         raise NotImplementedError
 
+    @property
+    def tr(self) -> Texts:
+        """The requester's language: a result seen by a whole channel is in theirs."""
+        return texts(self.job.language)
+
     async def deliver(self, delivery: Delivery) -> None:
         await self._end(
             content=None,
-            embed=result_embed(delivery, self.requester),
+            embed=result_embed(delivery, self.requester, self.tr),
             attachments=image_files(delivery),
-            view=result_view(self.job.id, len(delivery.pictures), image_input=self.image_input),
+            view=result_view(
+                self.job.id, len(delivery.pictures), image_input=self.image_input, tr=self.tr
+            ),
         )
 
     async def described(self, described: Described) -> None:
         await self._end(
             content=None,
-            embed=described_embed(described, self.requester),
+            embed=described_embed(described, self.requester, self.tr),
             attachments=[],
             view=describe_view(self.job.id, len(described.prompts)),
         )
@@ -107,18 +118,28 @@ class JobReply:
     async def fail(self, failure: Failure) -> None:
         await self._end(
             content=None,
-            embed=failure_embed(failure),
+            embed=failure_embed(failure, self.tr),
             attachments=[],
-            view=job_view(self.job.id, Action.RETRY),
+            view=job_view(self.job.id, Action.RETRY, tr=self.tr),
         )
 
     async def cancelled(self, job: JobRecord, by: str | None) -> None:
+        text = Text(CANCELLED_BY, {"name": by}) if by else _("Cancelled.")
         await self._end(
-            content=f"Cancelled{f' by {by}' if by else ''}.",
+            content=self.tr(text),
             embed=None,
             attachments=[],
-            view=job_view(job.id, Action.RETRY),
+            view=job_view(job.id, Action.RETRY, tr=self.tr),
         )
+
+    def late_note(self, mention: str, fields: dict[str, Any]) -> str:
+        """What a result posted as a new message (the token is gone) starts with."""
+        note = self.tr(_("{mention}, here is your image.", mention=mention))
+        if not fields.get("embed"):
+            note = mention
+        if fields.get("content"):
+            note = f"{note} {fields['content']}"
+        return note
 
 
 class MessageReply(JobReply):
@@ -142,11 +163,11 @@ class MessageReply(JobReply):
         self.upload_limit = upload_limit
         self.message: discord.Message | None = None
 
-    async def open(self, text: str = "Starting") -> discord.Message:
+    async def open(self, text: str = _("Starting")) -> discord.Message:
         """Send the one reply that will be edited from now on."""
         self.message = await self.channel.send(
-            status_content(self.job.prompt, self.job.model, text),
-            view=job_view(self.job.id, Action.CANCEL),
+            status_content(self.job.prompt, self.job.model, text, self.tr),
+            view=job_view(self.job.id, Action.CANCEL, tr=self.tr),
             mention_author=False,
             allowed_mentions=NO_PINGS,
             **replying_to(self.reference),
@@ -197,7 +218,7 @@ class InteractionReply(JobReply):
             return  # statuses are not worth a new message; the ending will find its way
         fields = status_fields(self.job, line)
         if not self._cancel_shown:
-            fields["view"] = job_view(self.job.id, Action.CANCEL)
+            fields["view"] = job_view(self.job.id, Action.CANCEL, tr=self.tr)
         await self.interaction.edit_original_response(allowed_mentions=NO_PINGS, **fields)
         self._cancel_shown = True
 
@@ -215,12 +236,10 @@ class InteractionReply(JobReply):
     async def _deliver_late(self, **fields) -> None:
         """The token is gone: post in the channel, replying to the user, or else DM them."""
         user = self.interaction.user
-        note = f"{user.mention}, here is your image." if fields.get("embed") else user.mention
-        if fields.get("content"):
-            note = f"{note} {fields['content']}"
-        fields["content"] = note
+        fields["content"] = self.late_note(user.mention, fields)
         channel_id = self.interaction.channel_id
-        if channel_id is not None and self.interaction.guild_id is not None:
+        public = not self.job.private  # a private result never lands in the channel
+        if public and channel_id is not None and self.interaction.guild_id is not None:
             reference = None
             if self.message_id is not None:
                 reference = discord.MessageReference(
@@ -304,7 +323,7 @@ class WebhookReply(JobReply):
     async def status(self, line: StatusLine) -> None:
         fields = status_fields(self.job, line)
         if not self._cancel_shown:
-            fields["view"] = job_view(self.job.id, Action.CANCEL)
+            fields["view"] = job_view(self.job.id, Action.CANCEL, tr=self.tr)
         message = self._message() if self.own_message else None
         if self.token_valid():
             await self._webhook().edit_message(self._target(), allowed_mentions=NO_PINGS, **fields)
@@ -336,12 +355,8 @@ class WebhookReply(JobReply):
         """As ``InteractionReply._deliver_late``: in the channel replying to the user, else
         by DM."""
         job = self.job
-        mention = f"<@{job.user_id}>"
-        note = f"{mention}, here is your image." if fields.get("embed") else mention
-        if fields.get("content"):
-            note = f"{note} {fields['content']}"
-        fields["content"] = note
-        if job.channel_id is not None and job.guild_id is not None:
+        fields["content"] = self.late_note(f"<@{job.user_id}>", fields)
+        if not job.private and job.channel_id is not None and job.guild_id is not None:
             reference = None
             if job.message_id is not None:
                 reference = discord.MessageReference(

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from imagine.errors import message_of
+from imagine.i18n import _
 from imagine.jobs import QueueFull, SchedulerBusy, Ticket
 from imagine.outcomes import Failure, Reply, StatusLine
 from imagine.progress import StatusEditor
@@ -96,7 +98,7 @@ class SharedLauncher(Launcher):
                 job.id, plan.user_id, requester=plan.requester, fallback=plan.work().fallback
             )
         except (QueueFull, SchedulerBusy) as exc:  # lost a race since the precheck
-            await self._end_here(job, reply, str(exc))
+            await self._end_here(job, reply, message_of(exc))
             return
         from imagine.worker import enqueue  # procrastinate: the postgres extra
 
@@ -105,7 +107,9 @@ class SharedLauncher(Launcher):
         except Exception:
             log.exception("could not queue job %s", job.id)
             await self.queue.release(job.id)
-            await self._end_here(job, reply, "Something went wrong on our side; please try again.")
+            await self._end_here(
+                job, reply, _("Something went wrong on our side; please try again.")
+            )
             return
 
         async def show(text: str) -> None:

@@ -12,11 +12,13 @@ import logging
 import aiohttp
 import discord
 
-from imagine.errors import BadInput, FetchError
+from imagine.errors import BadInput, FetchError, message_of
 from imagine.fetch import fetch_image
+from imagine.i18n import _
 from imagine.inputs import InputImage, prepare_input_image
 
 from .attachments import DECODERS, check_declared, read_attachment
+from .language import language_of_interaction, member_of, texts_of
 from .launch import Launcher, Refusal, Request
 from .render import NO_PINGS
 
@@ -33,9 +35,10 @@ ANY_INSTALL = discord.app_commands.AppInstallationType(guild=True, user=True)
 command: discord.py applies class-level ``allowed_contexts`` only to a ``GroupCog``."""
 
 
-async def refuse(interaction: discord.Interaction, message: str) -> None:
-    """Say no, privately. After a public "thinking…" acknowledgement, that placeholder is
-    removed first, so no reply is left stuck on it."""
+async def refuse(interaction: discord.Interaction, why: str | BaseException) -> None:
+    """Say no, privately, in the member's language. After a public "thinking…"
+    acknowledgement, that placeholder is removed first, so no reply is left stuck on it."""
+    message = texts_of(interaction)(why if isinstance(why, str) else message_of(why))
     if not interaction.response.is_done():
         await interaction.response.send_message(message, ephemeral=True, allowed_mentions=NO_PINGS)
         return
@@ -62,10 +65,12 @@ async def start_job(launcher: Launcher, interaction: discord.Interaction, reques
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
             request=request,
+            member=member_of(interaction),
+            language=language_of_interaction(interaction),
         )
         ticket = await launcher.admit(plan)
     except Refusal as refusal:
-        await refuse(interaction, str(refusal))
+        await refuse(interaction, refusal)
         return
     await launcher.launch(interaction, plan, ticket)
 
@@ -81,14 +86,14 @@ async def image_from(
     try:
         check_declared(attachment)
     except BadInput as exc:
-        await refuse(interaction, str(exc))
+        await refuse(interaction, exc)
         return None
     if not interaction.response.is_done():
-        await interaction.response.defer(thinking=True)
+        await interaction.response.defer(thinking=True, ephemeral=member_of(interaction).private)
     try:
         return await read_attachment(session, attachment)
     except BadInput as exc:
-        await refuse(interaction, str(exc))
+        await refuse(interaction, exc)
         return None
 
 
@@ -103,7 +108,7 @@ async def checked_image(
     try:
         await launcher.precheck(interaction.user.id, interaction.guild_id)
     except Refusal as refusal:
-        await refuse(interaction, str(refusal))
+        await refuse(interaction, refusal)
         return None
     return await image_from(session, interaction, attachment)
 
@@ -127,7 +132,7 @@ async def image_from_url(
     from and checked against the hash the job log kept; None when it cannot be (the member
     has been told why, privately)."""
     if not interaction.response.is_done():
-        await interaction.response.defer(thinking=True)
+        await interaction.response.defer(thinking=True, ephemeral=member_of(interaction).private)
     try:
         fetched = await fetch_image(session, url, origin=url, max_bytes=MAX_INPUT_BYTES)
         try:
@@ -140,11 +145,13 @@ async def image_from_url(
         log.info("an earlier input image could not be read again: %s", exc)
         await refuse(
             interaction,
-            "The image this started from is no longer available from Discord; "
-            "start again from the image.",
+            _(
+                "The image this started from is no longer available from Discord; "
+                "start again from the image."
+            ),
         )
         return None
     if sha256 and image.sha256 != sha256:
-        await refuse(interaction, "The image at that address has changed; start again from it.")
+        await refuse(interaction, _("The image at that address has changed; start again from it."))
         return None
     return image
