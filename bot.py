@@ -49,7 +49,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("imagine.bot")
 
-EXTENSIONS = ("cogs.imagine", "cogs.buttons", "cogs.images", "cogs.dm", "cogs.admin")
+EXTENSIONS = (
+    "cogs.imagine",
+    "cogs.buttons",
+    "cogs.images",
+    "cogs.dm",
+    "cogs.admin",
+    "cogs.settings",
+)
 DISCORD_CONNECTIONS = 32
 """Connections kept to Discord's API. discord.py's default is unlimited, which under a burst
 opens one new (TLS) connection per request; a bounded, kept-alive pool is much faster."""

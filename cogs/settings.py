@@ -1,0 +1,312 @@
+"""/settings: a member's own defaults, on one ephemeral message of menus and buttons.
+
+What a member chooses here fills in what they leave out of a request (``Launcher.plan``:
+member > server > bot): the model (only where the server allows it), the shape, the number
+of images (within the server's most), whether results are private (an ephemeral reply), and
+the language the bot speaks to them. ``Reset`` goes back to the server's defaults.
+
+The menus' custom ids are fixed and the view is registered at start, so a menu still works
+on a message shown before a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from imagine.aspects import ASPECT_CHOICES
+from imagine.flags import MAX_COUNT
+from imagine.i18n import LANGUAGE_NAMES, Language, Texts, _, language_for, n_, texts
+from imagine.store import GuildSettings, UserSettings
+
+from .utils.language import LANGUAGE, MEMBER, Languages, member_of
+from .utils.launch import DEFAULT_MODEL, Launcher, allowed_models
+from .utils.render import COLOR_OK, NO_PINGS
+from .utils.starting import refuse
+
+if TYPE_CHECKING:
+    from bot import ImagineBot
+
+DEFAULT = "default"
+"""The menu value that means "no choice of mine: the server's default"."""
+FOLLOW_DISCORD = "discord"
+MAX_OPTIONS = 25
+
+
+def model_options(
+    member: UserSettings, allowed: list[str], server_default: str, tr: Texts
+) -> list[discord.SelectOption]:
+    options = [
+        discord.SelectOption(
+            label=tr(_("Server's default ({value})", value=server_default)),
+            value=DEFAULT,
+            default=member.model not in allowed,
+        )
+    ]
+    options += [
+        discord.SelectOption(label=name, value=name, default=member.model == name)
+        for name in allowed[: MAX_OPTIONS - 1]
+    ]
+    return options
+
+
+def aspect_options(member: UserSettings, tr: Texts) -> list[discord.SelectOption]:
+    options = [
+        discord.SelectOption(
+            label=tr(_("Server's default ({value})", value="1:1")),
+            value=DEFAULT,
+            default=member.aspect is None,
+        )
+    ]
+    options += [
+        discord.SelectOption(label=aspect, value=aspect, default=member.aspect == aspect)
+        for aspect in ASPECT_CHOICES
+    ]
+    return options
+
+
+def count_options(
+    member: UserSettings, most: int, server_default: int, tr: Texts
+) -> list[discord.SelectOption]:
+    options = [
+        discord.SelectOption(
+            label=tr(_("Server's default ({value})", value=server_default)),
+            value=DEFAULT,
+            default=member.count is None,
+        )
+    ]
+    options += [
+        discord.SelectOption(label=tr(n_images(n)), value=str(n), default=member.count == n)
+        for n in range(1, most + 1)
+    ]
+    return options
+
+
+def n_images(n: int) -> str:
+    return n_("{n} image", "{n} images", n)
+
+
+def language_options(member: UserSettings, tr: Texts) -> list[discord.SelectOption]:
+    options = [
+        discord.SelectOption(
+            label=tr(_("Follow Discord")),
+            value=FOLLOW_DISCORD,
+            default=member.language is None,
+        )
+    ]
+    options += [
+        discord.SelectOption(
+            label=LANGUAGE_NAMES[language],
+            value=language.value,
+            default=member.language == language.value,
+        )
+        for language in Language
+    ]
+    return options
+
+
+class SettingsPage:
+    """What one member's /settings message shows, in their language."""
+
+    def __init__(
+        self,
+        member: UserSettings,
+        server: GuildSettings | None,
+        allowed: list[str],
+        locale: str,
+        bot_default: str,
+    ) -> None:
+        self.member = member
+        self.server = server
+        self.allowed = allowed
+        self.language = language_for(member.language, locale)
+        self.tr = texts(self.language)
+        self.server_model = (server.default_model if server else None) or bot_default
+        self.most = (server.max_count if server else None) or MAX_COUNT
+        self.server_count = min((server.default_count if server else None) or 1, self.most)
+
+    def embed(self) -> discord.Embed:
+        tr, member = self.tr, self.member
+        mine, theirs = tr(_("yours")), tr(_("server's default"))
+        model_mine = member.model is not None and member.model in self.allowed
+        model = member.model if model_mine and member.model else self.server_model
+        count = min(member.count, self.most) if member.count else self.server_count
+        language_name = LANGUAGE_NAMES[self.language]
+        embed = discord.Embed(
+            title=tr(_("Your settings")),
+            description=tr(
+                _(
+                    "Your own defaults for /imagine, \u201cImagine this\u201d and DMs. "
+                    "What you give a command still wins."
+                )
+            ),
+            color=COLOR_OK,
+        )
+        embed.add_field(name=tr(_("Model")), value=f"{model} ({mine if model_mine else theirs})")
+        aspect = member.aspect or "1:1"
+        embed.add_field(
+            name=tr(_("Aspect")), value=f"{aspect} ({mine if member.aspect else theirs})"
+        )
+        embed.add_field(name=tr(_("Images")), value=f"{count} ({mine if member.count else theirs})")
+        private = tr(_("on")) if member.private else tr(_("off"))
+        embed.add_field(name=tr(_("Private results")), value=private)
+        follows = "" if member.language else f" ({tr(_('following Discord'))})"
+        embed.add_field(name=tr(_("Language")), value=language_name + follows)
+        return embed
+
+    def view(self) -> SettingsView:
+        return SettingsView(self)
+
+
+class SettingsView(discord.ui.View):
+    """The menus and buttons. Registered once at start (``page`` None, fixed ids): then it
+    only receives choices, from any member's message, and answers with a fresh page."""
+
+    def __init__(self, page: SettingsPage | None = None, handler: SettingsHandler | None = None):
+        super().__init__(timeout=None)
+        self.handler = handler
+        tr = page.tr if page else texts(None)
+        member = page.member if page else UserSettings(0)
+        selects: list[tuple[str, str, list[discord.SelectOption]]] = [
+            (
+                "model",
+                tr(_("Model")),
+                model_options(member, page.allowed, page.server_model, tr)
+                if page
+                else [discord.SelectOption(label=DEFAULT, value=DEFAULT)],
+            ),
+            ("aspect", tr(_("Aspect")), aspect_options(member, tr)),
+            (
+                "count",
+                tr(_("Images")),
+                count_options(member, page.most, page.server_count, tr)
+                if page
+                else [discord.SelectOption(label=DEFAULT, value=DEFAULT)],
+            ),
+            ("language", tr(_("Language")), language_options(member, tr)),
+        ]
+        for row, (key, placeholder, options) in enumerate(selects):
+            select: discord.ui.Select[SettingsView] = discord.ui.Select(
+                custom_id=f"settings:{key}", placeholder=placeholder, options=options, row=row
+            )
+            select.callback = self._chosen(key, select)  # type: ignore[method-assign]
+            self.add_item(select)
+        private: discord.ui.Button[SettingsView] = discord.ui.Button(
+            custom_id="settings:private",
+            label=tr(_("Private results: on")) if member.private else tr(_("Private results: off")),
+            style=discord.ButtonStyle.success if member.private else discord.ButtonStyle.secondary,
+            row=4,
+        )
+        private.callback = self._toggled_private  # type: ignore[method-assign]
+        reset: discord.ui.Button[SettingsView] = discord.ui.Button(
+            custom_id="settings:reset",
+            label=tr(_("Reset")),
+            style=discord.ButtonStyle.danger,
+            row=4,
+        )
+        reset.callback = self._reset  # type: ignore[method-assign]
+        self.add_item(private)
+        self.add_item(reset)
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        if self.handler is not None:  # the member's language, before any answer
+            await self.handler.languages.prepare(interaction)
+        return True
+
+    def _chosen(self, key: str, select: discord.ui.Select[SettingsView]) -> Any:
+        async def callback(interaction: discord.Interaction) -> None:
+            assert self.handler is not None
+            await self.handler.choose(interaction, key, select.values[0])
+
+        return callback
+
+    async def _toggled_private(self, interaction: discord.Interaction) -> None:
+        assert self.handler is not None
+        await self.handler.change(interaction, lambda m: replace(m, private=not m.private))
+
+    async def _reset(self, interaction: discord.Interaction) -> None:
+        assert self.handler is not None
+        await self.handler.change(interaction, UserSettings.cleared)
+
+
+class Refused(Exception):
+    """A choice that cannot be made here; nothing is written."""
+
+
+class SettingsHandler:
+    """Applies a member's choices and shows the page again."""
+
+    def __init__(self, launcher: Launcher, languages: Languages) -> None:
+        self.launcher = launcher
+        self.languages = languages
+
+    async def page(self, interaction: discord.Interaction, member: UserSettings) -> SettingsPage:
+        server = await self.launcher.guild_settings(interaction.guild_id)
+        allowed = allowed_models(self.launcher.engine, server)
+        return SettingsPage(member, server, allowed, str(interaction.locale), DEFAULT_MODEL)
+
+    async def show(self, interaction: discord.Interaction) -> None:
+        page = await self.page(interaction, member_of(interaction))
+        await interaction.response.send_message(
+            embed=page.embed(),
+            view=SettingsView(page, self),
+            ephemeral=True,
+            allowed_mentions=NO_PINGS,
+        )
+
+    async def choose(self, interaction: discord.Interaction, key: str, value: str) -> None:
+        chosen = None if value in (DEFAULT, FOLLOW_DISCORD) else value
+        server = await self.launcher.guild_settings(interaction.guild_id)
+        if key == "model":
+            allowed = allowed_models(self.launcher.engine, server)
+            if chosen is not None and chosen not in allowed:
+                await refuse(interaction, _("That model is not enabled here."))
+                return
+            await self.change(interaction, lambda m: replace(m, model=chosen))
+        elif key == "aspect":
+            if chosen is not None and chosen not in ASPECT_CHOICES:
+                return await refuse(interaction, _("That shape is not one I know."))
+            await self.change(interaction, lambda m: replace(m, aspect=chosen))
+        elif key == "count":
+            count = int(chosen) if chosen and chosen.isdigit() else None
+            if count is not None and not 1 <= count <= MAX_COUNT:
+                return await refuse(interaction, _("That number of images is not allowed."))
+            await self.change(interaction, lambda m: replace(m, count=count))
+        elif key == "language":
+            if chosen is not None and chosen not in {lang.value for lang in Language}:
+                return await refuse(interaction, _("That language is not one I speak."))
+            await self.change(interaction, lambda m: replace(m, language=chosen))
+
+    async def change(self, interaction: discord.Interaction, change: Any) -> None:
+        member = await self.launcher.store.change_user(interaction.user.id, change)
+        interaction.extras[MEMBER] = member
+        interaction.extras[LANGUAGE] = language_for(member.language, str(interaction.locale))
+        page = await self.page(interaction, member)
+        await interaction.response.edit_message(
+            embed=page.embed(), view=SettingsView(page, self), allowed_mentions=NO_PINGS
+        )
+
+
+class MemberSettings(commands.Cog):
+    def __init__(self, bot: ImagineBot) -> None:
+        self.handler = SettingsHandler(bot.launcher, bot.languages)
+        self.bot = bot
+
+    async def cog_load(self) -> None:
+        self.bot.add_view(SettingsView(None, self.handler))
+
+    @app_commands.command(
+        name="settings", description="Your own defaults: model, shape, images, privacy, language"
+    )
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+    @app_commands.allowed_installs(guilds=True, users=True)
+    async def settings(self, interaction: discord.Interaction) -> None:
+        await self.handler.show(interaction)
+
+
+async def setup(bot: ImagineBot) -> None:
+    await bot.add_cog(MemberSettings(bot))
