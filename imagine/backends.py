@@ -226,6 +226,19 @@ class BackendTable:
     def describers_for(self, model: str | None) -> list[Backend]:
         return [self.backends[n] for n in self.describers[self.resolve_describer(model)]]
 
+    def chat_models(self) -> dict[str, list[Backend]]:
+        """The OpenAI-compatible chat models the table knows, each with the backends that
+        serve it, in table order: the model each ``openai-vision`` backend asks
+        (``OPENAI_VISION_MODEL``, or its ``vision_model`` in the file). A vision chat model
+        answers text alone as well. The ``openai`` backends' models are left out: those are
+        image models, which draw and do not chat."""
+        found: dict[str, list[Backend]] = {}
+        for backend in self.backends.values():
+            model = (backend.settings.openai_vision_model or "").strip()
+            if backend.kind == "openai-vision" and backend.url and model:
+                found.setdefault(model, []).append(backend)
+        return found
+
     @classmethod
     def build(cls, settings: Settings, *, openai_models: list[str] | None = None) -> BackendTable:
         """The built-in table, the OpenAI-compatible API if configured, then the TOML file."""

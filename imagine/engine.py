@@ -8,6 +8,9 @@ breaker is open is skipped; a transient failure or a quota refusal opens its bre
 job moves on to the next healthy backend at once; when the last one fails transiently, it is
 retried once after a short backoff before the error is raised. Other errors (a refused prompt,
 say) are raised as they are: another backend would not change them.
+
+``translate_prompt`` asks a chat model for a prompt's English: one plain request, no route or
+breaker (see ``imagine.translate``).
 """
 
 from __future__ import annotations
@@ -28,26 +31,32 @@ from .errors import (
     BadInput,
     ImagineError,
     QuotaExceeded,
+    UnknownModel,
     message_of,
     reword,
 )
 from .fetch import FetchedImage, fetch_image
+from .gradio import Limits
 from .health import Breaker
 from .http import new_session
 from .i18n import Text, _
 from .logsafe import Redactor
 from .media import check_media
 from .providers.base import ImageProvider, ImageRequest
+from .providers.chat import chat_completion
 from .providers.describe import DescribeProvider
 from .providers.openai import list_models as list_openai_models
 from .responses import Description, ImagePreview, ImageResponse, Notice, Reasoning, Response
 from .settings import Settings
+from .translate import Translation, checked_answer, needs_translation, translation_payload
 from .zerogpu import ZeroGPUTokens
 
 log = logging.getLogger(__name__)
 
 RETRY_BACKOFF = 1.5
 """Seconds before the one retry of a transient failure (when no other backend is left)."""
+TRANSLATE_SECONDS = 30.0
+"""The most a translation may take: it holds up a drawing, so it is given far less than a job."""
 
 Item = Response | Description
 InputImages = Sequence[tuple[bytes, str]]
@@ -77,6 +86,7 @@ class Engine:
         self.health: dict[str, Breaker] = {}
         self.endpoints: dict[Any, Any] = {}
         self.retry_backoff = RETRY_BACKOFF
+        self.translate_timeout = TRANSLATE_SECONDS
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -142,6 +152,12 @@ class Engine:
     def describe_models(self) -> list[str]:
         """The models ``describe`` takes (``janus-pro-7b`` first)."""
         return self.table.describe_models()
+
+    def translation_models(self) -> list[str]:
+        """The chat models a server may choose to translate prompts with, in table order:
+        the vision chat models of the OpenAI-compatible backends (see
+        ``BackendTable.chat_models``). Empty when none is configured."""
+        return list(self.table.chat_models())
 
     def breaker(self, backend: str) -> Breaker:
         breaker = self.health.get(backend)
@@ -272,6 +288,53 @@ class Engine:
         if result is None:
             raise BackendError("The backend finished without a description")
         return result
+
+    # -- translating ------------------------------------------------------------------
+
+    async def translate_prompt(self, prompt: str, model: str) -> Translation | None:
+        """``prompt`` in English by the chat model ``model`` (one of ``translation_models()``),
+        or None when it needs no translation: it has no letter outside ASCII (decided here,
+        nothing is sent) or the model answered it unchanged.
+
+        ``UnknownModel`` (before anything else) for a model no backend serves. A backend's
+        failure is a ``BackendError`` (``BackendTimeout`` after ``translate_timeout``
+        seconds), redacted as every error the engine raises; an empty answer, one much
+        longer than the prompt or one with other ``--flags`` counts as a failure too. With
+        several backends for the model, a transient failure moves on to the next one. No
+        breaker is touched: a translation is not a drawing job.
+        """
+        name = (model or "").strip()
+        backends = self.table.chat_models().get(name)
+        if not backends:
+            known = ", ".join(self.translation_models()) or "none is configured"
+            raise UnknownModel(f"Unknown translation model {model!r}. Available: {known}.")
+        if not needs_translation(prompt):
+            return None
+        payload = translation_payload(prompt, name)
+        for index, backend in enumerate(backends):
+            settings = backend.settings
+            limits = Limits(
+                total=self.translate_timeout,
+                connect=min(settings.connect_timeout_seconds, self.translate_timeout),
+                idle=self.translate_timeout,
+            )
+            try:
+                answer = await chat_completion(
+                    self.session, backend.url, payload, api_key=settings.openai_api_key,
+                    limits=limits, label=backend.label,
+                )  # fmt: skip
+                english = checked_answer(prompt, answer, backend.label)
+            except ImagineError as exc:
+                error = self.public(exc)
+                last = index == len(backends) - 1
+                if last or not (isinstance(error, BackendError) and error.transient):
+                    raise error from None
+                log.warning("translation by %s failed, trying the next: %s", backend.label, error)
+                continue
+            if english is None:
+                return None
+            return Translation(prompt, english, name, backend.label)
+        raise AssertionError("unreachable: the last backend returns or raises")
 
     async def _route(
         self, model: str, job: dict[str, Any], avoid: set[str], backends: list[Backend]

@@ -1,19 +1,26 @@
 """A local OpenAI-compatible API: ``POST /v1/images/generations``, ``POST /v1/images/edits``
-(multipart), ``POST /v1/chat/completions`` (vision) and ``GET /v1/models``.
+(multipart), ``POST /v1/chat/completions`` (vision, and text for translation) and
+``GET /v1/models``.
 
 It answers like OpenAI does (``{"created", "data": [{"b64_json"}|{"url"}]}``, chat
 ``{"choices": [{"message": {"content"}}]}``, errors as ``{"error": {"message", "type",
 "code"}}``), checks ``Authorization: Bearer <key>``, and has knobs for the cases tests need:
-url results, a content-policy refusal, a 401, a 503. An edit's result is the uploaded image with
-its colours inverted, and a vision answer names the image's mean colour, so a test can tell
-which image arrived; ``uploads`` keeps every received image byte for byte.
+url results, a content-policy refusal, a 401 (or one that names the whole key), a 503. An
+edit's result is the uploaded image with its colours inverted, and a vision answer names the
+image's mean colour, so a test can tell which image arrived; ``uploads`` keeps every received
+image byte for byte. A text-only chat (no image in it) is a translation: the user's message
+with the words of ``DICTIONARY`` replaced and every other word kept, so a test can predict it
+(``кот в шляпе`` is ``cat in a hat``); ``chats`` lists those requests, and
+``chat_answer``/``chat_delay`` make it answer something else or late.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +49,26 @@ def mean_colour(data: bytes) -> str:
     return "#{:02x}{:02x}{:02x}".format(*pixel[:3])
 
 
+DICTIONARY = {
+    "в шляпе": "in a hat",
+    "на луне": "on the moon",
+    "кот": "cat",
+    "собака": "dog",
+    "рыжий": "ginger",
+    "в": "in",
+}
+"""The fake's Russian (phrases win over their words); anything else stays as it is."""
+_PHRASES = re.compile(
+    r"(?<!\w)(" + "|".join(map(re.escape, sorted(DICTIONARY, key=len, reverse=True))) + r")(?!\w)",
+    re.IGNORECASE,
+)
+
+
+def translated(text: str) -> str:
+    """The fake's translation of ``text``: known words and phrases replaced, case ignored."""
+    return _PHRASES.sub(lambda match: DICTIONARY[match.group(1).lower()], text)
+
+
 @dataclass
 class FakeOpenAI:
     api_key: str = "sk-test-key-0123456789abcdef"
@@ -53,8 +80,10 @@ class FakeOpenAI:
         ]
     )
     response_format: str | None = None  # None: as asked; "url": always URLs
-    refuse: str | None = None  # "policy", "auth", "unavailable"
+    refuse: str | None = None  # "policy", "auth", "unavailable", "echo" (a 401 naming the key)
     vision_answer: str | None = None  # None: prompts naming the image's mean colour
+    chat_answer: str | None = None  # None: text chats answer ``translated(user message)``
+    chat_delay: float = 0.0  # seconds every chat completion waits before it answers
     requests: list[dict[str, Any]] = field(default_factory=list)
     uploads: list[bytes] = field(default_factory=list)
     served: dict[str, bytes] = field(default_factory=dict)
@@ -146,20 +175,35 @@ class FakeOpenAI:
             inverted_png(image["data"], width, height), form.get("response_format")
         )
 
+    @property
+    def chats(self) -> list[dict[str, Any]]:
+        """The text-only chat requests received (translations), oldest first."""
+        return [
+            r
+            for r in self.requests
+            if r["path"] == "/v1/chat/completions" and not _image_parts(r["json"])
+        ]
+
     async def _chat(self, request: web.Request) -> web.Response:
-        """``/chat/completions`` with a ``data:`` image: prompts naming its colour."""
+        """``/chat/completions``: with a ``data:`` image, prompts naming its colour; without
+        one, the user's message "translated" (see ``translated``)."""
         body = await request.json()
         self.requests.append({"path": request.path, "json": body, "headers": dict(request.headers)})
+        if self.chat_delay:
+            await asyncio.sleep(self.chat_delay)
         refused = self._refusal(request)
         if refused is not None:
             return refused
-        images = [
-            part["image_url"]["url"]
-            for message in body.get("messages", [])
-            if isinstance(message.get("content"), list)
-            for part in message["content"]
-            if part.get("type") == "image_url"
-        ]
+        images = _image_parts(body)
+        if not images:
+            user = [m for m in body.get("messages", []) if m.get("role") == "user"]
+            text = user[-1].get("content") if user else None
+            if not isinstance(text, str):
+                return self._error(
+                    400, "A user message is required.", "invalid_request_error", None
+                )
+            answer = translated(text) if self.chat_answer is None else self.chat_answer
+            return self._chat_answer(body, answer)
         try:
             data = base64.b64decode(images[0].split(",", 1)[1], validate=True)
             colour = mean_colour(data)
@@ -172,6 +216,10 @@ class FakeOpenAI:
                 f"{i}. A plain field of colour {colour}, {style}"
                 for i, style in enumerate(("oil painting", "photograph", "pixel art"), 1)
             )
+        return self._chat_answer(body, answer)
+
+    @staticmethod
+    def _chat_answer(body: dict[str, Any], answer: str) -> web.Response:
         return web.json_response(
             {
                 "id": "chatcmpl-fake",
@@ -195,6 +243,10 @@ class FakeOpenAI:
                 401, "Incorrect API key provided: sk-te****cdef.", "invalid_request_error",
                 "invalid_api_key",
             )  # fmt: skip
+        if self.refuse == "echo":  # as a careless proxy might: the whole key in the text
+            return self._error(
+                401, f"Key {self.api_key} is not valid here.", "invalid_request_error", None
+            )
         if self.refuse == "policy":
             return self._error(
                 400,
@@ -220,3 +272,14 @@ class FakeOpenAI:
         if data is None:
             raise web.HTTPNotFound()
         return web.Response(body=data, content_type="image/png")
+
+
+def _image_parts(body: dict[str, Any]) -> list[str]:
+    """The image URLs in a chat request's messages (none: a text-only chat)."""
+    return [
+        part["image_url"]["url"]
+        for message in body.get("messages", [])
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") == "image_url"
+    ]
