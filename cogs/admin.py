@@ -23,10 +23,12 @@ from discord.ext import commands
 
 from imagine.errors import BadInput, message_of
 from imagine.flags import MAX_COUNT
+from imagine.i18n import Texts, _, n_
 from imagine.settings import MAX_SIDE
 from imagine.store import GuildSettings
 from imagine.wordfilter import matching_form
 
+from .utils.language import texts_of
 from .utils.render import NO_PINGS
 
 if TYPE_CHECKING:
@@ -49,28 +51,36 @@ def server_of(interaction: discord.Interaction) -> int:
 
 
 async def say(interaction: discord.Interaction, text: str) -> None:
-    await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
+    """Answer the admin privately, in their language."""
+    await interaction.response.send_message(
+        texts_of(interaction)(text), ephemeral=True, allowed_mentions=NO_PINGS
+    )
 
 
-def describe(settings: GuildSettings, bot_fallback: str | None) -> str:
-    models = ", ".join(settings.allowed_models) if settings.allowed_models is not None else "all"
-    channels = ", ".join(f"<#{c}>" for c in settings.channels) or "everywhere"
-    fallback = settings.fallback_model or (
-        f"{bot_fallback} (bot default)" if bot_fallback else NONE
-    )
-    return "\n".join(
-        [
-            f"**Default model:** {settings.default_model or 'flux (bot default)'}",
-            f"**Models members may pick:** {models}",
-            f"**Cooldown:** {settings.cooldown_seconds:g}s per member",
-            f"**Channels:** {channels}",
-            f"**Largest width/height:** {settings.max_size or MAX_SIDE}",
-            f"**Fallback model:** {fallback}",
-            f"**Blocked words:** {len(settings.blocked_words)}",
-            f"**Images per request:** {settings.default_count or 1} "
-            f"(at most {settings.max_count or MAX_COUNT})",
-        ]
-    )
+def describe(settings: GuildSettings, bot_fallback: str | None, tr: Texts) -> str:
+    if settings.allowed_models is not None:
+        models = ", ".join(settings.allowed_models)
+    else:
+        models = tr(_("all"))
+    channels = ", ".join(f"<#{c}>" for c in settings.channels) or tr(_("everywhere"))
+    by_bot = tr(_("bot default"))
+    fallback = settings.fallback_model or (f"{bot_fallback} ({by_bot})" if bot_fallback else NONE)
+    lines = [
+        _("**Default model:** {model}", model=settings.default_model or f"flux ({by_bot})"),
+        _("**Models members may pick:** {models}", models=models),
+        _("**Cooldown:** {seconds}s per member", seconds=f"{settings.cooldown_seconds:g}"),
+        _("**Channels:** {channels}", channels=channels),
+        _("**Largest width/height:** {n}", n=settings.max_size or MAX_SIDE),
+        _("**Fallback model:** {model}", model=fallback),
+        _("**Blocked words:** {n}", n=len(settings.blocked_words)),
+        _(
+            "**Images per request:** {n} (at most {most})",
+            n=settings.default_count or 1,
+            most=settings.max_count or MAX_COUNT,
+        ),
+        _("**Translate prompts with:** {model}", model=settings.translate_model or NONE),
+    ]
+    return "\n".join(tr(line) for line in lines)
 
 
 @app_commands.guild_only()
@@ -85,7 +95,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         """Checked again here: Discord's default permission is only a default."""
         if interaction.guild_id is None or not interaction.permissions.manage_guild:
             await say(
-                interaction, "You need the Manage Server permission to change Imagine settings."
+                interaction, _("You need the Manage Server permission to change Imagine settings.")
             )
             return False
         return True
@@ -117,9 +127,10 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
     @app_commands.command(name="show", description="Show this server's Imagine settings")
     async def show(self, interaction: discord.Interaction) -> None:
         settings = await self.bot.store.guild(server_of(interaction))
+        tr = texts_of(interaction)
         embed = discord.Embed(
-            title="Imagine settings",
-            description=describe(settings, self.bot.launcher.fallback_model),
+            title=tr(_("Imagine settings")),
+            description=describe(settings, self.bot.launcher.fallback_model, tr),
             color=discord.Color.blurple(),
         )
         health = [
@@ -128,7 +139,9 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         ]
         if health:
             text = "\n".join(health)
-            embed.add_field(name="Backends", value=text[:1021] + "…" if len(text) > 1024 else text)
+            embed.add_field(
+                name=tr(_("Backends")), value=text[:1021] + "…" if len(text) > 1024 else text
+            )
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="model", description="The model /imagine uses by default here")
@@ -142,11 +155,13 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
 
         def set_default(current: GuildSettings) -> GuildSettings:
             if current.allowed_models is not None and name not in current.allowed_models:
-                raise Refused(f"{name} is not among the models members may pick here.")
+                raise Refused(
+                    _("{model} is not among the models members may pick here.", model=name)
+                )
             return replace(current, default_model=name)
 
         if await self.change(interaction, set_default) is not None:
-            await say(interaction, f"The default model here is now **{name}**.")
+            await say(interaction, _("The default model here is now **{model}**.", model=name))
 
     @model.autocomplete("model")
     async def model_autocomplete(self, interaction: discord.Interaction, current: str):
@@ -159,7 +174,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
     ) -> None:
         if models.strip().casefold() == "all":
             if await self.update(interaction, allowed_models=None) is not None:
-                await say(interaction, "Members may pick **every** model.")
+                await say(interaction, _("Members may pick **every** model."))
             return
         try:
             names = list(dict.fromkeys(self.model_name(n) for n in models.split(",") if n.strip()))
@@ -167,7 +182,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
             await say(interaction, message_of(exc))
             return
         if not names:
-            await say(interaction, "Name at least one model, or 'all'.")
+            await say(interaction, _("Name at least one model, or 'all'."))
             return
         moved: list[str] = []
 
@@ -195,11 +210,17 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
 
         if await self.change(interaction, set_allowed) is None:
             return
-        text = f"Members may pick: **{', '.join(names)}**."
+        tr = texts_of(interaction)
+        text = tr(_("Members may pick: **{models}**.", models=", ".join(names)))
         if moved:
-            text += f" The default model is now **{moved[0]}**."
+            text += " " + tr(_("The default model is now **{model}**.", model=moved[0]))
         if dropped:
-            text += f" The fallback model {dropped[0]} is no longer allowed: no fallback now."
+            text += " " + tr(
+                _(
+                    "The fallback model {model} is no longer allowed: no fallback now.",
+                    model=dropped[0],
+                )
+            )
         await say(interaction, text)
 
     @app_commands.command(name="cooldown", description="Seconds each member waits between images")
@@ -208,7 +229,9 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         self, interaction: discord.Interaction, seconds: app_commands.Range[float, 0, 86400]
     ) -> None:
         if await self.update(interaction, cooldown_seconds=float(seconds)) is not None:
-            await say(interaction, f"Cooldown set to **{seconds:g}s** per member.")
+            await say(
+                interaction, _("Cooldown set to **{seconds}s** per member.", seconds=f"{seconds:g}")
+            )
 
     @app_commands.command(name="channels", description="Where /imagine works (empty: everywhere)")
     @app_commands.describe(action="add, remove or clear", channel="The channel to add or remove")
@@ -226,7 +249,12 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         channel: discord.TextChannel | discord.Thread | None = None,
     ) -> None:
         if action.value != "clear" and channel is None:
-            await say(interaction, f"Name the channel to {action.value}.")
+            await say(
+                interaction,
+                _("Name the channel to add.")
+                if action.value == "add"
+                else _("Name the channel to remove."),
+            )
             return
 
         def edit_channels(current: GuildSettings) -> GuildSettings:
@@ -244,8 +272,11 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         new = await self.change(interaction, edit_channels)
         if new is None:
             return
-        where = ", ".join(f"<#{c}>" for c in new.channels) or "every channel"
-        await say(interaction, f"/imagine now works in {where}.")
+        where = ", ".join(f"<#{c}>" for c in new.channels)
+        if not where:
+            await say(interaction, _("/imagine now works in every channel."))
+            return
+        await say(interaction, _("/imagine now works in {channels}.", channels=where))
 
     @app_commands.command(name="max-size", description="The largest width/height members may ask")
     @app_commands.describe(pixels=f"32 to {MAX_SIDE}")
@@ -253,7 +284,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         self, interaction: discord.Interaction, pixels: app_commands.Range[int, 32, MAX_SIDE]
     ) -> None:
         if await self.update(interaction, max_size=int(pixels)) is not None:
-            await say(interaction, f"Members may ask for up to **{pixels}×{pixels}** pixels.")
+            await say(interaction, _("Members may ask for up to **{n}×{n}** pixels.", n=pixels))
 
     @app_commands.command(name="images", description="How many images /imagine makes here")
     @app_commands.describe(count=f"1 to {MAX_COUNT}: more than 1 makes a grid (U/V buttons)")
@@ -264,12 +295,22 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
             most = current.max_count or MAX_COUNT
             if count > most:
                 raise Refused(
-                    f"The limit here is {most} (`/imagine-config max-count`); nothing changed."
+                    _(
+                        "The limit here is {n} (`/imagine-config max-count`); nothing changed.",
+                        n=most,
+                    )
                 )
             return replace(current, default_count=int(count))
 
         if await self.change(interaction, set_count) is not None:
-            await say(interaction, f"/imagine makes **{count}** image(s) here unless asked.")
+            await say(
+                interaction,
+                n_(
+                    "/imagine makes **{n}** image here unless asked.",
+                    "/imagine makes **{n}** images here unless asked.",
+                    count,
+                ),
+            )
 
     @app_commands.command(name="max-count", description="The most images one request may make")
     @app_commands.describe(count=f"1 to {MAX_COUNT} (each image spends GPU quota)")
@@ -287,9 +328,16 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
             return replace(current, max_count=int(count), default_count=default)
 
         if await self.change(interaction, set_max) is not None:
-            text = f"A request may make at most **{count}** image(s) here."
+            tr = texts_of(interaction)
+            text = tr(
+                n_(
+                    "A request may make at most **{n}** image here.",
+                    "A request may make at most **{n}** images here.",
+                    count,
+                )
+            )
             if lowered:
-                text += f" The default is now {lowered[0]} too."
+                text += " " + tr(_("The default is now {n} too.", n=lowered[0]))
             await say(interaction, text)
 
     @app_commands.command(name="fallback", description="The model a failed job falls back to")
@@ -297,7 +345,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
     async def fallback(self, interaction: discord.Interaction, model: str) -> None:
         if model.strip().casefold() == NONE:
             if await self.update(interaction, fallback_model=None) is not None:
-                await say(interaction, "No fallback model for this server.")
+                await say(interaction, _("No fallback model for this server."))
             return
         try:
             name = self.model_name(model)
@@ -308,13 +356,16 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         def set_fallback(current: GuildSettings) -> GuildSettings:
             if current.allowed_models is not None and name not in current.allowed_models:
                 raise Refused(
-                    f"{name} is not among the models members may pick here; allow it first "
-                    "(`/imagine-config models`)."
+                    _(
+                        "{model} is not among the models members may pick here; allow it first "
+                        "(`/imagine-config models`).",
+                        model=name,
+                    )
                 )
             return replace(current, fallback_model=name)
 
         if await self.change(interaction, set_fallback) is not None:
-            await say(interaction, f"Failed jobs here fall back to **{name}**.")
+            await say(interaction, _("Failed jobs here fall back to **{model}**.", model=name))
 
     @fallback.autocomplete("model")
     async def fallback_autocomplete(self, interaction: discord.Interaction, current: str):
@@ -337,11 +388,17 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         given = [w.strip() for w in (words or "").split(",") if w.strip()]
         if action.value == "list":
             settings = await self.bot.store.guild(server_of(interaction))
-            listed = ", ".join(f"`{w}`" for w in settings.blocked_words) or "none"
-            await say(interaction, f"Blocked words: {listed}"[:2000])
+            listed = ", ".join(f"`{w}`" for w in settings.blocked_words) or NONE
+            text = texts_of(interaction)(_("Blocked words: {words}", words=listed))
+            await say(interaction, text[:2000])
             return
         if action.value != "clear" and not given:
-            await say(interaction, f"Name the words to {action.value}, separated by commas.")
+            await say(
+                interaction,
+                _("Name the words to add, separated by commas.")
+                if action.value == "add"
+                else _("Name the words to remove, separated by commas."),
+            )
             return
 
         def edit_words(current: GuildSettings) -> GuildSettings:
@@ -359,12 +416,49 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
                 drop = {matching_form(w) for w in given}
                 blocked = [w for w in blocked if matching_form(w) not in drop]
             if len(blocked) > MAX_BLOCKED_WORDS:
-                raise Refused(f"At most {MAX_BLOCKED_WORDS} blocked words; nothing changed.")
+                raise Refused(_("At most {n} blocked words; nothing changed.", n=MAX_BLOCKED_WORDS))
             return replace(current, blocked_words=tuple(blocked))
 
         new = await self.change(interaction, edit_words)
         if new is not None:
-            await say(interaction, f"{len(new.blocked_words)} blocked word(s) now.")
+            count = len(new.blocked_words)
+            await say(interaction, n_("{n} blocked word now.", "{n} blocked words now.", count))
+
+    @app_commands.command(
+        name="translate", description="Put prompts in other languages into English before drawing"
+    )
+    @app_commands.describe(model="A chat model from the backends, or 'none' (the default)")
+    async def translate(self, interaction: discord.Interaction, model: str) -> None:
+        if model.strip().casefold() == NONE:
+            if await self.update(interaction, translate_model=None) is not None:
+                await say(interaction, _("Prompts here are drawn as written, never translated."))
+            return
+        known = self.bot.engine.translation_models()
+        if model not in known:
+            await say(
+                interaction,
+                _(
+                    "{model} is not a translation model here. Available: {models}.",
+                    model=model,
+                    models=", ".join(known) or NONE,
+                ),
+            )
+            return
+        if await self.update(interaction, translate_model=model) is not None:
+            await say(
+                interaction,
+                _(
+                    "Prompts in other languages are now put into English by **{model}** "
+                    "before drawing; results show both.",
+                    model=model,
+                ),
+            )
+
+    @translate.autocomplete("model")
+    async def translate_autocomplete(self, interaction: discord.Interaction, current: str):
+        names = [*self.bot.engine.translation_models(), NONE]
+        current = current.casefold()
+        return [app_commands.Choice(name=n, value=n) for n in names if current in n][:25]
 
 
 async def setup(bot: ImagineBot) -> None:

@@ -41,6 +41,7 @@ class Work:
     fallback: str | None = None  # the model to try when the job's own fails
     images: tuple[InputImage, ...] = ()  # input images (image to image, /describe)
     upload_limit: int = DEFAULT_UPLOAD_LIMIT
+    translate: str | None = None  # the chat model that puts a non-English prompt in English
 
 
 def image_seed(seed: int | None, index: int) -> int | None:
@@ -60,6 +61,7 @@ class Drawing:
         self.grid = GridProgress(status, max(1, job.count))
         self.avoid: set[str] = set()  # backends that stalled in this job: no image retries them
         self.started = time.monotonic()
+        self.prompt = job.prompt  # what is drawn: the prompt, or its English translation
         self.models = [job.model]
         backup = self._fallback_model()
         if backup is not None:
@@ -78,7 +80,31 @@ class Drawing:
             return None
         return None if model == self.job.model else model
 
+    async def translate(self) -> None:
+        """The prompt in English, when the server asked for translation and it is not
+        English already; the job keeps both. A failed translation is said, and the prompt is
+        drawn as written."""
+        model = self.work.translate
+        if not model:
+            return
+        self.status.progress(_("Translating the prompt"))
+        try:
+            translation = await self.engine.translate_prompt(self.job.prompt, model)
+        except ImagineError as exc:
+            log.info("job %s: prompt not translated: %s", self.job.id, exc)
+            self.status.notice(
+                _(
+                    "The prompt could not be translated ({error}); drawing it as written",
+                    error=naming(exc),
+                )
+            )
+            return
+        if translation is not None:
+            self.prompt = translation.english
+            self.job.translated_prompt = translation.english
+
     async def run(self) -> Delivery:
+        await self.translate()
         count = max(1, self.job.count)
         outcomes = await asyncio.gather(
             *(self._picture(index) for index in range(count)), return_exceptions=True
@@ -144,7 +170,7 @@ class Drawing:
         try:
             generation = self.engine.generate(
                 model,
-                prompt=job.prompt,
+                prompt=self.prompt,
                 width=job.width,
                 height=job.height,
                 seed=image_seed(job.seed, index),

@@ -37,6 +37,7 @@ from PIL import Image, ImageCms, ImageOps
 
 from .errors import BadInput, size_text
 from .fetch import sniff_image
+from .i18n import _
 from .images import MAX_PIXELS  # importing images also sets Pillow's global bomb guard
 
 MAX_BYTES = 10 * 2**20
@@ -46,8 +47,8 @@ MAX_OUTPUT_SIDE = 2048
 """No backend here takes more (FLUX and SD 3.5 top out at 2048)."""
 JPEG_QUALITY = 95
 
-NOT_AN_IMAGE = "That file is not an image (PNG, JPEG, WebP or GIF)."
-UNREADABLE = "That image could not be read: the file is damaged or incomplete."
+NOT_AN_IMAGE = _("That file is not an image (PNG, JPEG, WebP or GIF).")
+UNREADABLE = _("That image could not be read: the file is damaged or incomplete.")
 
 _FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP", "image/gif": "GIF"}
 _DECODE_ERRORS = (
@@ -126,8 +127,8 @@ def check_file_size(size: int, *, max_bytes: int = MAX_BYTES) -> None:
     if size > max_bytes:
         shown, limit = size_text(size), size_text(max_bytes)
         if shown == limit:  # 10 MiB and a few bytes
-            raise BadInput(f"That image is over the {limit} limit.")
-        raise BadInput(f"That image is {shown}; the limit is {limit}.")
+            raise BadInput(_("That image is over the {limit} limit.", limit=limit))
+        raise BadInput(_("That image is {size}; the limit is {limit}.", size=shown, limit=limit))
 
 
 def check_dimensions(
@@ -139,8 +140,14 @@ def check_dimensions(
     if max(width, height) > max_side or width * height > max_pixels:
         megapixels = f"{max_pixels / 2**20:.1f}".removesuffix(".0")
         raise BadInput(
-            f"That image is {width}×{height} pixels; the limit is {max_side} pixels a side "
-            f"and {megapixels} megapixels in all."
+            _(
+                "That image is {width}×{height} pixels; the limit is {side} pixels a side "
+                "and {megapixels} megapixels in all.",
+                width=width,
+                height=height,
+                side=max_side,
+                megapixels=megapixels,
+            )
         )
 
 

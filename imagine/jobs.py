@@ -18,14 +18,19 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from .i18n import _, n_
+
 
 class QueueFull(Exception):
     """The user already has as many jobs waiting or running as allowed."""
 
     def __init__(self, limit: int) -> None:
         super().__init__(
-            f"You already have {limit} image{'s' if limit != 1 else ''} in progress; "
-            "wait for one to finish."
+            n_(
+                "You already have {n} image in progress; wait for one to finish.",
+                "You already have {n} images in progress; wait for one to finish.",
+                limit,
+            )
         )
         self.limit = limit
 
@@ -35,8 +40,11 @@ class SchedulerBusy(Exception):
 
     def __init__(self, limit: int) -> None:
         super().__init__(
-            f"I am very busy right now ({limit} images in progress); please try again in a few "
-            "minutes."
+            _(
+                "I am very busy right now ({n} images in progress); please try again in a few "
+                "minutes.",
+                n=limit,
+            )
         )
         self.limit = limit
 

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .drawing import Drawing, Work, describe_image
 from .engine import Engine
@@ -137,7 +137,7 @@ class JobRunner:
 
     async def _run(self, active: ActiveJob, reply: Reply, work: Work) -> None:
         job = active.job
-        work = Work(work.fallback, work.images, reply.upload_limit)
+        work = replace(work, upload_limit=reply.upload_limit)
         editor = self.editor_factory(PreviewingStatus(self.engine, job, reply))
         status = JobStatus(editor)
         ticket = active.ticket
@@ -192,6 +192,7 @@ class JobRunner:
                 result_model=first.model,
                 result_backend=first.backend,
                 result=json.dumps([picture_record(p) for p in delivery.pictures]),
+                translated_prompt=delivery.job.translated_prompt,
             )
             try:
                 await self._safely(reply.deliver(delivery), delivery.job)

@@ -210,7 +210,11 @@ class Worker:
                 await self._fail(job, reply, f"The image this started from cannot be read: {exc}")
                 return
             ticket = self.local.submit(job.user_id, job.id)
-            work = Work(fallback=claim.fallback, images=images)
+            server = await self.store.guild(job.guild_id) if job.guild_id else None
+            translate = server.translate_model if server else None
+            if translate not in self.engine.translation_models():
+                translate = None
+            work = Work(fallback=claim.fallback, images=images, translate=translate)
             task = self.runner.start(job, ticket, reply, work)
             try:
                 await asyncio.shield(task)

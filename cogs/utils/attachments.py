@@ -21,6 +21,7 @@ import discord
 
 from imagine.errors import BadInput, FetchError, size_text
 from imagine.fetch import fetch_image
+from imagine.i18n import _
 from imagine.inputs import (
     MAX_BYTES,
     MAX_INPUT_PIXELS,
@@ -101,8 +102,11 @@ def _reworded(error: FetchError, *, max_bytes: int, time_limit: float) -> str:
     if "not an image" in text:
         return NOT_AN_IMAGE
     if "larger than" in text:
-        return f"That image is over the {size_text(max_bytes)} limit."
+        return _("That image is over the {limit} limit.", limit=size_text(max_bytes))
     if "took longer" in text:
-        return f"Downloading that image from Discord took longer than {time_limit:g}s; try again."
+        return _(
+            "Downloading that image from Discord took longer than {seconds}s; try again.",
+            seconds=f"{time_limit:g}",
+        )
     log.info("attachment download failed: %s", text)
-    return "That image could not be downloaded from Discord; try sending it again."
+    return _("That image could not be downloaded from Discord; try sending it again.")

@@ -102,7 +102,7 @@ class Plan:
 
     def work(self) -> Work:
         images = () if self.input is None else (self.input.as_media(),)
-        return Work(fallback=self.fallback, images=images)
+        return Work(fallback=self.fallback, images=images, translate=self.translate)
 
 
 def allowed_models(engine: Engine, settings: GuildSettings | None) -> list[str]:
@@ -193,8 +193,7 @@ def usable_translator(engine: Engine, settings: GuildSettings | None) -> str | N
     name = settings.translate_model if settings else None
     if not name:
         return None
-    known: list[str] = getattr(engine, "translation_models", list)()
-    return name if name in known else None
+    return name if name in engine.translation_models() else None
 
 
 def usable_fallback(engine: Engine, name: str | None) -> str | None:
