@@ -337,3 +337,23 @@ async def test_good_localizations_and_duplicate_localized_names(fake: FakeDiscor
     same = {"type": 3, "name": "Draw", "name_localizations": {"ru": "нарисовать"}}
     status, _ = await _put_commands(fake, [good[0], same])
     assert status == 200
+
+
+async def test_control_api_takes_locales(fake: FakeDiscord) -> None:
+    async with aiohttp.ClientSession() as http:
+
+        async def call(path: str, body: Any) -> tuple[int, Any]:
+            async with http.post(f"{fake.control_url}{path}", json=body) as resp:
+                return resp.status, await resp.json()
+
+        _, guilds = await call("/guilds", {"names": ["Клуб"], "locale": "ru"})
+        guild_id = int(guilds["guilds"][0]["id"])
+        assert fake.guilds[guild_id].preferred_locale == "ru"
+        _, users = await call("/users", {"users": [{"name": "ivan", "locale": "ru"}]})
+        status, bad = await call("/users", {"users": [{"name": "x", "locale": "xx"}]})
+        assert status == 400 and "not a Discord locale" in bad["error"]
+        ivan = users["users"][0]
+        _, sent = await call("/slash", {"name": "imagine", "user_id": ivan["id"]})
+        _, other = await call("/slash", {"name": "imagine", "user_id": ivan["id"], "locale": "uk"})
+    assert fake.interactions[int(sent["id"])].payload["locale"] == "ru"
+    assert fake.interactions[int(other["id"])].payload["locale"] == "uk"
