@@ -217,7 +217,7 @@ class InteractionDriver:
         permissions: int | None,
         attachment_size_limit: int,
         context: int | None,
-        locale: str | None,
+        locale: str | None = None,
         extra: dict[str, Any] | None = None,
         source_message: MessageRecord | None = None,
         trigger: FakeInteraction | None = None,
