@@ -18,6 +18,7 @@ The real, unmodified discord.py client talks to :class:`FakeDiscord` on 127.0.0.
 ``gateway``         the zlib-stream websocket, sessions, RESUME, heartbeats, dispatch
 ``rest``            users, application, channels, messages, guilds routes
 ``commands``        application command registration/sync and typed options
+``locales``         Discord's locales, localization checks, what a client in a locale shows
 ``interactions``    ``FakeInteraction`` and the drivers (slash, buttons, menus, modal submits)
 ``responses``       the interaction callback and webhook routes, with Discord's rules
 ``modals``          modal validation and MODAL_SUBMIT data

@@ -13,7 +13,6 @@ Discord's client would not send it.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from aiohttp import web
@@ -21,8 +20,18 @@ from aiohttp import web
 from .bodies import read_body
 from .cdn import Cdn, FakeAttachment, as_attachment
 from .errors import DiscordAPIError, form_error, json_response
+from .locales import (
+    DEFAULT_LOCALE,
+    check_command_localizations,
+    check_locale,
+    check_option_localizations,
+    check_unique_localized_names,
+    find_by_shown_name,
+    shown_name,
+)
 from .models import Channel, Guild, public_attachment
 from .protocol import (
+    COMMAND_NAME_RE,
     DEFAULT_PERMISSIONS,
     OPT_ATTACHMENT,
     OPT_BOOLEAN,
@@ -39,8 +48,6 @@ from .routing import Route
 from .state import DiscordState
 
 __all__ = ["Commands"]
-
-_COMMAND_NAME_RE = re.compile(r"^[-_'\w]{1,32}$")
 
 
 class Commands:
@@ -136,6 +143,7 @@ class Commands:
                     "Application command names must be unique",
                 )
             seen.add(key)
+        check_unique_localized_names(new, "{i}.")
         existing[:] = new
         self.state.changed()
         return json_response(new)
@@ -145,6 +153,7 @@ class Commands:
         payload, _ = await read_body(request)
         command = self._store_command(payload, existing, request.match_info.get("guild_id"))
         replaced = [i for i, c in enumerate(existing) if c["id"] == command["id"]]
+        check_unique_localized_names([c for c in existing if c["id"] != command["id"]] + [command])
         if replaced:
             existing[replaced[0]] = command
         else:
@@ -171,17 +180,50 @@ class Commands:
 
     # ------------------------------------------------------------------ invocations
 
-    def find_schema(self, name: str, guild_id: int | None, ctype: int) -> dict[str, Any] | None:
-        """The registered command (guild first, then global) of that name and type."""
+    def visible(self, guild_id: int | None, ctype: int) -> list[dict[str, Any]]:
+        """The commands of that type a user there sees: the guild's, then the global ones."""
         pools = []
         if guild_id is not None:
             pools.append(self.guild_commands.get(guild_id, []))
         pools.append(self.commands)
-        for pool in pools:
-            for command in pool:
-                if command["name"] == name and command.get("type", 1) == ctype:
-                    return command
-        return None
+        return [c for pool in pools for c in pool if c.get("type", 1) == ctype]
+
+    def find_schema(
+        self, name: str, guild_id: int | None, ctype: int, locale: str = DEFAULT_LOCALE
+    ) -> dict[str, Any] | None:
+        """The registered command (guild first, then global) of that type, by its canonical
+        name or by the name a client in ``locale`` shows for it."""
+        return find_by_shown_name(self.visible(guild_id, ctype), name, locale)
+
+    def command_names(
+        self, locale: str, *, guild_id: int | None = None, type: int = 1
+    ) -> list[str]:
+        """The command names a client in ``locale`` shows (in a guild: its commands, then
+        the global ones), falling back to the canonical name as Discord does."""
+        check_locale(locale)
+        return [shown_name(c, locale) for c in self.visible(guild_id, type)]
+
+    def option_names(
+        self,
+        command: str,
+        locale: str,
+        subcommand: str | None = None,
+        *,
+        guild_id: int | None = None,
+    ) -> list[str]:
+        """The option (or subcommand) names a client in ``locale`` shows for ``/command``
+        (``command`` and ``subcommand`` canonical or as shown in ``locale``)."""
+        check_locale(locale)
+        schema = self.find_schema(command, guild_id, 1, locale)
+        if schema is None:
+            raise ValueError(f"no chat-input command {command!r} is registered")
+        options = schema.get("options") or []
+        if subcommand:
+            chain = _subcommand_chain(options, subcommand.split(), locale)
+            if chain is None:
+                raise ValueError(f"/{command} has no subcommand {subcommand!r}")
+            options = chain[-1].get("options") or []
+        return [shown_name(o, locale) for o in options]
 
     def command_data(
         self,
@@ -192,12 +234,17 @@ class Commands:
         channel: Channel,
         subcommand: str | None,
         focused: str | None = None,
+        locale: str = DEFAULT_LOCALE,
     ) -> dict[str, Any]:
-        """The ``data`` of a slash command (or autocomplete) interaction."""
-        schema = self.find_schema(name, guild.id if guild else None, 1)
+        """The ``data`` of a slash command (or autocomplete) interaction.
+
+        Names may be canonical or as a client in ``locale`` shows them; ``data`` carries
+        the canonical ones, as Discord sends them.
+        """
+        schema = self.find_schema(name, guild.id if guild else None, 1, locale)
         data: dict[str, Any] = {
             "id": schema["id"] if schema else str(self.state.snowflake()),
-            "name": name,
+            "name": schema["name"] if schema else name,
             "type": 1,
         }
         if schema is not None and "guild_id" in schema:
@@ -208,10 +255,11 @@ class Commands:
         leaf_schema = schema_opts
         kinds = [OPT_SUB_COMMAND_GROUP] * (len(parts) - 1) + [OPT_SUB_COMMAND] if parts else []
         if parts and schema_opts is not None:
-            chain = _subcommand_chain(schema_opts, parts)
+            chain = _subcommand_chain(schema_opts, parts, locale)
             if chain is None:
                 raise ValueError(f"/{name} has no subcommand {subcommand!r}")
             kinds = [opt["type"] for opt in chain]
+            parts = [opt["name"] for opt in chain]
             leaf_schema = chain[-1].get("options", [])
         built = self._build_options(
             leaf_schema,
@@ -220,7 +268,8 @@ class Commands:
             guild=guild,
             channel=channel,
             focused=focused,
-            path=" ".join([name, *parts]),
+            path=" ".join([data["name"], *parts]),
+            locale=locale,
         )
         for part, kind in reversed(list(zip(parts, kinds, strict=True))):
             built = [{"type": kind, "name": part, "options": built}]
@@ -240,10 +289,19 @@ class Commands:
         channel: Channel,
         focused: str | None,
         path: str,
+        locale: str = DEFAULT_LOCALE,
     ) -> list[dict[str, Any]]:
-        """Interaction options typed from the registered schema, else from Python types."""
-        by_name = {o["name"]: o for o in schema or [] if o["type"] not in (1, 2)}
+        """Interaction options typed from the registered schema, else from Python types.
+
+        An option may be named as a client in ``locale`` shows it; it is sent canonical.
+        """
+        leaves = [o for o in schema or [] if o["type"] not in (1, 2)]
+        by_name = {o["name"]: o for o in leaves}
         if schema is not None:
+            canonical = {n: _canonical(leaves, n, locale) for n in values}
+            values = {canonical[n]: v for n, v in values.items()}
+            if focused is not None:
+                focused = canonical.get(focused, focused)
             unknown = set(values) - set(by_name)
             if unknown:
                 raise ValueError(f"/{path} has no option(s) {sorted(unknown)}")
@@ -316,6 +374,12 @@ class Commands:
         return str(value)
 
 
+def _canonical(entries: list[dict[str, Any]], name: str, locale: str) -> str:
+    """The canonical name of the entry shown as ``name`` (``name`` itself if none is)."""
+    found = find_by_shown_name(entries, name, locale)
+    return found["name"] if found else name
+
+
 def _infer_option_type(value: Any) -> int:
     if isinstance(value, bool):
         return OPT_BOOLEAN
@@ -331,13 +395,14 @@ def _infer_option_type(value: Any) -> int:
 
 
 def _subcommand_chain(
-    options: list[dict[str, Any]], parts: list[str]
+    options: list[dict[str, Any]], parts: list[str], locale: str = DEFAULT_LOCALE
 ) -> list[dict[str, Any]] | None:
-    """The schema entries for ``"group sub"``, outermost first; None if absent."""
+    """The schema entries for ``"group sub"`` (canonical names or as shown in ``locale``),
+    outermost first; None if absent."""
     chain: list[dict[str, Any]] = []
     pool = options
     for part in parts:
-        found = next((o for o in pool if o["name"] == part and o["type"] in (1, 2)), None)
+        found = find_by_shown_name((o for o in pool if o["type"] in (1, 2)), part, locale)
         if found is None:
             return None
         chain.append(found)
@@ -352,7 +417,7 @@ def _validate_command(data: dict[str, Any], index: int) -> None:
     if not isinstance(name, str) or not name:
         raise form_error(f"{index}.name", "BASE_TYPE_REQUIRED", "This field is required")
     if ctype == 1:
-        if not _COMMAND_NAME_RE.fullmatch(name) or name != name.lower():
+        if not COMMAND_NAME_RE.fullmatch(name) or name != name.lower():
             raise form_error(
                 f"{index}.name", "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid"
             )
@@ -368,6 +433,7 @@ def _validate_command(data: dict[str, Any], index: int) -> None:
         raise form_error(
             f"{index}.name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 32 in length."
         )
+    check_command_localizations(data, str(index))
 
 
 def _validate_options(options: list[dict[str, Any]], path: str) -> None:
@@ -376,7 +442,7 @@ def _validate_options(options: list[dict[str, Any]], path: str) -> None:
     seen_optional = False
     for i, option in enumerate(options):
         name = option.get("name", "")
-        if not _COMMAND_NAME_RE.fullmatch(name) or name != name.lower():
+        if not COMMAND_NAME_RE.fullmatch(name) or name != name.lower():
             raise form_error(
                 f"{path}.{i}.name", "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid"
             )
@@ -386,6 +452,7 @@ def _validate_options(options: list[dict[str, Any]], path: str) -> None:
                 "BASE_TYPE_BAD_LENGTH",
                 "Must be between 1 and 100 in length.",
             )
+        check_option_localizations(option, f"{path}.{i}")
         if len(option.get("choices") or []) > 25:
             raise form_error(
                 f"{path}.{i}.choices", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."

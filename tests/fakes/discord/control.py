@@ -8,15 +8,17 @@ bad input is a 400 ``{"error"}``):
 
 * ``GET  /_control/info``: urls, ids, whether a gateway session is ready (and how many are),
   registered commands.
-* ``POST /_control/guilds`` ``{"names": [...], "shards"?: N}`` -> ``{"guilds": [{"id", "name",
-  "channel_id"}]}``; with ``shards``, guild i's id puts it on shard ``i % N`` of N.
-* ``POST /_control/users`` ``{"users": [{"name", "guild_ids"?: [...], "permissions"?}]}``
-  -> ``{"users": [user objects]}``; each user becomes a member of the listed guilds.
+* ``POST /_control/guilds`` ``{"names": [...], "shards"?: N, "locale"?}`` -> ``{"guilds":
+  [{"id", "name", "channel_id"}]}``; with ``shards``, guild i's id puts it on shard ``i % N``
+  of N; ``locale`` is their preferred locale.
+* ``POST /_control/users`` ``{"users": [{"name", "guild_ids"?: [...], "permissions"?,
+  "locale"?}]}`` -> ``{"users": [user objects]}``; each user becomes a member of the listed
+  guilds; ``locale`` is their client's language.
 * ``POST /_control/members`` ``{"guild_id", "user_ids": [...], "permissions"?}``.
 * ``POST /_control/slash`` ``{"name", "options"?, "user_id", "guild_id"?, "channel_id"?,
-  "subcommand"?, "permissions"?}`` -> ``{"id", "created_at"}``; a JSON list of those sends them
-  all in one go (same event-loop turn) and answers a list. Options are typed from the
-  registered command, as :meth:`FakeDiscord.send_slash` does.
+  "subcommand"?, "permissions"?, "locale"?}`` -> ``{"id", "created_at"}``; a JSON list of
+  those sends them all in one go (same event-loop turn) and answers a list. Options are
+  typed from the registered command, as :meth:`FakeDiscord.send_slash` does.
 * ``GET  /_control/interactions?ids=1,2`` (all when absent; or POST the keys as JSON)
   -> ``{"now", "count_429", "timed_out", "interactions": [...]}``: per interaction
   ``created_at``, ``callback_at``, ``ack_latency``, ``callback_type``, ``edits`` (every later
@@ -51,6 +53,7 @@ from aiohttp import web
 
 from .errors import DiscordAPIError, json_response
 from .interactions import FakeInteraction
+from .locales import check_locale
 from .models import MessageRecord, Snapshot, opt_str
 from .protocol import CB_DEFERRED_MESSAGE, CB_MESSAGE, CONTROL_PREFIX
 from .routing import Handler
@@ -114,7 +117,11 @@ class ControlApi:
         body = await self._control_body(request)
         shards = int(body.get("shards") or 0)  # spread the guilds over that many shards
         guilds = [
-            self.fake.add_guild(str(name), shard=(i % shards, shards) if shards else None)
+            self.fake.add_guild(
+                str(name),
+                shard=(i % shards, shards) if shards else None,
+                preferred_locale=body.get("locale") or "en-US",
+            )
             for i, name in enumerate(body["names"])
         ]
         return json_response(
@@ -128,12 +135,14 @@ class ControlApi:
 
     async def _control_users(self, request: web.Request) -> web.Response:
         specs = (await self._control_body(request))["users"]
-        for spec in specs:  # check every guild first: all or nothing
+        for spec in specs:  # check every guild and locale first: all or nothing
             for guild_id in spec.get("guild_ids") or []:
                 self.fake.state.guild(int(guild_id))
+            if spec.get("locale") is not None:
+                check_locale(spec["locale"])
         users = []
         for spec in specs:
-            user = self.fake.add_user(str(spec["name"]))
+            user = self.fake.add_user(str(spec["name"]), locale=spec.get("locale"))
             for guild_id in spec.get("guild_ids") or []:
                 self.fake.add_member(int(guild_id), user, permissions=spec.get("permissions"))
             users.append(user)
@@ -162,6 +171,7 @@ class ControlApi:
                 channel_id=_opt_int(spec.get("channel_id")),
                 permissions=spec.get("permissions"),
                 subcommand=spec.get("subcommand"),
+                locale=spec.get("locale"),
             )
             sent.append({"id": str(interaction.id), "created_at": interaction.created_at})
         return json_response(sent if isinstance(body, list) else sent[0])

@@ -23,6 +23,7 @@ from .cdn import Cdn
 from .commands import Commands
 from .components import find_component
 from .gateway import Gateway
+from .locales import check_locale
 from .modals import submission
 from .models import Channel, Guild, MessageRecord
 from .protocol import (
@@ -201,6 +202,10 @@ class InteractionDriver:
             state.add_member(guild.id, user)
         return channel, guild
 
+    def _locale(self, user: dict[str, Any], locale: str | None) -> str:
+        """The language of the client sending it: ``locale``, else the user's own."""
+        return check_locale(locale) if locale is not None else self.state.user_locale(user)
+
     def _new_interaction(
         self,
         itype: int,
@@ -212,15 +217,21 @@ class InteractionDriver:
         permissions: int | None,
         attachment_size_limit: int,
         context: int | None,
+        locale: str | None = None,
         extra: dict[str, Any] | None = None,
         source_message: MessageRecord | None = None,
         trigger: FakeInteraction | None = None,
     ) -> FakeInteraction:
-        """Build the full INTERACTION_CREATE payload and dispatch it."""
+        """Build the full INTERACTION_CREATE payload and dispatch it.
+
+        ``locale``: the language of the user's client (default: the user's own, see
+        ``DiscordState.user_locale``); ``guild_locale`` is the guild's preferred locale.
+        """
         state = self.state
         interaction_id = state.snowflake()
         token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(150)
         app_perms = state.app_permissions(channel)
+        locale = self._locale(user, locale)
         payload: dict[str, Any] = {
             "id": str(interaction_id),
             "application_id": str(state.application_id),
@@ -228,7 +239,7 @@ class InteractionDriver:
             "token": token,
             "version": 1,
             "app_permissions": str(app_perms),
-            "locale": "en-US",
+            "locale": locale,
             "entitlements": [],
             "entitlement_sku_ids": [],
             "attachment_size_limit": attachment_size_limit,
@@ -240,8 +251,9 @@ class InteractionDriver:
             member = guild.members[uid]
             perms = permissions if permissions is not None else state.member_permissions(guild, uid)
             payload["guild_id"] = str(guild.id)
-            payload["guild"] = {"id": str(guild.id), "locale": "en-US", "features": []}
-            payload["guild_locale"] = "en-US"
+            guild_locale = guild.preferred_locale
+            payload["guild"] = {"id": str(guild.id), "locale": guild_locale, "features": []}
+            payload["guild_locale"] = guild_locale
             payload["member"] = {**member.to_json(), "permissions": str(perms)}
             payload["channel"] = {**state.channel_json(channel.id), "permissions": str(perms)}
             payload["authorizing_integration_owners"] = {"0": str(guild.id)}
@@ -286,6 +298,7 @@ class InteractionDriver:
         subcommand: str | None = None,
         attachment_size_limit: int = DEFAULT_ATTACHMENT_LIMIT,
         context: int | None = None,
+        locale: str | None = None,
     ) -> FakeInteraction:
         """A user runs ``/name``; typed from the registered command when there is one.
 
@@ -293,11 +306,14 @@ class InteractionDriver:
         ``permissions`` defaults to what the member has (@everyone's unless overridden).
         ``subcommand`` may be ``"sub"`` or ``"group sub"``. Attachment options take
         ``bytes``, ``(filename, bytes)``, ``(filename, bytes, {"size": ...})`` or a
-        ``FakeAttachment``; user options take a user dict.
+        ``FakeAttachment``; user options take a user dict. ``locale``: the user's client
+        language (default: the user's own); the command, subcommand and option names may be
+        canonical or as that client shows them, ``data`` carries the canonical ones.
         """
         channel, guild = self._context(user=user, guild_id=guild_id, channel_id=channel_id)
+        locale = self._locale(user, locale)
         data = self.commands.command_data(
-            name, options, guild=guild, channel=channel, subcommand=subcommand
+            name, options, guild=guild, channel=channel, subcommand=subcommand, locale=locale
         )
         return self._new_interaction(
             APPLICATION_COMMAND,
@@ -308,6 +324,7 @@ class InteractionDriver:
             permissions=permissions,
             attachment_size_limit=attachment_size_limit,
             context=context,
+            locale=locale,
         )
 
     async def send_autocomplete(
@@ -322,13 +339,24 @@ class InteractionDriver:
         permissions: int | None = None,
         subcommand: str | None = None,
         context: int | None = None,
+        locale: str | None = None,
     ) -> FakeInteraction:
-        """The user is typing option ``focused``; the bot must answer type 8 with choices."""
+        """The user is typing option ``focused``; the bot must answer type 8 with choices.
+
+        Names may be localized as in :meth:`send_slash`.
+        """
         if focused not in options:
             raise ValueError(f"focused option {focused!r} must be in options")
         channel, guild = self._context(user=user, guild_id=guild_id, channel_id=channel_id)
+        locale = self._locale(user, locale)
         data = self.commands.command_data(
-            name, options, guild=guild, channel=channel, subcommand=subcommand, focused=focused
+            name,
+            options,
+            guild=guild,
+            channel=channel,
+            subcommand=subcommand,
+            focused=focused,
+            locale=locale,
         )
         return self._new_interaction(
             AUTOCOMPLETE,
@@ -339,6 +367,7 @@ class InteractionDriver:
             permissions=permissions,
             attachment_size_limit=DEFAULT_ATTACHMENT_LIMIT,
             context=context,
+            locale=locale,
         )
 
     async def send_message_command(
@@ -350,18 +379,22 @@ class InteractionDriver:
         permissions: int | None = None,
         context: int | None = None,
         attachment_size_limit: int = DEFAULT_ATTACHMENT_LIMIT,
+        locale: str | None = None,
     ) -> FakeInteraction:
         """A user picks Apps > ``name`` on ``target`` (message context menu, data type 3).
 
-        The target is resolved as it is now, attachments included.
+        The target is resolved as it is now, attachments included. ``name`` may be the
+        canonical name or the one the user's client (``locale``) shows; ``data`` carries
+        the canonical one.
         """
         channel, guild = self._context(
             user=user, guild_id=target.guild_id, channel_id=target.channel_id
         )
-        schema = self.commands.find_schema(name, guild.id if guild else None, 3)
+        locale = self._locale(user, locale)
+        schema = self.commands.find_schema(name, guild.id if guild else None, 3, locale)
         data: dict[str, Any] = {
             "id": schema["id"] if schema else str(self.state.snowflake()),
-            "name": name,
+            "name": schema["name"] if schema else name,
             "type": 3,
             "target_id": str(target.id),
             # Context-menu targets carry content even without the Message Content intent.
@@ -378,6 +411,7 @@ class InteractionDriver:
             permissions=permissions,
             attachment_size_limit=attachment_size_limit,
             context=context,
+            locale=locale,
         )
 
     async def send_user_command(
@@ -389,17 +423,20 @@ class InteractionDriver:
         guild_id: int | None = None,
         channel_id: int | None = None,
         permissions: int | None = None,
+        locale: str | None = None,
     ) -> FakeInteraction:
-        """A user picks Apps > ``name`` on another user (user context menu, data type 2)."""
+        """A user picks Apps > ``name`` on another user (user context menu, data type 2);
+        ``name`` canonical or localized, as in :meth:`send_message_command`."""
         channel, guild = self._context(user=user, guild_id=guild_id, channel_id=channel_id)
-        schema = self.commands.find_schema(name, guild.id if guild else None, 2)
+        locale = self._locale(user, locale)
+        schema = self.commands.find_schema(name, guild.id if guild else None, 2, locale)
         resolved: dict[str, dict[str, Any]] = {}
         target_id = self.commands.option_value(
             OPT_USER, target_user, resolved, guild=guild, channel=channel
         )
         data: dict[str, Any] = {
             "id": schema["id"] if schema else str(self.state.snowflake()),
-            "name": name,
+            "name": schema["name"] if schema else name,
             "type": 2,
             "target_id": target_id,
             "resolved": resolved,
@@ -413,6 +450,7 @@ class InteractionDriver:
             permissions=permissions,
             attachment_size_limit=DEFAULT_ATTACHMENT_LIMIT,
             context=None,
+            locale=locale,
         )
 
     # ------------------------------------------------------------------ components
@@ -425,6 +463,7 @@ class InteractionDriver:
         user: dict[str, Any],
         permissions: int | None = None,
         stale: bool = False,
+        locale: str | None = None,
     ) -> FakeInteraction:
         """A user clicks an enabled button of ``message`` (as it is now).
 
@@ -452,6 +491,7 @@ class InteractionDriver:
             user=user,
             permissions=permissions,
             shown=seen,
+            locale=locale,
         )
 
     async def choose_select(
@@ -462,6 +502,7 @@ class InteractionDriver:
         *,
         user: dict[str, Any],
         permissions: int | None = None,
+        locale: str | None = None,
     ) -> FakeInteraction:
         """A user picks ``values`` in a string select of ``message``."""
         component = find_component(message.components, custom_id)
@@ -472,6 +513,7 @@ class InteractionDriver:
             {"custom_id": custom_id, "component_type": STRING_SELECT, "values": list(values)},
             user=user,
             permissions=permissions,
+            locale=locale,
         )
 
     async def _component_interaction(
@@ -482,6 +524,7 @@ class InteractionDriver:
         user: dict[str, Any],
         permissions: int | None,
         shown: dict[str, Any] | None = None,
+        locale: str | None = None,
     ) -> FakeInteraction:
         """``shown``: the message as the user's client showed it (default: as it is now)."""
         if message.deleted:
@@ -498,6 +541,7 @@ class InteractionDriver:
             permissions=permissions,
             attachment_size_limit=DEFAULT_ATTACHMENT_LIMIT,
             context=None,
+            locale=locale,
             extra={"message": shown or message.to_json()},
             source_message=message,
         )
@@ -511,6 +555,7 @@ class InteractionDriver:
         *,
         user: dict[str, Any] | None = None,
         permissions: int | None = None,
+        locale: str | None = None,
     ) -> FakeInteraction:
         """The user fills in the modal ``interaction``'s answer opened, and submits it.
 
@@ -519,7 +564,8 @@ class InteractionDriver:
         upload. The MODAL_SUBMIT carries ``data.custom_id`` and the answers in the modal's
         own layout (labels or action rows, with Discord's component ids), and ``message``
         when the modal was opened from a message component. ``user`` defaults to (and must
-        be) the user the modal was shown to; ``permissions`` to what that interaction said.
+        be) the user the modal was shown to; ``permissions`` and ``locale`` to what that
+        interaction said (the client that opened the modal submits it).
         """
         modal = interaction.modal
         if modal is None:
@@ -553,6 +599,7 @@ class InteractionDriver:
                 "attachment_size_limit", DEFAULT_ATTACHMENT_LIMIT
             ),
             context=interaction.payload.get("context"),
+            locale=locale or interaction.payload.get("locale"),
             extra={"message": source.to_json()} if source is not None else None,
             source_message=source,
             trigger=interaction,

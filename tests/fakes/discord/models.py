@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from .locales import DEFAULT_LOCALE
 from .protocol import DEFAULT_PERMISSIONS, DISCORD_EPOCH_MS, FLAG_EPHEMERAL, FLAG_LOADING
 
 __all__ = [
@@ -318,5 +319,7 @@ class Guild:
     bot_role_id: int
     joined_at: str
     everyone_permissions: int = DEFAULT_PERMISSIONS
+    #: The community's language: ``preferred_locale``, and ``guild_locale`` in interactions.
+    preferred_locale: str = DEFAULT_LOCALE
     channel_ids: list[int] = field(default_factory=list)
     members: dict[int, Member] = field(default_factory=dict)

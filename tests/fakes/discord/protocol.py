@@ -6,6 +6,8 @@ Nothing here does anything; every other module of the fake reads its constants f
 
 from __future__ import annotations
 
+import re
+
 API_PREFIX = "/api/v10"
 CONTROL_PREFIX = "/_control"
 DISCORD_EPOCH_MS = 1420070400000
@@ -57,6 +59,9 @@ TEXT_DISPLAY, LABEL, FILE_UPLOAD = 10, 18, 19
 RADIO_GROUP, CHECKBOX_GROUP, CHECKBOX = 21, 22, 23
 
 # Limits.
+#: A chat-input command's (or option's) name, canonical or localized; it must also be
+#: lowercase where its script has case (``name == name.lower()``).
+COMMAND_NAME_RE = re.compile(r"^[-_'\w]{1,32}$")
 DEFAULT_ATTACHMENT_LIMIT = 10 * 1024 * 1024
 MAX_CONTENT = 2000
 MAX_EMBEDS = 10

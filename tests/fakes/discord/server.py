@@ -156,6 +156,9 @@ class FakeDiscord:
     add_channel = _Part("state")
     add_member = _Part("state")
     dm_channel_for = _Part("state")
+    user_locale = _Part("state")
+    set_user_locale = _Part("state")
+    set_guild_locale = _Part("state")
     forbid_channel = _Part("state")
     allow_channel = _Part("state")
     # Messages (messages.py).
@@ -165,6 +168,8 @@ class FakeDiscord:
     # Registered commands (commands.py).
     commands = _Part("app_commands")
     guild_commands = _Part("app_commands")
+    command_names = _Part("app_commands")
+    option_names = _Part("app_commands")
     # The gateway (gateway.py).
     heartbeat_interval = _Part("gateway")
     shards = _Part("gateway")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import DiscordAPIError
+from .locales import DEFAULT_LOCALE, check_locale
 from .models import Channel, Guild, Member, MessageRecord, SnowflakeFactory, iso
 from .protocol import (
     ALL_PERMISSIONS,
@@ -70,6 +71,8 @@ class DiscordState:
             "collectibles": None,
         }
         self.users: dict[int, dict[str, Any]] = {self.bot_user_id: self.bot_user}
+        #: Each user's client language (kept apart: bots never see it in a user object).
+        self.user_locales: dict[int, str] = {}
         self.owner_user = self.add_user("owner")
         self.guilds: dict[int, Guild] = {}
         self.channels: dict[int, Channel] = {}
@@ -115,8 +118,14 @@ class DiscordState:
 
     # ------------------------------------------------------------------ users, guilds, channels
 
-    def add_user(self, name: str, *, bot: bool = False) -> dict[str, Any]:
-        """A Discord user object (ids are snowflakes, as strings)."""
+    def add_user(
+        self, name: str, *, bot: bool = False, locale: str | None = None
+    ) -> dict[str, Any]:
+        """A Discord user object (ids are snowflakes, as strings).
+
+        ``locale``: the language of the user's client (default en-US); it is what their
+        interactions carry as ``locale``. See :meth:`user_locale`.
+        """
         user = {
             "id": str(self.snowflake()),
             "username": name.lower(),
@@ -134,7 +143,20 @@ class DiscordState:
             "collectibles": None,
         }
         self.users[int(user["id"])] = user
+        if locale is not None:
+            self.user_locales[int(user["id"])] = check_locale(locale)
         return user
+
+    def set_user_locale(self, user: dict[str, Any], locale: str) -> None:
+        """The user switches their client's language; later interactions carry it."""
+        self.user_locales[int(user["id"])] = check_locale(locale)
+
+    def user_locale(self, user: dict[str, Any]) -> str:
+        """The language of ``user``'s client: a ``"locale"`` in the dict itself (as an OAuth
+        user object has), else what :meth:`add_user`/:meth:`set_user_locale` said, else
+        en-US."""
+        locale = user.get("locale") or self.user_locales.get(int(user["id"]), DEFAULT_LOCALE)
+        return check_locale(locale)
 
     def add_guild(
         self,
@@ -142,9 +164,11 @@ class DiscordState:
         *,
         owner_id: int | None = None,
         shard: tuple[int, int] | None = None,
+        preferred_locale: str = DEFAULT_LOCALE,
     ) -> Guild:
         """A guild with one text channel; announced by GUILD_CREATE if a session is live.
-        ``shard=(id, count)`` picks an id whose events go to that shard."""
+        ``shard=(id, count)`` picks an id whose events go to that shard;
+        ``preferred_locale`` is the community's language (interactions' ``guild_locale``)."""
         guild_id = self.snowflake.on_shard(*shard) if shard else self.snowflake()
         owner_id = owner_id or int(self.owner_user["id"])
         now = iso(datetime.now(UTC))
@@ -155,6 +179,7 @@ class DiscordState:
             channel_id=0,
             bot_role_id=self.snowflake(),
             joined_at=now,
+            preferred_locale=check_locale(preferred_locale),
         )
         self.guilds[guild_id] = guild
         guild.members[self.bot_user_id] = Member(
@@ -167,6 +192,13 @@ class DiscordState:
         self._announce("GUILD_CREATE", self.guild_json(guild, in_ready=False))
         self.changed()
         return guild
+
+    def set_guild_locale(self, guild_id: int, locale: str) -> None:
+        """An admin changes the server's primary language: GUILD_UPDATE, as Discord sends."""
+        guild = self.guild(guild_id)
+        guild.preferred_locale = check_locale(locale)
+        self._announce("GUILD_UPDATE", self.guild_json(guild))
+        self.changed()
 
     def add_channel(self, guild_id: int, name: str) -> int:
         guild = self.guild(guild_id)
@@ -329,7 +361,7 @@ class DiscordState:
             "banner": None,
             "premium_tier": 0,
             "premium_subscription_count": 0,
-            "preferred_locale": "en-US",
+            "preferred_locale": guild.preferred_locale,
             "public_updates_channel_id": None,
             "max_video_channel_users": 25,
             "max_stage_video_channel_users": 50,
