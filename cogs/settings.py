@@ -154,8 +154,9 @@ class SettingsPage:
         embed.add_field(name=tr(_("Images")), value=f"{count} ({mine if member.count else theirs})")
         private = tr(_("on")) if member.private else tr(_("off"))
         embed.add_field(name=tr(_("Private results")), value=private)
-        follows = "" if member.language else f" ({tr(_('following Discord'))})"
-        embed.add_field(name=tr(_("Language")), value=language_name + follows)
+        if member.language is None:
+            language_name = tr(_("{language} (following Discord)", language=language_name))
+        embed.add_field(name=tr(_("Language")), value=language_name)
         return embed
 
     def view(self) -> SettingsView:

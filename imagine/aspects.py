@@ -25,6 +25,7 @@ import math
 from functools import lru_cache
 
 from .errors import BadInput
+from .i18n import _
 
 ASPECT_CHOICES = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9")
 """The ``/imagine`` option's choices (names fixed in DESIGN.md)."""
@@ -47,10 +48,17 @@ MAX_SIDE = 2048
 RATIO_TOLERANCE = 0.04
 """A size counts as that shape when its ratio is within 4% of it (every fixed choice is)."""
 
-ASPECT_RULES = (
-    f"W:H with whole numbers from 1 to {MAX_TERM} and a shape between 1:4 and 4:1 "
-    f"(e.g. {', '.join(ASPECT_CHOICES[:4])})"
+ASPECT_RULES = _(
+    "W:H with whole numbers from 1 to {most} and a shape between 1:4 and 4:1 (e.g. {examples})",
+    most=MAX_TERM,
+    examples=", ".join(ASPECT_CHOICES[:4]),
 )
+
+
+def not_a_ratio(value: str) -> str:
+    return _(
+        "The aspect ratio must be {rules}, not {value}.", rules=ASPECT_RULES, value=_shown(value)
+    )
 
 
 def check_aspect(text: str) -> str:
@@ -60,17 +68,20 @@ def check_aspect(text: str) -> str:
     value = text.strip()
     width_text, colon, height_text = value.partition(":")
     if not (colon and width_text.isdecimal() and height_text.isdecimal()):
-        raise BadInput(f"The aspect ratio must be {ASPECT_RULES}, not {_shown(value)}.")
+        raise BadInput(not_a_ratio(value))
     width, height = int(width_text), int(height_text)
     if width == 0 or height == 0:
-        raise BadInput(f"The aspect ratio must be {ASPECT_RULES}, not {_shown(value)}.")
+        raise BadInput(not_a_ratio(value))
     divisor = math.gcd(width, height)
     width, height = width // divisor, height // divisor
     if width > MAX_TERM or height > MAX_TERM:
-        raise BadInput(f"The aspect ratio must be {ASPECT_RULES}, not {_shown(value)}.")
+        raise BadInput(not_a_ratio(value))
     if not 1 / MAX_RATIO <= width / height <= MAX_RATIO:
         raise BadInput(
-            f"The aspect ratio {width}:{height} is too extreme; it must be between 1:4 and 4:1."
+            _(
+                "The aspect ratio {ratio} is too extreme; it must be between 1:4 and 4:1.",
+                ratio=f"{width}:{height}",
+            )
         )
     return _CHOICE_BY_SHAPE.get((width, height), f"{width}:{height}")
 

@@ -33,6 +33,7 @@ from typing import Any
 from yarl import URL
 
 from .errors import BadInput, UnknownModel
+from .i18n import _
 from .logsafe import HIDDEN_ADDRESS
 from .providers.base import GradioQueueProvider, ImageProvider
 from .providers.describe import (
@@ -167,7 +168,9 @@ class BackendTable:
             if candidate in self.routes:
                 return candidate
         known = ", ".join(sorted(self.models(aliases=True)))
-        raise UnknownModel(f"Unknown model {name!r}. Available models: {known}.")
+        raise UnknownModel(
+            _("Unknown model {name}. Available models: {known}.", name=repr(name), known=known)
+        )
 
     def secrets(self) -> list[str]:
         """Every secret the backends hold (keys named by ``api_key_env`` included)."""
@@ -221,7 +224,9 @@ class BackendTable:
             if candidate in self.describers:
                 return candidate
         known = ", ".join(sorted(self.describers)) or "none configured"
-        raise UnknownModel(f"Unknown describe model {name!r}. Available: {known}.")
+        raise UnknownModel(
+            _("Unknown describe model {name}. Available: {known}.", name=repr(name), known=known)
+        )
 
     def describers_for(self, model: str | None) -> list[Backend]:
         return [self.backends[n] for n in self.describers[self.resolve_describer(model)]]

@@ -187,7 +187,13 @@ class Engine:
         backends = self.table.backends_for(name, images=bool(media))
         if not backends:
             able = ", ".join(self.image_models()) or "none is configured"
-            raise BadInput(f"{name} cannot start from an image. Models that can: {able}.")
+            raise BadInput(
+                _(
+                    "{model} cannot start from an image. Models that can: {able}.",
+                    model=name,
+                    able=able,
+                )
+            )
         backend = backends[0]
         provider = image_provider(backend)
         request = provider.prepare(

@@ -20,6 +20,7 @@ from typing import Any
 
 from .aspects import ASPECT_RULES, check_aspect
 from .errors import BadInput
+from .i18n import _
 
 MAX_SEED = 2**32 - 1
 """As ``providers.base.MAX_SEED`` (not imported: this module needs nothing of the providers)."""
@@ -125,7 +126,9 @@ def _field(match: re.Match[str]) -> str | None:
     dash, word = match.groups()
     field = FLAGS.get(word.lower())
     if field is None and dash == "--" and word[0].isalpha():
-        raise BadInput(f"Unknown flag {_shown('--' + word)}. The flags are {_USAGE}.")
+        raise BadInput(
+            _("Unknown flag {flag}. The flags are {flags}.", flag=_shown("--" + word), flags=_USAGE)
+        )
     return field
 
 
@@ -136,7 +139,9 @@ def _convert(field: str, value: str) -> Any:
         try:
             return check_aspect(value)
         except BadInput:
-            raise BadInput(f"--ar takes {ASPECT_RULES}; not {_shown(value)}.") from None
+            raise BadInput(
+                _("--ar takes {rules}; not {value}.", rules=ASPECT_RULES, value=_shown(value))
+            ) from None
     if field in _RANGES:
         return _whole(field, value)
     return value  # negative (tidied already) or model (the engine checks the name)
@@ -150,27 +155,36 @@ def _whole(field: str, value: str | int) -> int:
         short = len(value) <= len(str(high))  # int() of 5000 digits is an error of its own
         number = int(value) if short and value.isdecimal() else -1
     if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
-        raise BadInput(f"{_usage(field)}; not {_shown(str(value))}.")
+        raise BadInput(_("{usage}; not {value}.", usage=_usage(field), value=_shown(str(value))))
     return number
 
 
 def _usage(field: str) -> str:
     low, high = _RANGES[field]
-    return f"{_SPELLING[field]} takes a whole number from {low} to {high}"
+    return _(
+        "{flag} takes a whole number from {low} to {high}",
+        flag=_SPELLING[field],
+        low=low,
+        high=high,
+    )
 
 
 def _missing(field: str) -> str:
     if field == "negative":
-        return "--no needs the things to leave out, e.g. --no text, watermark."
+        return _("--no needs the things to leave out, e.g. --no text, watermark.")
     if field == "model":
-        return "--model needs a model name, e.g. --model flux-dev."
+        return _("--model needs a model name, e.g. --model flux-dev.")
     if field == "aspect":
-        return f"--ar needs a ratio: {ASPECT_RULES}."
-    return f"{_usage(field)}; it has none."
+        return _("--ar needs a ratio: {rules}.", rules=ASPECT_RULES)
+    return _("{usage}; it has none.", usage=_usage(field))
 
 
 def _twice(field: str, match: re.Match[str]) -> str:
-    return f"{_SPELLING[field]} is given twice (again as {_shown(match.group())}); give it once."
+    return _(
+        "{flag} is given twice (again as {again}); give it once.",
+        flag=_SPELLING[field],
+        again=_shown(match.group()),
+    )
 
 
 def _tidy(text: str) -> str:

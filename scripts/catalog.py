@@ -85,7 +85,9 @@ async def _command_strings() -> list[str]:
 def template() -> Catalog:
     catalog = Catalog(domain=DOMAIN, project="Imagine Bot", charset="utf-8")
     for message, places in code_messages().items():
-        catalog.add(message, locations=[(p.rsplit(":", 1)[0], int(p.rsplit(":", 1)[1])) for p in places])
+        catalog.add(
+            message, locations=[(p.rsplit(":", 1)[0], int(p.rsplit(":", 1)[1])) for p in places]
+        )
     for message in command_messages():
         if message not in catalog:
             catalog.add(message, auto_comments=[COMMAND_COMMENT])

@@ -20,6 +20,7 @@ from ..errors import BackendError, BadInput, UnknownModel
 from ..fetch import DEFAULT_MAX_BYTES
 from ..gradio import Completed, Limits, new_session_hash, run_queued, upload_files
 from ..http import session_scope
+from ..i18n import Number, _
 from ..media import InputImage, check_media
 from ..messages import format_image_prompt
 from ..responses import ImageResponse, Reasoning, Response
@@ -32,7 +33,7 @@ MAX_SEED = 2**32 - 1
 INT32_MAX = 2**31 - 1
 MAX_PROMPT_CHARS = 2000
 MAX_NEGATIVE_CHARS = 1000
-NEGATIVE_PROMPT = "negative prompt"
+NEGATIVE_PROMPT = _("negative prompt")
 """How ``ImageResponse.ignored`` names a negative prompt a backend could not use."""
 
 
@@ -41,10 +42,14 @@ def clean_prompt(text: str) -> str:
     checked on; refuses empty and over-long prompts."""
     text = clean_text(text.replace("\r\n", "\n").replace("\r", "\n")).strip()
     if not text:
-        raise BadInput("Nothing to draw: the prompt is empty. Describe the image you want.")
+        raise BadInput(_("Nothing to draw: the prompt is empty. Describe the image you want."))
     if len(text) > MAX_PROMPT_CHARS:
         raise BadInput(
-            f"The prompt is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}."
+            _(
+                "The prompt is {length} characters long; the limit is {limit}.",
+                length=len(text),
+                limit=MAX_PROMPT_CHARS,
+            )
         )
     return text
 
@@ -58,8 +63,11 @@ def clean_negative(text: Any) -> str | None:
     text = clean_text(text.replace("\r\n", "\n").replace("\r", "\n")).strip()
     if len(text) > MAX_NEGATIVE_CHARS:
         raise BadInput(
-            f"The negative prompt is {len(text)} characters long; the limit is "
-            f"{MAX_NEGATIVE_CHARS}."
+            _(
+                "The negative prompt is {length} characters long; the limit is {limit}.",
+                length=len(text),
+                limit=MAX_NEGATIVE_CHARS,
+            )
         )
     return text or None
 
@@ -392,14 +400,14 @@ class GradioQueueProvider(ImageProvider):
         fn_index, trigger_id = await cls.endpoint(context, base_url)
         headers = gpu_headers(context, space)
         if headers is None:
-            yield Reasoning("Acquiring GPU Token")
+            yield Reasoning(_("Acquiring GPU Token"))
             headers = (await context.tokens.get(context.session, space)).headers()
         session_hash = new_session_hash()
         delivered = False
         try:
             files: list[dict[str, Any]] = []
             if request.images:
-                yield Reasoning("Uploading the image")
+                yield Reasoning(_("Uploading the image"))
                 files = await upload_files(
                     context.session, base_url, request.images, upload_id=session_hash,
                     headers=headers, backend=cls.label, limits=context.limits,
@@ -431,7 +439,7 @@ class GradioQueueProvider(ImageProvider):
             forget_rejected_token(context, space, exc)
             raise
         assert delivered
-        yield Reasoning(f"Finished {context.elapsed():.2f}s")
+        yield Reasoning(_("Finished {seconds}s", seconds=Number(context.elapsed(), 2)))
 
     @classmethod
     def image_response(
@@ -491,7 +499,9 @@ async def ticking(task: asyncio.Future[Any], started: float) -> AsyncGenerator[R
     """
     try:
         while not task.done():
-            yield Reasoning(f"Generating {time.monotonic() - started:.2f}s")
+            yield Reasoning(
+                _("Generating {seconds}s", seconds=Number(time.monotonic() - started, 2))
+            )
             await asyncio.wait((task,), timeout=TICK_SECONDS)
     finally:
         if not task.done():

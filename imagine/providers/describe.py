@@ -38,6 +38,7 @@ from ..gradio import (
     upload_files,
 )
 from ..http import MAX_JSON_BYTES, raise_for_status, read_capped, session_scope
+from ..i18n import Number, _
 from ..media import InputImage, check_media
 from ..messages import message_text
 from ..responses import Description, Reasoning
@@ -215,12 +216,12 @@ class JanusDescribe(DescribeProvider):
         fn_index, trigger_id = await cls.endpoint(context, base_url)
         headers = gpu_headers(context, space)
         if headers is None:
-            yield Reasoning("Acquiring GPU Token")
+            yield Reasoning(_("Acquiring GPU Token"))
             headers = (await context.tokens.get(context.session, space)).headers()
         session_hash = new_session_hash()
         delivered = False
         try:
-            yield Reasoning("Uploading the image")
+            yield Reasoning(_("Uploading the image"))
             (file,) = await upload_files(
                 context.session, base_url, [request.image], upload_id=session_hash,
                 headers=headers, backend=cls.label, limits=context.limits, proxy=context.proxy,
@@ -245,7 +246,7 @@ class JanusDescribe(DescribeProvider):
             forget_rejected_token(context, space, exc)
             raise
         assert delivered
-        yield Reasoning(f"Finished {context.elapsed():.2f}s")
+        yield Reasoning(_("Finished {seconds}s", seconds=Number(context.elapsed(), 2)))
 
 
 class JanusOfficialDescribe(JanusDescribe):
@@ -309,7 +310,7 @@ class OpenAIVision(DescribeProvider):
                 yield status
         prompts = prompts_or_error(task.result(), request.count, cls.label)
         yield Description(prompts, backend=cls.label, model=request.model)
-        yield Reasoning(f"Finished {context.elapsed():.2f}s")
+        yield Reasoning(_("Finished {seconds}s", seconds=Number(context.elapsed(), 2)))
 
     @classmethod
     async def _chat(

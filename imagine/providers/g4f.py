@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from ..errors import BackendError
 from ..gradio import file_url, new_session_hash, predict
+from ..i18n import Number, _
 from ..responses import ImageResponse, Reasoning, Response
 from .base import (
     Context,
@@ -58,7 +59,7 @@ class G4F(JanusPro7B):
         seed = cls.seed_for(request)
         headers = gpu_headers(context, space)
         if headers is None:
-            yield Reasoning("Acquiring GPU Token")
+            yield Reasoning(_("Acquiring GPU Token"))
             headers = (await context.tokens.get(context.session, space)).headers()
         payload = {
             "data": [request.prompt, seed, request.width, request.height, True, 1],
@@ -103,7 +104,7 @@ class G4F(JanusPro7B):
             backend=cls.label,
             ignored=cls.ignored(request),
         )
-        yield Reasoning(f"Finished {context.elapsed():.2f}s")
+        yield Reasoning(_("Finished {seconds}s", seconds=Number(context.elapsed(), 2)))
 
 
 def _space_root(predict_url: str) -> str:

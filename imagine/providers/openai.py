@@ -21,6 +21,7 @@ import aiohttp
 from ..errors import BackendError
 from ..gradio import translated_errors
 from ..http import MAX_JSON_BYTES, raise_for_status, read_capped
+from ..i18n import Number, _
 from ..responses import ImageResponse, Reasoning, Response
 from .base import Context, ImageProvider, ImageRequest, ticking
 
@@ -94,7 +95,7 @@ class OpenAIImages(ImageProvider):
             backend=cls.label,
             ignored=cls.ignored(request),
         )
-        yield Reasoning(f"Finished {context.elapsed():.2f}s")
+        yield Reasoning(_("Finished {seconds}s", seconds=Number(context.elapsed(), 2)))
 
     @classmethod
     async def _post(
