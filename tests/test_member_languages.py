@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from imagine.i18n import Language, _, n_, texts
-from tests.harness import running_bot
+from tests.fakes.openai_server import FakeOpenAI
+from tests.harness import MANAGE_GUILD, running_bot
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -225,3 +226,52 @@ def _job_id(message) -> int:
             if component.get("custom_id", "").startswith("imagine:reroll:"):
                 return int(component["custom_id"].rsplit(":", 1)[1])
     raise AssertionError("no Reroll button")
+
+
+# -- prompts in other languages ---------------------------------------------------------------
+
+
+async def test_a_prompt_is_translated_only_where_the_server_asked_and_the_result_shows_both(
+    tmp_path,
+):
+    async with FakeOpenAI() as api:
+        env = api.env(OPENAI_VISION_MODEL="gpt-4o")
+        async with running_bot(tmp_path, **env) as h:
+            # Off by default: a Russian prompt is drawn as written, nothing asked of a model.
+            plain = await h.final(await h.slash({"prompt": "рыжий кот"}, user=h.alice), 30)
+            assert h.space.joins("g4f-flux")[-1].json["data"][0] == "рыжий кот"
+            assert api.chats == []
+            assert all("translated" not in f["name"] for f in plain.embeds[0]["fields"])
+
+            admin = {"user": h.admin, "guild_id": h.guild.id, "permissions": MANAGE_GUILD}
+            unknown = await h.discord.send_slash(
+                "imagine-config", {"model": "no-such-chat"}, subcommand="translate", **admin
+            )
+            assert "gpt-4o" in await h.ephemeral(unknown)  # what may be chosen
+            assert (await h.bot.store.guild(h.guild.id)).translate_model is None
+            chosen = await h.discord.send_slash(
+                "imagine-config", {"model": "gpt-4o"}, subcommand="translate", **admin
+            )
+            assert "gpt-4o" in await h.ephemeral(chosen)
+
+            reply = await h.final(await h.slash({"prompt": "рыжий кот в шляпе"}, user=h.alice), 30)
+            assert h.space.joins("g4f-flux")[-1].json["data"][0] == "ginger cat in a hat"
+            assert reply.embeds[0]["title"] == "рыжий кот в шляпе"  # what was asked
+            drawn = {f["name"]: f["value"] for f in reply.embeds[0]["fields"]}
+            assert drawn["Drawn as (translated)"] == "ginger cat in a hat"
+            job = await h.bot.store.job(_job_id(reply))
+            assert job.prompt == "рыжий кот в шляпе"
+            assert job.translated_prompt == "ginger cat in a hat"
+
+            # An English prompt costs no request.
+            asked = len(api.chats)
+            await h.final(await h.slash({"prompt": "a ginger cat"}, user=h.alice), 30)
+            assert len(api.chats) == asked
+
+            # A translation that fails is said, and the prompt drawn as written.
+            api.refuse = "unavailable"
+            h.space.generation_delay = 1.5  # long enough for the notice to be shown
+            failed = await h.slash({"prompt": "собака на луне"}, user=h.alice)
+            reply = await h.final(failed, 30)
+            assert h.space.joins("g4f-flux")[-1].json["data"][0] == "собака на луне"
+            assert any("could not be translated" in c for c in contents(reply))
