@@ -15,7 +15,7 @@ import discord
 from discord.ext import commands
 
 from imagine.errors import message_of
-from imagine.i18n import language_for, texts
+from imagine.i18n import texts
 from imagine.limits import RateLimiter
 from imagine.messages import format_image_prompt
 
@@ -69,8 +69,8 @@ class DirectMessages(commands.Cog):
         launcher = self.bot.launcher
         # A DM carries no locale: the member's chosen language, else the one their client
         # showed at their last command.
-        member = await self.bot.store.user(message.author.id)
-        language = language_for(member.language, member.locale)
+        member = self.bot.store.user(message.author.id)
+        language = await self.bot.languages.for_message(message.author.id)
         try:
             # The limits first: a refused prompt costs no history read.
             await launcher.precheck(message.author.id, None)

@@ -283,7 +283,10 @@ class SettingsHandler:
             await self.change(interaction, lambda m: replace(m, language=chosen))
 
     async def change(self, interaction: discord.Interaction, change: Any) -> None:
-        member = await self.launcher.store.change_user(interaction.user.id, change)
+        locale = str(interaction.locale)
+        member = await self.launcher.store.change_user(
+            interaction.user.id, lambda current: replace(change(current), locale=locale)
+        )
         interaction.extras[MEMBER] = member
         interaction.extras[LANGUAGE] = language_for(member.language, str(interaction.locale))
         page = await self.page(interaction, member)

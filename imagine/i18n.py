@@ -65,6 +65,8 @@ class Number:
 
 
 def format_number(value: float, digits: int, language: Language) -> str:
+    if language is Language.EN:  # Python's own format is English's, at a fraction of the cost
+        return f"{value:,.{digits}f}"
     pattern = "#,##0" + ("." + "0" * digits if digits else "")
     return format_decimal(value, format=pattern, locale=_locale(language))
 

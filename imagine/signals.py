@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import asyncpg
 
@@ -117,10 +118,11 @@ class Signals:
         tasks: set[asyncio.Task[object]] = set()
 
         def changed(payload: str) -> None:
-            if payload.startswith("u"):  # a member's own settings: read again when next used
-                store.forget_user(int(payload[1:]))
-                return
-            task = asyncio.get_running_loop().create_task(store.refresh_guild(int(payload)))
+            if payload.startswith("u"):  # a member's own settings
+                refresh: Coroutine[Any, Any, object] = store.refresh_user(int(payload[1:]))
+            else:
+                refresh = store.refresh_guild(int(payload))
+            task = asyncio.get_running_loop().create_task(refresh)
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 

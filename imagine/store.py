@@ -28,7 +28,7 @@ import logging
 import sqlite3
 import time
 import weakref
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -100,6 +100,7 @@ jobs = sa.Table(
     sa.Column("private", sa.Boolean, nullable=False, server_default=sa.false()),  # ephemeral
     sa.Column("translated_prompt", sa.Text),  # the English drawn, when the prompt was translated
     sa.Index("ix_jobs_state", "state"),
+    sa.Index("ix_jobs_user", "user_id", "id"),  # version 5: a member's latest job
 )
 job_ended_at = sa.func.coalesce(jobs.c.finished_at, jobs.c.created_at)
 """When a job ended (or began, if it never recorded an end): what the retention purge compares,
@@ -224,6 +225,7 @@ async def _members(conn: AsyncConnection) -> None:
         f"ALTER TABLE jobs ADD COLUMN private BOOLEAN NOT NULL DEFAULT {false}",
         "ALTER TABLE jobs ADD COLUMN translated_prompt TEXT",
         "ALTER TABLE guild_settings ADD COLUMN translate_model VARCHAR(100)",
+        "CREATE INDEX ix_jobs_user ON jobs (user_id, id)",
     ):
         await conn.execute(sa.text(statement))
 
@@ -271,8 +273,6 @@ FINAL_STATES = (JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.INT
 TOKEN_LIFETIME = 15 * 60
 """Discord honours an interaction token for 15 minutes."""
 PURGE_BATCH = 1000
-USERS_CACHED = 10_000
-"""Members whose settings are kept in memory (the most recently seen)."""
 """Jobs deleted per transaction: a first purge of a long log must not hold up job writes."""
 
 
@@ -389,7 +389,7 @@ class Store:
         self._row_locks: weakref.WeakValueDictionary[tuple[str, int], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
-        self._users: OrderedDict[int, UserSettings] = OrderedDict()
+        self._users: dict[int, UserSettings] = {}
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -405,6 +405,7 @@ class Store:
         store = cls(engine)
         await store.migrate()
         await store.load_guilds()
+        await store.load_users()
         return store
 
     async def close(self) -> None:
@@ -644,33 +645,44 @@ class Store:
 
     # -- members' settings ---------------------------------------------------------------
 
-    async def user(self, user_id: int) -> UserSettings:
-        """A member's settings: from memory when seen lately, else one read (a member with no
-        row has none, and that is remembered too)."""
-        cached = self._users.get(user_id)
-        if cached is not None:
-            self._users.move_to_end(user_id)
-            return cached
+    async def load_users(self) -> int:
+        """Cache every member's settings: rows exist only for members who changed their
+        ``/settings`` (a member who never did has none), so reading them costs no I/O before
+        an interaction is acknowledged, and memory grows with those members only."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(user_settings))).all()
+        for row in rows:
+            mapping = row._mapping
+            self._users[mapping["user_id"]] = _user_from_row(mapping["user_id"], mapping)
+        return len(rows)
+
+    def user(self, user_id: int) -> UserSettings:
+        """A member's settings, from memory (a member without a row has none)."""
+        return self._users.get(user_id) or UserSettings(user_id)
+
+    async def refresh_user(self, user_id: int) -> UserSettings:
+        """Read one member's settings again (another process changed them)."""
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
                     sa.select(user_settings).where(user_settings.c.user_id == user_id)
                 )
             ).first()
-        return self._remember_user(_user_from_row(user_id, row._mapping if row else None))
-
-    def _remember_user(self, settings: UserSettings) -> UserSettings:
-        """Cache ``settings``; the least recently used members are forgotten past
-        ``USERS_CACHED`` (anyone may write to the bot, so memory must not grow with them)."""
-        self._users[settings.user_id] = settings
-        self._users.move_to_end(settings.user_id)
-        while len(self._users) > USERS_CACHED:
-            self._users.popitem(last=False)
+        settings = _user_from_row(user_id, row._mapping if row else None)
+        self._users[user_id] = settings
         return settings
 
-    def forget_user(self, user_id: int) -> None:
-        """Drop a member's cached settings (another process changed them)."""
-        self._users.pop(user_id, None)
+    async def last_language(self, user_id: int) -> str | None:
+        """The language of a member's latest job: what a DM, which carries no locale, is
+        answered in when the member chose none."""
+        query = (
+            sa.select(jobs.c.language)
+            .where(jobs.c.user_id == user_id, jobs.c.language.is_not(None))
+            .order_by(jobs.c.id.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).scalar()
 
     async def change_user(
         self, user_id: int, change: Callable[[UserSettings], UserSettings]
@@ -698,14 +710,8 @@ class Store:
                 if not self.is_sqlite:
                     await notify(conn, SETTINGS_CHANNEL, f"u{user_id}")
                 await conn.commit()
-        return self._remember_user(new)
-
-    async def note_locale(self, user_id: int, locale: str | None) -> UserSettings:
-        """Remember the Discord locale a member was seen with; writes only when it changed."""
-        settings = await self.user(user_id)
-        if not locale or settings.locale == locale:
-            return settings
-        return await self.change_user(user_id, lambda current: replace(current, locale=locale))
+        self._users[user_id] = new
+        return new
 
     # -- jobs ----------------------------------------------------------------------------
 

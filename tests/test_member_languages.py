@@ -217,7 +217,7 @@ async def test_a_members_model_applies_only_where_the_server_allows_it(tmp_path)
         reply = await h.final(await h.slash({"prompt": "a fox"}, user=h.alice), 30)
         assert reply.embeds[0]["fields"][0]["value"].startswith("flux")
         assert "flux-dev" not in reply.embeds[0]["fields"][0]["value"]
-        assert (await h.bot.store.user(int(h.alice["id"]))).model == "flux-dev"  # kept
+        assert h.bot.store.user(int(h.alice["id"])).model == "flux-dev"  # kept
 
 
 def _job_id(message) -> int:

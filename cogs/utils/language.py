@@ -2,14 +2,15 @@
 
 The member's ``/settings`` language when they chose one, else their Discord client's locale
 (``interaction.locale``). What was decided is kept on the interaction (``extras``), so every
-reply to it, a refusal included, speaks the same language without asking again. The locale
-seen is remembered for the member, so a DM (which carries no locale) is answered in it too.
+reply to it, a refusal included, speaks the same language without asking again. Nothing here
+waits for the database: members' settings are in memory (``Store.load_users``), and the
+locales seen lately are kept here, for DMs, which carry none.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections import OrderedDict
 
 import discord
 from discord import app_commands
@@ -23,40 +24,46 @@ MEMBER = "member"
 LANGUAGE = "language"
 
 
+LOCALES_KEPT = 10_000
+"""Members whose latest locale is remembered in memory (the most recently seen)."""
+
+
 class Languages:
-    """Reads a member's settings (cached by the store) and decides their language."""
+    """Decides a member's language from their settings and their client."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._notes: set[asyncio.Task[object]] = set()
+        self._seen: OrderedDict[int, str] = OrderedDict()
 
     async def prepare(self, interaction: discord.Interaction) -> Texts:
         """Decide (once) and keep on ``interaction`` the member's settings and language."""
         if LANGUAGE in interaction.extras:
             return texts(interaction.extras[LANGUAGE])
         locale = str(interaction.locale)
-        try:
-            member = await self.store.user(interaction.user.id)
-        except Exception:  # the database is down: still answer, in the client's language
-            log.warning("could not read the settings of %s", interaction.user.id, exc_info=True)
-            member = UserSettings(interaction.user.id)
-        if member.locale != locale:
-            self._note_locale(interaction.user.id, locale)
+        self._remember(interaction.user.id, locale)
+        member = self.store.user(interaction.user.id)
         language = language_for(member.language, locale)
         interaction.extras[MEMBER] = member
         interaction.extras[LANGUAGE] = language
         return texts(language)
 
-    def _note_locale(self, user_id: int, locale: str) -> None:
-        """Remember the locale in the background: the answer must not wait for a write."""
-        task = asyncio.get_running_loop().create_task(self.store.note_locale(user_id, locale))
-        self._notes.add(task)
-        task.add_done_callback(self._noted)
+    def _remember(self, user_id: int, locale: str) -> None:
+        self._seen[user_id] = locale
+        self._seen.move_to_end(user_id)
+        if len(self._seen) > LOCALES_KEPT:
+            self._seen.popitem(last=False)
 
-    def _noted(self, task: asyncio.Task[object]) -> None:
-        self._notes.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("could not remember a locale", exc_info=task.exception())
+    async def for_message(self, user_id: int) -> Language:
+        """The language of a member who wrote a message (a DM): their choice, else the locale
+        their client showed here lately, else their latest job's (another process may have
+        seen them), else English."""
+        member = self.store.user(user_id)
+        if member.language:
+            return language_for(member.language, None)
+        locale = self._seen.get(user_id) or member.locale
+        if locale is None:
+            locale = await self.store.last_language(user_id)
+        return language_for(None, locale)
 
 
 def language_of_interaction(interaction: discord.Interaction) -> Language:
