@@ -275,3 +275,34 @@ async def test_a_prompt_is_translated_only_where_the_server_asked_and_the_result
             reply = await h.final(failed, 30)
             assert h.space.joins("g4f-flux")[-1].json["data"][0] == "собака на луне"
             assert any("could not be translated" in c for c in contents(reply))
+
+
+async def test_a_dm_is_answered_in_the_members_last_known_language(tmp_path):
+    async with running_bot(tmp_path) as h:
+        ivan = h.discord.add_user("ivan", locale="ru")
+        h.discord.add_member(h.guild.id, ivan)
+        channel = h.discord.dm_channel_for(ivan)
+
+        def dm_reply():
+            replies = [m for m in h.discord.channel_history(channel) if m in h.bot_messages()]
+            return replies and replies[-1].embeds and replies[-1]
+
+        # Never seen: a DM carries no locale, so English.
+        h.discord.post_user_message(channel, ivan, "a red kite")
+        assert "Model" in field_names(await h.discord.wait_until(dm_reply, 30))
+
+        await h.final(await h.slash({"prompt": "маяк"}, user=ivan), 30)  # seen: locale ru
+        h.discord.post_user_message(channel, ivan, "a blue kite")
+        await h.discord.wait_until(
+            lambda: (r := dm_reply()) and r.embeds[0]["title"] == "a blue kite", 30
+        )
+        assert "Модель" in field_names(dm_reply())
+
+        # After a restart (nothing in memory): the language of the member's latest job.
+        await h.stop_bot()
+        await h.start_bot()
+        h.discord.post_user_message(channel, ivan, "a green kite")
+        await h.discord.wait_until(
+            lambda: (r := dm_reply()) and r.embeds[0]["title"] == "a green kite", 30
+        )
+        assert "Модель" in field_names(dm_reply())
