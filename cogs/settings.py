@@ -11,7 +11,9 @@ on a message shown before a restart.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -159,40 +161,46 @@ class SettingsPage:
         embed.add_field(name=tr(_("Language")), value=language_name)
         return embed
 
-    def view(self) -> SettingsView:
-        return SettingsView(self)
+
+class Menu(StrEnum):
+    """A menu of the page; its value is the menu's ``custom_id`` part."""
+
+    MODEL = "model"
+    ASPECT = "aspect"
+    COUNT = "count"
+    LANGUAGE = "language"
 
 
 class SettingsView(discord.ui.View):
-    """The menus and buttons. Registered once at start (``page`` None, fixed ids): then it
-    only receives choices, from any member's message, and answers with a fresh page."""
+    """The menus and buttons. Also registered once at start (no ``page``; the ids are fixed),
+    so that a page shown before a restart still works: it answers with a fresh page."""
 
-    def __init__(self, page: SettingsPage | None = None, handler: SettingsHandler | None = None):
+    def __init__(self, handler: SettingsHandler, page: SettingsPage | None = None) -> None:
         super().__init__(timeout=None)
         self.handler = handler
         tr = page.tr if page else texts(None)
         member = page.member if page else UserSettings(0)
-        selects: list[tuple[str, str, list[discord.SelectOption]]] = [
+        selects: list[tuple[Menu, str, list[discord.SelectOption]]] = [
             (
-                "model",
+                Menu.MODEL,
                 tr(_("Model")),
                 model_options(member, page.allowed, page.server_model, tr)
                 if page
                 else [discord.SelectOption(label=DEFAULT, value=DEFAULT)],
             ),
-            ("aspect", tr(_("Aspect")), aspect_options(member, tr)),
+            (Menu.ASPECT, tr(_("Aspect")), aspect_options(member, tr)),
             (
-                "count",
+                Menu.COUNT,
                 tr(_("Images")),
                 count_options(member, page.most, page.server_count, tr)
                 if page
                 else [discord.SelectOption(label=DEFAULT, value=DEFAULT)],
             ),
-            ("language", tr(_("Language")), language_options(member, tr)),
+            (Menu.LANGUAGE, tr(_("Language")), language_options(member, tr)),
         ]
         for row, (key, placeholder, options) in enumerate(selects):
             select: discord.ui.Select[SettingsView] = discord.ui.Select(
-                custom_id=f"settings:{key}", placeholder=placeholder, options=options, row=row
+                custom_id=f"settings:{key.value}", placeholder=placeholder, options=options, row=row
             )
             select.callback = self._chosen(key, select)  # type: ignore[method-assign]
             self.add_item(select)
@@ -214,28 +222,20 @@ class SettingsView(discord.ui.View):
         self.add_item(reset)
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        if self.handler is not None:  # the member's language, before any answer
-            await self.handler.languages.prepare(interaction)
+        await self.handler.languages.prepare(interaction)  # before any answer
         return True
 
-    def _chosen(self, key: str, select: discord.ui.Select[SettingsView]) -> Any:
+    def _chosen(self, menu: Menu, select: discord.ui.Select[SettingsView]) -> Any:
         async def callback(interaction: discord.Interaction) -> None:
-            assert self.handler is not None
-            await self.handler.choose(interaction, key, select.values[0])
+            await self.handler.choose(interaction, menu, select.values[0])
 
         return callback
 
     async def _toggled_private(self, interaction: discord.Interaction) -> None:
-        assert self.handler is not None
         await self.handler.change(interaction, lambda m: replace(m, private=not m.private))
 
     async def _reset(self, interaction: discord.Interaction) -> None:
-        assert self.handler is not None
         await self.handler.change(interaction, UserSettings.cleared)
-
-
-class Refused(Exception):
-    """A choice that cannot be made here; nothing is written."""
 
 
 class SettingsHandler:
@@ -254,35 +254,43 @@ class SettingsHandler:
         page = await self.page(interaction, member_of(interaction))
         await interaction.response.send_message(
             embed=page.embed(),
-            view=SettingsView(page, self),
+            view=SettingsView(self, page),
             ephemeral=True,
             allowed_mentions=NO_PINGS,
         )
 
-    async def choose(self, interaction: discord.Interaction, key: str, value: str) -> None:
+    async def choose(self, interaction: discord.Interaction, menu: Menu, value: str) -> None:
+        """Check a choice, then store it; a choice that cannot be made here (a model this
+        server does not allow, a value no menu offers) is refused and changes nothing."""
         chosen = None if value in (DEFAULT, FOLLOW_DISCORD) else value
         server = await self.launcher.guild_settings(interaction.guild_id)
-        if key == "model":
+        if menu is Menu.MODEL:
             allowed = allowed_models(self.launcher.engine, server)
             if chosen is not None and chosen not in allowed:
                 await refuse(interaction, _("That model is not enabled here."))
                 return
             await self.change(interaction, lambda m: replace(m, model=chosen))
-        elif key == "aspect":
+        elif menu is Menu.ASPECT:
             if chosen is not None and chosen not in ASPECT_CHOICES:
-                return await refuse(interaction, _("That shape is not one I know."))
+                await refuse(interaction, _("That shape is not one I know."))
+                return
             await self.change(interaction, lambda m: replace(m, aspect=chosen))
-        elif key == "count":
+        elif menu is Menu.COUNT:
             count = int(chosen) if chosen and chosen.isdigit() else None
             if count is not None and not 1 <= count <= MAX_COUNT:
-                return await refuse(interaction, _("That number of images is not allowed."))
+                await refuse(interaction, _("That number of images is not allowed."))
+                return
             await self.change(interaction, lambda m: replace(m, count=count))
-        elif key == "language":
+        elif menu is Menu.LANGUAGE:
             if chosen is not None and chosen not in {lang.value for lang in Language}:
-                return await refuse(interaction, _("That language is not one I speak."))
+                await refuse(interaction, _("That language is not one I speak."))
+                return
             await self.change(interaction, lambda m: replace(m, language=chosen))
 
-    async def change(self, interaction: discord.Interaction, change: Any) -> None:
+    async def change(
+        self, interaction: discord.Interaction, change: Callable[[UserSettings], UserSettings]
+    ) -> None:
+        """Store the member's new settings and show the page again, in their language now."""
         locale = str(interaction.locale)
         member = await self.launcher.store.change_user(
             interaction.user.id, lambda current: replace(change(current), locale=locale)
@@ -291,7 +299,7 @@ class SettingsHandler:
         interaction.extras[LANGUAGE] = language_for(member.language, str(interaction.locale))
         page = await self.page(interaction, member)
         await interaction.response.edit_message(
-            embed=page.embed(), view=SettingsView(page, self), allowed_mentions=NO_PINGS
+            embed=page.embed(), view=SettingsView(self, page), allowed_mentions=NO_PINGS
         )
 
 
@@ -301,7 +309,7 @@ class MemberSettings(commands.Cog):
         self.bot = bot
 
     async def cog_load(self) -> None:
-        self.bot.add_view(SettingsView(None, self.handler))
+        self.bot.add_view(SettingsView(self.handler))
 
     @app_commands.command(
         name="settings", description="Your own defaults: model, shape, images, privacy, language"

@@ -306,3 +306,13 @@ async def test_a_dm_is_answered_in_the_members_last_known_language(tmp_path):
             lambda: (r := dm_reply()) and r.embeds[0]["title"] == "a green kite", 30
         )
         assert "Модель" in field_names(dm_reply())
+
+
+async def test_a_settings_page_shown_before_a_restart_still_answers(tmp_path):
+    async with running_bot(tmp_path) as h:
+        _interaction, page = await open_settings(h, h.bob, guild_id=h.guild.id)
+        await h.stop_bot()
+        await h.start_bot()
+        await choose(h, page, "language", "ru", h.bob)
+        assert page.embeds[0]["title"] == RU(_("Your settings"))
+        assert h.bot.store.user(int(h.bob["id"])).language == "ru"
