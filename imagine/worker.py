@@ -41,9 +41,10 @@ from cogs.utils.replies import WebhookReply
 
 from .drawing import InputImage, Work
 from .engine import Engine
-from .errors import BadInput, FetchError
+from .errors import BadInput, FetchError, message_of
 from .fetch import fetch_image
 from .http import new_session
+from .i18n import _
 from .inputs import prepare_input_image
 from .jobs import Scheduler
 from .outcomes import Failure
@@ -207,7 +208,10 @@ class Worker:
             try:
                 images = await self._inputs(job)
             except (FetchError, BadInput) as exc:
-                await self._fail(job, reply, f"The image this started from cannot be read: {exc}")
+                unreadable = _(
+                    "The image this started from cannot be read: {error}", error=message_of(exc)
+                )
+                await self._fail(job, reply, unreadable)
                 return
             ticket = self.local.submit(job.user_id, job.id)
             server = await self.store.guild(job.guild_id) if job.guild_id else None
