@@ -138,3 +138,24 @@ def test_placeholders_survive_translation():
         for string in strings:
             assert set(re.findall(r"\{(\w+)\}", string)) <= wanted | {"n"}, (ids, string)
             assert set(re.findall(r"\{(\w+)\}", string)) >= wanted - {"n"}, (ids, string)
+
+
+def test_a_restart_reads_an_ending_in_any_language():
+    """Recovery looks at a job's reply to see whether it already ended: a Russian reply is
+    as much an ending as an English one."""
+    from types import SimpleNamespace
+
+    import discord
+
+    from cogs.utils.recovery import ended_state
+    from imagine.store import JobState
+
+    def reply(content: str = "", title: str | None = None) -> SimpleNamespace:
+        embeds = [discord.Embed(title=title)] if title else []
+        return SimpleNamespace(attachments=[], embeds=embeds, content=content)
+
+    assert ended_state(reply(RU(_("Cancelled.")))) is JobState.CANCELLED
+    assert ended_state(reply(RU(_("Cancelled by {name}.", name="ivan")))) is JobState.CANCELLED
+    assert ended_state(reply(title=RU(_("Interrupted")))) is JobState.INTERRUPTED
+    assert ended_state(reply(title=RU(_("Couldn't make this image")))) is JobState.FAILED
+    assert ended_state(reply(f"**маяк**\n`flux` · {RU(_('Starting'))}")) is None

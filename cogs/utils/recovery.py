@@ -78,8 +78,7 @@ def ended_state(message: discord.Message) -> JobState | None:
         if title in in_every_language(INTERRUPTED_TITLE):
             return JobState.INTERRUPTED
         return JobState.FAILED if title in in_every_language(FAILURE_TITLE) else JobState.DONE
-    cancelled = in_every_language(_("Cancelled.")) | in_every_language(CANCELLED_BY)
-    if any(message.content.startswith(text.split("{")[0].rstrip(".")) for text in cancelled):
+    if message.content.startswith(tuple(CANCELLED_PREFIXES)):
         return JobState.CANCELLED
     return None
 
@@ -87,6 +86,13 @@ def ended_state(message: discord.Message) -> JobState | None:
 def in_every_language(text: Text) -> set[str]:
     """``text`` as each language shows it: a reply is read back in whichever it was sent."""
     return {texts(language).catalog.gettext(text.msgid) for language in Language}
+
+
+CANCELLED_PREFIXES = {
+    shown.split("{")[0].rstrip(".")  # "Cancelled", "Cancelled by ", "Отменено", …
+    for shown in in_every_language(_("Cancelled.")) | in_every_language(CANCELLED_BY)
+}
+"""How a cancelled job's reply starts, in every language."""
 
 
 async def recover_interrupted_jobs(bot: ImagineBot) -> int:
