@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import secrets
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,7 +61,16 @@ QUEUE_PACE_SECONDS = 0.25
 A Space tells every waiting job its place each time the queue moves: with 100 jobs queued,
 ~40 ``estimation`` messages per job, each a wake-up of ours. Until the job can start (rank 0),
 nothing but its place can arrive, so its stream is read in batches and only the latest place
-of a batch is reported; from rank 0 on, every message is read as it arrives."""
+of a batch is handled and reported; from rank 0 on, every message is read as it arrives. The
+reads fall on the ticks of a grid of this step on the loop's clock, so that the waiting jobs
+wake together: half a step to a step and a half apart (one on average), or further apart far
+back in a queue that moves slowly (``queue_pace``: half the wait its pace so far predicts,
+at most ``MAX_QUEUE_PACE_SECONDS``)."""
+
+
+MAX_QUEUE_PACE_SECONDS = 1.0
+"""The longest a waiting job's stream is left unread (far back in a queue that moves slowly:
+``queue_pace``); the bot shows a job's place at most once a second."""
 
 
 def new_session_hash() -> str:
@@ -137,6 +147,8 @@ class GradioStream:
         self._heartbeats = 0
         self.waiting = False
         """Others are ahead of the job in the Space's queue (its last news was a place > 1)."""
+        self.rank: int | None = None
+        """How many are ahead, while ``waiting``."""
 
     def handle(self, message: Any) -> Reasoning | ImagePreview | Completed | None:
         """The response for one message; raises ``BackendError`` for a failed job."""
@@ -146,6 +158,7 @@ class GradioStream:
         if kind == "estimation":
             rank = message.get("rank")
             self.waiting = isinstance(rank, int) and rank > 0
+            self.rank = rank if self.waiting else None
             return self._estimation(message)
         if kind != "heartbeat":
             self.waiting = False
@@ -371,38 +384,54 @@ async def run_queued(
             await raise_for_status(response, backend=backend)
             decoder = SSEDecoder()
             watch = _IdleWatch(response.content, limits.idle)
+            first: tuple[float, int] | None = None  # when the job was first told a place > 1
             try:
                 while chunk := await watch.read():
-                    place: Reasoning | None = None  # the latest queue place of this batch
+                    place: dict[str, Any] | None = None  # the latest queue place of this batch
                     for message in _job_messages(decoder, chunk, event_id, backend):
                         kind = message.get("msg")
+                        if kind == "estimation":
+                            place = message  # an older place in the same batch is stale
+                            continue
                         if kind == "close_stream":
                             raise _closed_early(backend)
-                        item = stream.handle(message)
-                        if kind == "estimation":
-                            if isinstance(item, Reasoning):
-                                place = item  # an older place in the same batch is stale
-                            continue
                         if place is not None:
-                            yield place
+                            if told := stream.handle(place):
+                                yield told
                             place = None
+                        item = stream.handle(message)
                         if isinstance(item, Completed):
                             yield item
                             await _drain(response)
                             return
                         if item is not None:
                             yield item
-                    if place is not None:
-                        yield place
-                    if stream.waiting:
-                        await _pace(response)  # let the queue's news pile up
+                    if place is not None and (told := stream.handle(place)):
+                        yield told
+                    if stream.waiting and stream.rank is not None:
+                        now = asyncio.get_running_loop().time()
+                        first = first or (now, stream.rank)
+                        # let the queue's news pile up
+                        await _pace(response, queue_pace(first, now, stream.rank))
             finally:
                 watch.stop()
     raise _closed_early(backend)
 
 
-async def _pace(response: aiohttp.ClientResponse) -> None:
-    """Wait ``QUEUE_PACE_SECONDS`` without reading: the socket itself is not read meanwhile
+def queue_pace(first: tuple[float, int], now: float, rank: int) -> float:
+    """How long to leave a waiting job's stream unread: half the time the queue's pace so far
+    says the job still has to wait (``rank`` more to go; ``first`` is when and at which rank
+    it was first told a place), within ``QUEUE_PACE_SECONDS``-``MAX_QUEUE_PACE_SECONDS``."""
+    since, first_rank = first
+    moved = first_rank - rank
+    if moved <= 0 or now <= since:
+        return QUEUE_PACE_SECONDS
+    left = rank * (now - since) / moved
+    return min(max(left / 2, QUEUE_PACE_SECONDS), MAX_QUEUE_PACE_SECONDS)
+
+
+async def _pace(response: aiohttp.ClientResponse, step: float = QUEUE_PACE_SECONDS) -> None:
+    """Wait about ``step`` seconds without reading: the socket itself is not read meanwhile
     (asyncio's ``Transport.pause_reading``), so the queue's news waits in the kernel and comes
     in one read afterwards, instead of waking the event loop once per message. Not if the
     transport is already paused (aiohttp's own flow control): that is left as it is. Over TLS
@@ -416,13 +445,29 @@ async def _pace(response: aiohttp.ClientResponse) -> None:
             if transport.is_reading():
                 transport.pause_reading()
                 paused = True
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    # The next tick of a QUEUE_PACE_SECONDS grid on the loop's clock, at least half a step
+    # away (so on average one step): the waiting jobs' timers fall on the same instants, and
+    # the loop wakes once per tick for all of them (and reads their sockets together after),
+    # instead of once per job.
+    tick = QUEUE_PACE_SECONDS
+    wake = math.ceil((now + step - tick / 2) / tick) * tick
+    waiter = loop.create_future()
+    timer = loop.call_at(wake, _set_done, waiter)
     try:
-        await asyncio.sleep(QUEUE_PACE_SECONDS)
+        await waiter
     finally:
+        timer.cancel()
         if paused:
             with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
                 if not transport.is_closing():  # type: ignore[union-attr]
                     transport.resume_reading()  # type: ignore[union-attr]
+
+
+def _set_done(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _closed_early(backend: str) -> BackendError:

@@ -8,6 +8,8 @@ parsed *before* the cut, since the link often follows the interesting part.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator
@@ -179,16 +181,60 @@ def new_session(*, limit: int = 0) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, raise_for_status=False)
 
 
+_loop_sessions: dict[
+    asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, asyncio.Task[None]]
+] = {}
+"""Each running loop's shared session and the task that closes it at the loop's shutdown."""
+
+
+def loop_session() -> aiohttp.ClientSession:
+    """The running event loop's shared session, for callers that bring none (the class API).
+
+    Opened on first use, one per loop (as gpt4free shares one connector per loop), so that
+    calls reuse its connection pool instead of opening and closing one each. It is closed
+    when the loop shuts down: ``asyncio.run`` and ``asyncio.Runner`` cancel the tasks still
+    pending at the end, and one of them, started here, then closes the session and forgets
+    it. A program that runs a loop by hand and closes it without cancelling its tasks awaits
+    ``close_loop_session()`` before.
+    """
+    loop = asyncio.get_running_loop()
+    entry = _loop_sessions.get(loop)
+    if entry is not None and not entry[0].closed:
+        return entry[0]
+    for other in [other for other in list(_loop_sessions) if other.is_closed()]:
+        _loop_sessions.pop(other, None)  # closed without its tasks cancelled: let it go
+    session = new_session()
+    closer = loop.create_task(_close_at_shutdown(loop, session), name="imagine loop session")
+    _loop_sessions[loop] = (session, closer)
+    return session
+
+
+async def _close_at_shutdown(
+    loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession
+) -> None:
+    try:
+        await loop.create_future()  # never set: runs until cancelled
+    finally:
+        entry = _loop_sessions.get(loop)
+        if entry is not None and entry[0] is session:
+            del _loop_sessions[loop]
+        await session.close()
+
+
+async def close_loop_session() -> None:
+    """Close the running loop's shared session now (a new one opens if it is used again)."""
+    entry = _loop_sessions.pop(asyncio.get_running_loop(), None)
+    if entry is not None:
+        session, closer = entry
+        closer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await closer
+        await session.close()  # a closer cancelled before its first step never ran
+
+
 @asynccontextmanager
 async def session_scope(
     session: aiohttp.ClientSession | None,
 ) -> AsyncIterator[aiohttp.ClientSession]:
-    """Use the caller's session, or a short-lived one that is closed afterwards."""
-    if session is not None:
-        yield session
-        return
-    own = new_session()
-    try:
-        yield own
-    finally:
-        await own.close()
+    """Use the caller's session, or the running loop's shared one (``loop_session``)."""
+    yield session if session is not None else loop_session()

@@ -1,5 +1,6 @@
 """The queue stream against a small real server: places read in batches while others are
-ahead, the idle limit kept by one timer, JSON that orjson refuses still read."""
+ahead (less often far back in a slow queue), the idle limit kept by one timer, JSON that
+orjson refuses still read."""
 
 from __future__ import annotations
 
@@ -128,3 +129,13 @@ async def test_json_that_orjson_refuses_is_still_read():
     async with space([(0.0, odd), (0.0, DONE)]) as base:
         items = await run(base)
     assert isinstance(items[-1], Completed)
+
+
+def test_a_job_far_back_in_a_slow_queue_is_read_less_often():
+    """Half the wait the queue's pace so far predicts, within 0.25 s to 1 s."""
+    pace, longest = gradio.QUEUE_PACE_SECONDS, gradio.MAX_QUEUE_PACE_SECONDS
+    assert gradio.queue_pace((10.0, 40), 10.0, 40) == pace  # the queue's pace is not known yet
+    assert gradio.queue_pace((10.0, 40), 11.0, 40) == pace  # nor while it has not moved
+    assert gradio.queue_pace((10.0, 40), 11.0, 20) == 0.5  # 20 a second: 1 s to go
+    assert gradio.queue_pace((10.0, 40), 11.0, 36) == longest  # 4 a second: 9 s to go
+    assert gradio.queue_pace((10.0, 40), 11.0, 4) == pace  # 36 a second: 0.1 s to go

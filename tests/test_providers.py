@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import itertools
+import warnings
 
+import aiohttp
 import pytest
 from PIL import Image
 
+from imagine import http
 from imagine.engine import Engine
 from imagine.errors import BackendError, BackendTimeout, QuotaExceeded
 from imagine.messages import Message
@@ -17,6 +21,7 @@ from imagine.responses import ImagePreview, ImageResponse, Reasoning
 from tests.conftest import space_settings
 from tests.fakes.space import (
     CompletedError,
+    FakeSpace,
     GoSilent,
     Hang,
     HtmlError,
@@ -314,3 +319,36 @@ async def test_seed_example_runs_as_written(space, monkeypatch, capsys):
     assert lines[-2].startswith(f"{space.url}/g4f-flux/file=")
     assert lines[-1].startswith("Finished ")
     assert space.joins("g4f-flux")[0].json["data"][:4][2:] == [512, 512]
+
+
+def test_class_api_calls_share_the_loops_session_closed_with_the_loop(tmp_path, monkeypatch):
+    """Without ``session=``, class-API calls in one loop share one session and its pool (as
+    gpt4free shares one connector), and ``asyncio.run``'s shutdown closes it: no warning."""
+    created: list[aiohttp.ClientSession] = []
+    real_new_session = http.new_session
+
+    def recording_new_session(**kwargs):
+        session = real_new_session(**kwargs)
+        created.append(session)
+        return session
+
+    async def two_calls() -> list:
+        async with FakeSpace() as space:
+            settings = space_settings(space, tmp_path)
+            for prompt in ("one", "two"):
+                image_of(await collect(
+                    FluxDev.create_async_generator("flux-dev", prompt=prompt, settings=settings)
+                ))  # fmt: skip
+            return [r.peer for r in space.requests if r.space == "flux-dev"]
+
+    monkeypatch.setattr(http, "new_session", recording_new_session)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        peers = asyncio.run(two_calls())
+        gc.collect()
+    assert len(created) == 1
+    assert len(peers) == 4 and len(set(peers)) == 1  # two joins, two streams: one connection
+    assert created[0].closed
+    assert not http._loop_sessions
+    unclosed = [w for w in caught if "Unclosed" in str(w.message) or "destroyed" in str(w.message)]
+    assert unclosed == []

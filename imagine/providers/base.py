@@ -309,8 +309,10 @@ class ImageProvider:
         The seed's entry point (gpt4free's signature): ``prompt``, ``width``, ``height``,
         ``seed``, ``negative``, ``media`` (``[(bytes, filename), ...]``, for models that take
         an image), ``proxy``, ``api_key`` and ``zerogpu_uuid`` are keyword options. Pass
-        ``session`` to reuse one ``aiohttp.ClientSession`` (the bot does, for its whole life);
-        without it a session is opened and closed for this job alone.
+        ``session`` to use one ``aiohttp.ClientSession`` of your own (the bot does, for its
+        whole life); without it the running event loop's shared session is used (opened on
+        first use, closed when ``asyncio.run`` ends the loop: see ``imagine.http.loop_session``),
+        so calls reuse its connections as gpt4free's share one connector.
         """
         settings = settings or Settings.from_env()
         tokens = tokens or shared_tokens(settings)

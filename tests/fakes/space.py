@@ -185,6 +185,7 @@ class RecordedRequest:
     headers: dict[str, str]  # lower-case names
     json: Any | None
     at: float  # time.monotonic()
+    peer: Any = None  # the client's (host, port): the same for requests on one connection
 
 
 @dataclass(frozen=True)
@@ -970,6 +971,7 @@ class FakeSpace:
                 headers={k.lower(): v for k, v in request.headers.items()},
                 json=body,
                 at=time.monotonic(),
+                peer=request.transport.get_extra_info("peername") if request.transport else None,
             )
         )
         return await handler(request)
