@@ -26,6 +26,7 @@ import orjson
 
 from .errors import BackendError, BackendTimeout
 from .http import MAX_JSON_BYTES, backend_error, raise_for_status, read_capped
+from .i18n import _
 from .media import InputImage
 from .responses import ImagePreview, Reasoning
 from .sse import SSEDecoder, SSEError
@@ -52,6 +53,8 @@ class Limits:
         )
 
 
+GENERATING = _("Generating")
+"""What a job shows once the Space runs it, until the Space says more."""
 DRAIN_SECONDS = 0.5
 """How long to wait for a finished stream's tail (it normally follows at once)."""
 
@@ -163,7 +166,7 @@ class GradioStream:
         if kind != "heartbeat":
             self.waiting = False
         if kind == "process_starts":
-            return Reasoning("Generating")
+            return Reasoning(GENERATING)
         if kind == "progress":
             return self._progress(message.get("progress_data"))
         if kind == "log":
@@ -171,7 +174,7 @@ class GradioStream:
             return Reasoning(str(text)) if text else None
         if kind == "heartbeat":
             self._heartbeats += 1
-            return Reasoning("Generating" + "." * (2 + self._heartbeats))
+            return Reasoning(_("Generating{dots}", dots="." * (2 + self._heartbeats)))
         if kind == "process_generating":
             return self._preview(message.get("output")) if self.previews else None
         if kind == "process_completed":
@@ -186,24 +189,33 @@ class GradioStream:
         rank, size = message.get("rank"), message.get("queue_size")
         if not isinstance(rank, int) or not isinstance(size, int):
             return None
-        status = f"Waiting for a GPU: {rank + 1} of {max(size, rank + 1)} in the Space's queue"
+        place, size = rank + 1, max(size, rank + 1)
         eta = message.get("rank_eta")
         if isinstance(eta, int | float) and eta > 0:
-            status += f", ~{eta:.0f}s"
-        return Reasoning(status)
+            return Reasoning(
+                _(
+                    "Waiting for a GPU: {place} of {size} in the Space's queue, ~{seconds}s",
+                    place=place,
+                    size=size,
+                    seconds=f"{eta:.0f}",
+                )
+            )
+        return Reasoning(
+            _("Waiting for a GPU: {place} of {size} in the Space's queue", place=place, size=size)
+        )
 
     @staticmethod
     def _progress(progress_data: Any) -> Reasoning:
         if isinstance(progress_data, list) and progress_data and isinstance(progress_data[0], dict):
             progress = progress_data[0]
-            desc = progress.get("desc") or "Generating"
+            desc = progress.get("desc") or GENERATING
             index, length = progress.get("index"), progress.get("length")
             if index is not None and length is not None:
                 return Reasoning(f"{desc} {index}/{length}")
             if index is not None:
                 return Reasoning(f"{desc} {index}")
             return Reasoning(str(desc))
-        return Reasoning("Generating")
+        return Reasoning(GENERATING)
 
     def _preview(self, output: Any) -> ImagePreview | None:
         if not isinstance(output, dict) or not isinstance(output.get("data"), list):
