@@ -316,3 +316,29 @@ async def test_a_settings_page_shown_before_a_restart_still_answers(tmp_path):
         await choose(h, page, "language", "ru", h.bob)
         assert page.embeds[0]["title"] == RU(_("Your settings"))
         assert h.bot.store.user(int(h.bob["id"])).language == "ru"
+
+
+async def test_the_edit_modal_speaks_the_members_language_and_keeps_their_settings(tmp_path):
+    from tests.test_creative_images import modal_input, photo_with_gps
+
+    async with running_bot(tmp_path) as h:
+        ivan = h.discord.add_user("ivan", locale="ru")
+        h.discord.add_member(h.guild.id, ivan)
+        _interaction, page = await open_settings(h, ivan, guild_id=h.guild.id)
+        before = page.edit_count
+        toggled = await h.discord.press_button(page, "settings:private", user=ivan)
+        assert (await toggled.wait_callback(3))["type"] == 7
+        await h.discord.wait_until(lambda: page.edit_count > before, 5)
+
+        photo = h.discord.post_user_message(
+            h.channel_id, h.bob, "my cat", attachments=[("cat.jpg", photo_with_gps())]
+        )
+        menu = await h.discord.send_message_command("Изменить картинку", photo, user=ivan)
+        modal = await menu.wait_modal()
+        assert modal["title"] == RU(_("Edit this image")) != "Edit this image"
+        submitted = await h.discord.submit_modal(menu, {modal_input(modal): "шляпа"}, user=ivan)
+        thinking = await submitted.wait_callback(5)
+        assert thinking["type"] == 5 and thinking["data"]["flags"] & 64, thinking  # private
+        edited = await h.final(submitted, within=30)
+        assert edited.ephemeral
+        assert "Модель" in field_names(edited)

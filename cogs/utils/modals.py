@@ -44,6 +44,10 @@ class EditModal(discord.ui.Modal):
         self.parent_id = parent_id
         self.image_index = image_index
 
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        await self.bot.languages.prepare(interaction)  # the member's settings and language
+        return True
+
     async def on_submit(self, interaction: discord.Interaction) -> None:
         launcher = self.bot.launcher
         safe = await checked_image(launcher, self.bot.http_session, interaction, self.attachment)
