@@ -39,16 +39,16 @@ FOLLOW_DISCORD = "discord"
 MAX_OPTIONS = 25
 
 
+def first_option(label: str, value: str, chosen: bool) -> discord.SelectOption:
+    """The option that means "no choice of mine" (the server's default, or Discord's)."""
+    return discord.SelectOption(label=label, value=value, default=chosen)
+
+
 def model_options(
     member: UserSettings, allowed: list[str], server_default: str, tr: Texts
 ) -> list[discord.SelectOption]:
-    options = [
-        discord.SelectOption(
-            label=tr(_("Server's default ({value})", value=server_default)),
-            value=DEFAULT,
-            default=member.model not in allowed,
-        )
-    ]
+    label = tr(_("Server's default ({value})", value=server_default))
+    options = [first_option(label, DEFAULT, member.model not in allowed)]
     options += [
         discord.SelectOption(label=name, value=name, default=member.model == name)
         for name in allowed[: MAX_OPTIONS - 1]
@@ -57,13 +57,8 @@ def model_options(
 
 
 def aspect_options(member: UserSettings, tr: Texts) -> list[discord.SelectOption]:
-    options = [
-        discord.SelectOption(
-            label=tr(_("Server's default ({value})", value="1:1")),
-            value=DEFAULT,
-            default=member.aspect is None,
-        )
-    ]
+    label = tr(_("Server's default ({value})", value="1:1"))
+    options = [first_option(label, DEFAULT, member.aspect is None)]
     options += [
         discord.SelectOption(label=aspect, value=aspect, default=member.aspect == aspect)
         for aspect in ASPECT_CHOICES
@@ -74,13 +69,8 @@ def aspect_options(member: UserSettings, tr: Texts) -> list[discord.SelectOption
 def count_options(
     member: UserSettings, most: int, server_default: int, tr: Texts
 ) -> list[discord.SelectOption]:
-    options = [
-        discord.SelectOption(
-            label=tr(_("Server's default ({value})", value=server_default)),
-            value=DEFAULT,
-            default=member.count is None,
-        )
-    ]
+    label = tr(_("Server's default ({value})", value=server_default))
+    options = [first_option(label, DEFAULT, member.count is None)]
     options += [
         discord.SelectOption(label=tr(n_images(n)), value=str(n), default=member.count == n)
         for n in range(1, most + 1)
@@ -93,13 +83,7 @@ def n_images(n: int) -> str:
 
 
 def language_options(member: UserSettings, tr: Texts) -> list[discord.SelectOption]:
-    options = [
-        discord.SelectOption(
-            label=tr(_("Follow Discord")),
-            value=FOLLOW_DISCORD,
-            default=member.language is None,
-        )
-    ]
+    options = [first_option(tr(_("Follow Discord")), FOLLOW_DISCORD, member.language is None)]
     options += [
         discord.SelectOption(
             label=LANGUAGE_NAMES[language],

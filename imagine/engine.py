@@ -159,6 +159,11 @@ class Engine:
         ``BackendTable.chat_models``). Empty when none is configured."""
         return list(self.table.chat_models())
 
+    def usable_translation_model(self, name: str | None) -> str | None:
+        """``name`` (a server's ``translate`` setting) while it is a translation model here;
+        None when unset or gone since it was chosen."""
+        return name if name and name in self.table.chat_models() else None
+
     def breaker(self, backend: str) -> Breaker:
         breaker = self.health.get(backend)
         if breaker is None:

@@ -151,21 +151,6 @@ class Texts:
             return format_number(value.value, value.digits, self.language)
         return str(value)
 
-    def gettext(self, msgid: str, /, **params: Any) -> str:
-        """Translate a message now (for text built and shown in one place)."""
-        return self(Text(msgid, params))
-
-    def ngettext(self, singular: str, plural: str, count: int, /, **params: Any) -> str:
-        params.setdefault("n", count)
-        return self(Text(singular, params, plural=plural, count=count))
-
-    def number(self, value: float, digits: int = 0) -> str:
-        return format_number(value, digits, self.language)
-
-    def has(self, msgid: str) -> bool:
-        """Whether this language's catalog translates ``msgid`` (English has none to have)."""
-        return self.catalog.gettext(msgid) != msgid or self.language is DEFAULT_LANGUAGE
-
 
 @cache
 def texts(language: Language | str | None = None) -> Texts:

@@ -215,9 +215,9 @@ class Worker:
                 return
             ticket = self.local.submit(job.user_id, job.id)
             server = await self.store.guild(job.guild_id) if job.guild_id else None
-            translate = server.translate_model if server else None
-            if translate not in self.engine.translation_models():
-                translate = None
+            translate = self.engine.usable_translation_model(
+                server.translate_model if server else None
+            )
             work = Work(fallback=claim.fallback, images=images, translate=translate)
             task = self.runner.start(job, ticket, reply, work)
             try:

@@ -188,14 +188,6 @@ def with_member_defaults(
     return replace(request, model=model, aspect=aspect, count=count)
 
 
-def usable_translator(engine: Engine, settings: GuildSettings | None) -> str | None:
-    """The server's translation model, while the engine still knows it."""
-    name = settings.translate_model if settings else None
-    if not name:
-        return None
-    return name if name in engine.translation_models() else None
-
-
 def usable_fallback(engine: Engine, name: str | None) -> str | None:
     """``name`` as a model we can draw now, or None (logged) if it is unknown."""
     if not name:
@@ -340,7 +332,9 @@ class Launcher:
             input_url=request.input_url,
             parent_id=request.parent_id,
             image_index=request.image_index,
-            translate=usable_translator(self.engine, settings),
+            translate=self.engine.usable_translation_model(
+                settings.translate_model if settings else None
+            ),
             language=language,
             private=member.private,
         )

@@ -75,9 +75,9 @@ def ended_state(message: discord.Message) -> JobState | None:
         return JobState.DONE
     if message.embeds:
         title = message.embeds[0].title
-        if title in in_every_language(INTERRUPTED_TITLE):
+        if title in INTERRUPTED_TITLES:
             return JobState.INTERRUPTED
-        return JobState.FAILED if title in in_every_language(FAILURE_TITLE) else JobState.DONE
+        return JobState.FAILED if title in FAILURE_TITLES else JobState.DONE
     if message.content.startswith(tuple(CANCELLED_PREFIXES)):
         return JobState.CANCELLED
     return None
@@ -93,6 +93,8 @@ CANCELLED_PREFIXES = {
     for shown in in_every_language(_("Cancelled.")) | in_every_language(CANCELLED_BY)
 }
 """How a cancelled job's reply starts, in every language."""
+INTERRUPTED_TITLES = in_every_language(INTERRUPTED_TITLE)
+FAILURE_TITLES = in_every_language(FAILURE_TITLE)
 
 
 async def recover_interrupted_jobs(bot: ImagineBot) -> int:
