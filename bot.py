@@ -24,12 +24,12 @@ import yarl
 from discord.ext import commands
 from dotenv import load_dotenv
 
-from cogs.utils.language import Languages, LocalizedTree, texts_of
-from cogs.utils.launch import Launcher, usable_fallback
-from cogs.utils.recovery import recover_interrupted_jobs
-from cogs.utils.render import NO_PINGS, JobButton
-from cogs.utils.shared_launch import SharedLauncher
 from cogs.utils.translator import CatalogTranslator
+from discord_jobs.language import Languages, LocalizedTree, texts_of
+from discord_jobs.launch import Launcher, usable_fallback
+from discord_jobs.recovery import recover_interrupted_jobs
+from discord_jobs.render import NO_PINGS, JobButton
+from discord_jobs.shared_launch import SharedLauncher
 from imagine import logsafe
 from imagine.backends import BackendTable
 from imagine.engine import Engine
@@ -156,7 +156,7 @@ class ImagineBot(commands.AutoShardedBot):
         """Gateway mode (PostgreSQL, workers): jobs go to the shared queue and procrastinate;
         Cancel, positions and settings travel between processes as signals."""
         from imagine.signals import Signals
-        from imagine.worker import build_app, prepare_schema
+        from imagine.tasks import build_app, prepare_schema
 
         settings = self.settings
         self.shared_queue = SharedScheduler(
@@ -173,7 +173,7 @@ class ImagineBot(commands.AutoShardedBot):
         self.signals = await Signals.connect(settings.database_url)
         await self.signals.follow_settings(self.store)
         await self.signals.on_positions(launcher.refresh_positions)
-        log.info("gateway mode: jobs run in python -m imagine.worker processes")
+        log.info("gateway mode: jobs run in python worker.py processes")
         return launcher
 
     async def point_gateway(self) -> None:

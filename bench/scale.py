@@ -8,7 +8,7 @@ a fresh database, a fresh fake Discord and a fresh fake Space (``--delay`` secon
 generation, each fake in its own process) for every row.
 
 Workers: the gateway (``bot.ImagineBot``, PostgreSQL, so gateway mode) runs in this process
-as in ``bench.bot``; W ``python -m imagine.worker`` processes run the jobs with
+as in ``bench.bot``; W ``python worker.py`` processes run the jobs with
 ``WORKER_CONCURRENCY=--concurrency`` each and ``MAX_CONCURRENT_JOBS=--jobs``, so the workers
 are the limit (ideal: W x concurrency / delay jobs/s). After one warm-up job, ``--users``
 users (servers of 25, under the bot's 60 /imagine per server per minute) send ``--jobs``
@@ -176,7 +176,7 @@ async def run_workers(
         }
         worker_env = {**env, "LOG_LEVEL": "INFO"}  # "worker ... ready" tells it is up
         async with running_bot(Settings.from_env(env)):
-            command = ["-m", "imagine.worker"]
+            command = ["worker.py"]
             async with processes([command] * workers, [worker_env] * workers, logs) as procs:
 
                 async def all_ready() -> bool:

@@ -21,15 +21,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from discord_jobs.language import texts_of
+from discord_jobs.render import NO_PINGS
 from imagine.errors import BadInput, message_of
 from imagine.flags import MAX_COUNT
 from imagine.i18n import Texts, _, n_
 from imagine.settings import MAX_SIDE
 from imagine.store import GuildSettings
 from imagine.wordfilter import matching_form
-
-from .utils.language import texts_of
-from .utils.render import NO_PINGS
 
 if TYPE_CHECKING:
     from bot import ImagineBot

@@ -13,19 +13,19 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
+from discord_jobs.language import language_of_interaction, member_of, texts_of
+from discord_jobs.launch import Refusal, Request
+from discord_jobs.render import NO_PINGS, Action, job_view
+from discord_jobs.replies import CANCELLED_BY, InteractionReply
+from discord_jobs.shared_launch import SharedLauncher
+from discord_jobs.starting import checked_image, image_from_url, may_manage, refuse, start_job
 from imagine.errors import FetchError, message_of
 from imagine.fetch import fetch_image
 from imagine.i18n import Text, _, texts
 from imagine.outcomes import Delivery, Picture
 from imagine.store import FINAL_STATES, JobKind, JobRecord, JobState
 
-from .utils.language import language_of_interaction, member_of, texts_of
-from .utils.launch import Refusal, Request
 from .utils.modals import EditModal
-from .utils.render import NO_PINGS, Action, job_view
-from .utils.replies import CANCELLED_BY, InteractionReply
-from .utils.shared_launch import SharedLauncher
-from .utils.starting import checked_image, image_from_url, may_manage, refuse, start_job
 
 if TYPE_CHECKING:
     from bot import ImagineBot

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
+from discord_jobs.launch import Refusal, Request, Throttled
+from discord_jobs.render import NO_PINGS
 from imagine.errors import message_of
 from imagine.i18n import texts
 from imagine.limits import RateLimiter
 from imagine.messages import format_image_prompt
 
 from .utils.history import read_conversation
-from .utils.launch import Refusal, Request, Throttled
-from .utils.render import NO_PINGS
 
 if TYPE_CHECKING:
     from bot import ImagineBot

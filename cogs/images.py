@@ -12,13 +12,20 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from discord_jobs.language import texts_of
+from discord_jobs.launch import Request
+from discord_jobs.starting import (
+    ANY_INSTALL,
+    EVERYWHERE,
+    checked_image,
+    first_image,
+    refuse,
+    start_job,
+)
 from imagine.i18n import _
 from imagine.store import JobKind
 
-from .utils.language import texts_of
-from .utils.launch import Request
 from .utils.modals import EditModal
-from .utils.starting import ANY_INSTALL, EVERYWHERE, checked_image, first_image, refuse, start_job
 
 if TYPE_CHECKING:
     from bot import ImagineBot

@@ -13,6 +13,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from discord_jobs.launch import Refusal, Request, allowed_models
+from discord_jobs.starting import ANY_INSTALL, EVERYWHERE, image_from, refuse, start_job
 from imagine.aspects import ASPECT_CHOICES
 from imagine.flags import MAX_COUNT
 from imagine.i18n import _
@@ -21,8 +23,6 @@ from imagine.settings import MAX_SIDE
 from imagine.store import JobKind
 
 from .utils.history import read_conversation
-from .utils.launch import Refusal, Request, allowed_models
-from .utils.starting import ANY_INSTALL, EVERYWHERE, image_from, refuse, start_job
 
 if TYPE_CHECKING:
     from bot import ImagineBot

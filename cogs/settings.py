@@ -20,15 +20,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from discord_jobs.language import LANGUAGE, MEMBER, Languages, member_of
+from discord_jobs.launch import DEFAULT_MODEL, Launcher, allowed_models
+from discord_jobs.render import COLOR_OK, NO_PINGS
+from discord_jobs.starting import refuse
 from imagine.aspects import ASPECT_CHOICES
 from imagine.flags import MAX_COUNT
 from imagine.i18n import LANGUAGE_NAMES, Language, Texts, _, language_for, n_, texts
 from imagine.store import GuildSettings, UserSettings
-
-from .utils.language import LANGUAGE, MEMBER, Languages, member_of
-from .utils.launch import DEFAULT_MODEL, Launcher, allowed_models
-from .utils.render import COLOR_OK, NO_PINGS
-from .utils.starting import refuse
 
 if TYPE_CHECKING:
     from bot import ImagineBot

@@ -122,12 +122,12 @@ class Settings:
     shard_count: int | None = None
     shard_ids: tuple[int, ...] | None = None
     workers: str | None = None  # "inline": one process even on PostgreSQL
-    worker_concurrency: int = 4  # jobs one ``python -m imagine.worker`` runs at once
+    worker_concurrency: int = 4  # jobs one ``python worker.py`` runs at once
     job_lease_seconds: float = 30.0  # a worker that stops heartbeating loses its job after this
 
     @property
     def uses_workers(self) -> bool:
-        """Jobs run in ``python -m imagine.worker`` processes: PostgreSQL, not ``inline``."""
+        """Jobs run in ``python worker.py`` processes: PostgreSQL, not ``inline``."""
         postgres = self.database_url.startswith(("postgresql://", "postgres://"))
         return postgres and (self.workers or "").lower() != "inline"
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from babel.messages.catalog import Catalog
-from babel.messages.extract import extract_from_dir
+from babel.messages.extract import extract, extract_from_dir
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po, write_po
 
@@ -29,7 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from imagine.i18n import DOMAIN, LOCALE_DIR, Language  # noqa: E402
 
-SOURCES = ("imagine", "cogs")
+SOURCES = ("imagine", "cogs", "discord_jobs")
+TOP_LEVEL = ("bot.py", "worker.py")
+"""Folders, and the processes' own files, whose marked messages go into the catalogs."""
 KEYWORDS = {"_": None, "n_": (1, 2)}
 COMMAND_COMMENT = "a slash command, option or menu: names are lowercase, no spaces (menus: any)"
 
@@ -43,6 +45,13 @@ def code_messages() -> dict[str | tuple[str, str], list[str]]:
         ):
             key = message if isinstance(message, str) else (message[0], message[1])
             found.setdefault(key, []).append(f"{folder}/{filename}:{lineno}")
+    for name in TOP_LEVEL:
+        with (ROOT / name).open("rb") as source:
+            for lineno, message, _comments, _context in extract(
+                "python", source, keywords=KEYWORDS
+            ):
+                key = message if isinstance(message, str) else (message[0], message[1])
+                found.setdefault(key, []).append(f"{name}:{lineno}")
     return found
 
 

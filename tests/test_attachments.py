@@ -18,8 +18,8 @@ from discord.http import HTTPClient
 from discord.state import ConnectionState
 from PIL import ExifTags, Image
 
-from cogs.utils import attachments
-from cogs.utils.attachments import read_attachment
+from discord_jobs import attachments
+from discord_jobs.attachments import read_attachment
 from imagine.errors import BadInput
 
 MiB = 2**20

@@ -16,6 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 import imagine.store as store_module
+import imagine.store.migrations as migrations_module
+import imagine.store.retention as retention_module
 from imagine.store import MIGRATIONS, GuildSettings, Store, async_url
 from tests.harness import MANAGE_GUILD, running_bot
 
@@ -277,9 +279,9 @@ async def _schema(store: Store) -> dict[str, Any]:
 
 @pytest.fixture
 def counted_migrations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    monkeypatch.setattr(store_module, "MIGRATIONS", list(MIGRATIONS))
+    monkeypatch.setattr(migrations_module, "MIGRATIONS", list(MIGRATIONS))
     calls: list[int] = []
-    _counting_in(store_module.MIGRATIONS, calls)
+    _counting_in(migrations_module.MIGRATIONS, calls)
     return calls
 
 
@@ -459,7 +461,7 @@ async def test_item19_clear_stale_tokens_clears_only_final_or_expired(database_u
 
 
 async def test_item19_purge_goes_in_batches(database_url, monkeypatch):
-    monkeypatch.setattr(store_module, "PURGE_BATCH", 3)
+    monkeypatch.setattr(retention_module, "PURGE_BATCH", 3)
     store = await Store.open(database_url)
     try:
         for _ in range(7):

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cogs.utils.launch import find_blocked_word as bot_find_blocked_word
+from discord_jobs.launch import find_blocked_word as bot_find_blocked_word
 from imagine.providers.base import clean_prompt
 from tests.harness import MANAGE_GUILD, running_bot
 
@@ -42,7 +42,7 @@ OBFUSCATED_NUDE = [
 
 @pytest.mark.parametrize("word", OBFUSCATED_NUDE)
 def test_item06_bot_catches_obfuscated_blocked_word(word):
-    """The function the bot calls (cogs.utils.launch) sees through each disguise."""
+    """The function the bot calls (discord_jobs.launch) sees through each disguise."""
     prompt = f"a {word} statue in a park"
     assert bot_find_blocked_word(clean_prompt(prompt), ("nude",)) == "nude"
 

@@ -147,7 +147,7 @@ def test_a_restart_reads_an_ending_in_any_language():
 
     import discord
 
-    from cogs.utils.recovery import ended_state
+    from discord_jobs.recovery import ended_state
     from imagine.store import JobState
 
     def reply(content: str = "", title: str | None = None) -> SimpleNamespace:

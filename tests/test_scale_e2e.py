@@ -1,5 +1,5 @@
 """Issue 10's check, end to end: PostgreSQL, TWO gateway processes (``python bot.py`` with
-``SHARD_COUNT=2`` and ``SHARD_IDS=0`` / ``1``) and THREE workers (``python -m imagine.worker``),
+``SHARD_COUNT=2`` and ``SHARD_IDS=0`` / ``1``) and THREE workers (``python worker.py``),
 all real OS processes, against the fake Discord and the fake Spaces, which run in the test's
 own process (on 127.0.0.1, where every subprocess reaches them).
 
@@ -83,7 +83,7 @@ async def test_two_shards_three_workers(tmp_path, postgres_url):
             launch("gateway0", ["bot.py"], SHARD_IDS="0")
             launch("gateway1", ["bot.py"], SHARD_IDS="1")
             for n in range(3):
-                launch(f"worker{n}", ["-m", "imagine.worker"])
+                launch(f"worker{n}", ["worker.py"])
             await _until_gateways_ready(fake, processes, within=60)
             t0 = asyncio.get_running_loop().time()
 

@@ -245,7 +245,7 @@ async def test_taking_over_looks_at_the_reply_first(store):
 
     from imagine.settings import Settings
     from imagine.shared import Claim
-    from imagine.worker import Worker
+    from worker import Worker
 
     worker = Worker(Settings(), name="w2")
     worker.store = store

@@ -1,5 +1,5 @@
 """Past one process, end to end: PostgreSQL, the bot as gateway, and two worker processes
-(``python -m imagine.worker`` subprocesses) between the fake Discord and the fake Spaces.
+(``python worker.py`` subprocesses) between the fake Discord and the fake Spaces.
 
 A modest size (30 jobs from 10 users) keeps the suite fast; the issue's full check (300 jobs,
 100 users, two shards, three workers) is for a later benchmark.
@@ -27,7 +27,7 @@ LEASE = 3.0
 
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
-    return start(["-m", "imagine.worker"], env, log)
+    return start(["worker.py"], env, log)
 
 
 async def test_gateway_and_two_workers(tmp_path, postgres_url):

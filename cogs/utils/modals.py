@@ -7,11 +7,10 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from discord_jobs.launch import Request
+from discord_jobs.starting import checked_image, start_job
 from imagine.i18n import ENGLISH, Texts, _
 from imagine.store import JobKind
-
-from .launch import Request
-from .starting import checked_image, start_job
 
 if TYPE_CHECKING:
     from bot import ImagineBot

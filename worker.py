@@ -1,4 +1,4 @@
-"""``python -m imagine.worker``: runs jobs for the gateways (``python bot.py``), on PostgreSQL.
+"""``python worker.py``: runs jobs for the gateways (``python bot.py``), on PostgreSQL.
 
 The gateway makes the job's row and reply, puts the job in the shared queue
 (``imagine.shared``) and defers one procrastinate task for it (a queueing lock on the job id,
@@ -33,70 +33,38 @@ from typing import Any
 
 import discord
 import procrastinate
-import sqlalchemy as sa
 from dotenv import load_dotenv
 
-from cogs.utils.recovery import INTERRUPTED, ended_state
-from cogs.utils.replies import WebhookReply
-
-from .drawing import InputImage, Work
-from .engine import Engine
-from .errors import BadInput, FetchError, message_of
-from .fetch import fetch_image
-from .http import new_session
-from .i18n import _
-from .inputs import prepare_input_image
-from .jobs import Scheduler
-from .outcomes import Failure
-from .progress import StatusEditor
-from .runner import JobRunner
-from .settings import Settings
-from .shared import Claim, SharedScheduler
-from .signals import Signals, plain_url
-from .store import JobRecord, JobState, Store
+from discord_jobs.recovery import INTERRUPTED, ended_state
+from discord_jobs.replies import WebhookReply
+from imagine.drawing import InputImage, Work
+from imagine.engine import Engine
+from imagine.errors import BadInput, FetchError, message_of
+from imagine.fetch import fetch_image
+from imagine.http import new_session
+from imagine.i18n import _
+from imagine.inputs import prepare_input_image
+from imagine.jobs import Scheduler
+from imagine.outcomes import Failure
+from imagine.progress import StatusEditor
+from imagine.runner import JobRunner
+from imagine.settings import Settings
+from imagine.shared import Claim, SharedScheduler
+from imagine.signals import Signals
+from imagine.store import JobRecord, JobState, Store
+from imagine.tasks import TASK, build_app, enqueue, prepare_schema
 
 log = logging.getLogger("imagine.worker")
 
-TASK = "imagine.run_next"
 WORKER_EDITS = 3
 """Status edits per 5 s window here: the token's bucket holds 5; the gateway may have spent
 one on the job's place just before the claim, and one is kept for the result."""
-"""The procrastinate task: run the fairest waiting job."""
-SCHEMA_LOCK = int.from_bytes(b"imgnproc", "big")
-"""Advisory lock held while procrastinate's schema is applied (one process does it)."""
 MAX_INPUT_BYTES = 10 * 1024 * 1024
 STALLED_SECONDS = 60.0
 """A procrastinate task whose worker sent no heartbeat for this long belongs to a dead one."""
 IDLE_RECHECK_SECONDS = 1.0
 """A task with jobs waiting but none allowed to start looks again this often (or at once on
 a positions signal)."""
-
-
-def build_app(database_url: str) -> procrastinate.App:
-    """The procrastinate app on the bot's database (psycopg 3, its own connections)."""
-    return procrastinate.App(
-        connector=procrastinate.PsycopgConnector(conninfo=plain_url(database_url))
-    )
-
-
-async def prepare_schema(app: procrastinate.App, store: Store) -> None:
-    """Apply procrastinate's schema once, whichever process comes first."""
-    async with store.engine.connect() as conn:
-        await conn.execute(sa.select(sa.func.pg_advisory_lock(SCHEMA_LOCK)))
-        try:
-            if not await app.check_connection_async():
-                log.info("applying procrastinate's schema")
-                await app.schema_manager.apply_schema_async()
-        finally:
-            await conn.execute(sa.select(sa.func.pg_advisory_unlock(SCHEMA_LOCK)))
-            await conn.commit()
-
-
-async def enqueue(app: procrastinate.App, job_id: int) -> None:
-    """Defer the task for a job just put in the shared queue (never twice for one job)."""
-    deferrer = app.configure_task(TASK, queueing_lock=f"job-{job_id}")
-    with contextlib.suppress(procrastinate.exceptions.AlreadyEnqueued):
-        await deferrer.defer_async(job_id=job_id)
 
 
 class Worker:
@@ -354,7 +322,7 @@ class Worker:
 
 async def run(settings: Settings) -> int:
     if not settings.database_url.startswith(("postgresql://", "postgres://")):
-        log.error("python -m imagine.worker needs DATABASE_URL=postgresql://…")
+        log.error("python worker.py needs DATABASE_URL=postgresql://…")
         return 2
     worker = Worker(settings)
     await worker.start()

@@ -262,7 +262,7 @@ class InteractionReply(JobReply):
 
 
 class WebhookReply(JobReply):
-    """A job's reply edited from a process without the gateway (``python -m imagine.worker``).
+    """A job's reply edited from a process without the gateway (``python worker.py``).
 
     An interaction's reply is edited through its token, a webhook token that any process may
     use for 15 minutes; past it, or for a message the bot sent itself (DMs), through the bot's

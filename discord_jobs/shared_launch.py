@@ -100,7 +100,7 @@ class SharedLauncher(Launcher):
         except (QueueFull, SchedulerBusy) as exc:  # lost a race since the precheck
             await self._end_here(job, reply, message_of(exc))
             return
-        from imagine.worker import enqueue  # procrastinate: the postgres extra
+        from imagine.tasks import enqueue  # procrastinate: the postgres extra
 
         try:
             await enqueue(self.app, job.id)

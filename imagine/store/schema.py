@@ -1,0 +1,117 @@
+"""The bot's tables, as the newest schema has them (``migrations`` brings older databases here).
+
+Written with SQLAlchemy Core so the same tables live on SQLite (the default) and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+guild_settings = sa.Table(
+    "guild_settings",
+    metadata,
+    sa.Column("guild_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("default_model", sa.String(100)),
+    sa.Column("allowed_models", sa.Text),  # JSON list; NULL = all
+    sa.Column("cooldown_seconds", sa.Float, nullable=False, server_default="0"),
+    sa.Column("channels", sa.Text),  # JSON list of channel ids; NULL/empty = everywhere
+    sa.Column("max_size", sa.Integer),
+    sa.Column("fallback_model", sa.String(100)),
+    sa.Column("blocked_words", sa.Text),  # JSON list
+    sa.Column("updated_at", sa.Float),
+    sa.Column("default_count", sa.Integer),  # images per /imagine; NULL = 1
+    sa.Column("max_count", sa.Integer),  # the most a member may ask; NULL = 4
+    sa.Column("translate_model", sa.String(100)),  # version 5; NULL = prompts never translated
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("guild_id", sa.BigInteger),
+    sa.Column("channel_id", sa.BigInteger),
+    sa.Column("source", sa.String(20), nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("seed", sa.BigInteger),  # as asked; NULL = random
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("application_id", sa.BigInteger),
+    sa.Column("interaction_token", sa.Text),  # valid 15 min; lets a restart edit the reply
+    sa.Column("token_expires_at", sa.Float),
+    sa.Column("message_id", sa.BigInteger),
+    sa.Column("result_seed", sa.BigInteger),
+    sa.Column("result_model", sa.String(100)),
+    sa.Column("result_backend", sa.String(200)),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    # Version 3: the creative loop.
+    sa.Column("kind", sa.String(20), nullable=False, server_default="imagine"),
+    sa.Column("count", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("negative", sa.Text),
+    sa.Column("parent_id", sa.Integer),  # the job whose image this one starts from (U, V)
+    sa.Column("image_index", sa.Integer),  # which of the parent's images (0-based)
+    sa.Column("input_url", sa.Text),  # an input image, by its Discord attachment URL
+    sa.Column("input_sha256", sa.String(64)),  # and the hash of its bytes (never the bytes)
+    sa.Column("result", sa.Text),  # JSON: each image's seed and backend; /describe's prompts
+    # Version 5: members' own settings and languages.
+    sa.Column("language", sa.String(10)),  # what the requester reads; NULL = English
+    sa.Column("private", sa.Boolean, nullable=False, server_default=sa.false()),  # ephemeral
+    sa.Column("translated_prompt", sa.Text),  # the English drawn, when the prompt was translated
+    sa.Index("ix_jobs_state", "state"),
+    sa.Index("ix_jobs_user", "user_id", "id"),  # version 5: a member's latest job
+)
+job_ended_at = sa.func.coalesce(jobs.c.finished_at, jobs.c.created_at)
+"""When a job ended (or began, if it never recorded an end): what the retention purge compares,
+spelled as its index is so that the database uses the index."""
+sa.Index("ix_jobs_state_ended_at", jobs.c.state, job_ended_at)
+
+# Version 4: the shared queue (``imagine.shared``), used with PostgreSQL and workers.
+job_queue = sa.Table(
+    "job_queue",
+    metadata,
+    sa.Column("job_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),  # waiting, running
+    sa.Column("submitted_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("owner", sa.String(200)),  # the worker running it
+    sa.Column("lease_until", sa.Float),  # renewed by the owner's heartbeats
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("requester", sa.String(200)),  # the name shown under the result
+    sa.Column("fallback", sa.String(100)),  # the fallback model chosen at the request
+    sa.Index("ix_job_queue_state", "state"),
+)
+queue_users = sa.Table(
+    "queue_users",
+    metadata,
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("turn", sa.BigInteger, nullable=False),  # lower goes first; back = max + 1
+)
+
+# Version 5: each member's own defaults (``/settings``) and last known Discord locale.
+user_settings = sa.Table(
+    "user_settings",
+    metadata,
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("model", sa.String(100)),  # NULL: the server's default
+    sa.Column("aspect", sa.String(10)),
+    sa.Column("count", sa.Integer),
+    sa.Column("private", sa.Boolean),  # NULL: public results
+    sa.Column("language", sa.String(10)),  # NULL: follow Discord
+    sa.Column("locale", sa.String(20)),  # the member's Discord locale when last seen
+    sa.Column("updated_at", sa.Float),
+)
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
