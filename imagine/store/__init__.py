@@ -25,7 +25,16 @@ from .records import (
     UserSettings,
 )
 from .retention import Retention
-from .schema import guild_settings, job_ended_at, job_queue, jobs, meta, queue_users, user_settings
+from .schema import (
+    guild_settings,
+    job_ended_at,
+    job_queue,
+    jobs,
+    meta,
+    queue_users,
+    user_settings,
+    workers,
+)
 from .settings_cache import SettingsCache
 
 
@@ -53,4 +62,5 @@ __all__ = [
     "notify",
     "queue_users",
     "user_settings",
+    "workers",
 ]

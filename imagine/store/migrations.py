@@ -96,12 +96,30 @@ async def _members(conn: AsyncConnection) -> None:
         await conn.execute(sa.text(statement))
 
 
+async def _workers(conn: AsyncConnection) -> None:
+    """Version 6: persisted Cancels, the workers alive, and where an input image was posted."""
+    false = "FALSE" if conn.dialect.name == "postgresql" else "0"
+    for statement in (
+        f"ALTER TABLE job_queue ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT {false}",
+        "ALTER TABLE job_queue ADD COLUMN cancel_by VARCHAR(200)",
+        "ALTER TABLE jobs ADD COLUMN input_channel_id BIGINT",
+        "ALTER TABLE jobs ADD COLUMN input_message_id BIGINT",
+        "CREATE TABLE workers ("
+        " name VARCHAR(200) NOT NULL PRIMARY KEY,"
+        " concurrency INTEGER NOT NULL,"
+        " started_at FLOAT NOT NULL,"
+        " seen_at FLOAT NOT NULL)",
+    ):
+        await conn.execute(sa.text(statement))
+
+
 MIGRATIONS: list[Migration | None] = [
     None,  # version 1: the first tables; never run, a new database starts at the newest
     _index_jobs_by_end,  # version 2
     _creative_loop,  # version 3
     _shared_queue,  # version 4
     _members,  # version 5
+    _workers,  # version 6
 ]
 """``MIGRATIONS[v]`` takes the schema from version v to v + 1, so ``len(MIGRATIONS)`` is the
 newest version. Append, never edit. Each one gets the connection of the transaction it runs in

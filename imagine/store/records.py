@@ -104,6 +104,8 @@ class JobRecord:
     language: str | None = None
     private: bool = False
     translated_prompt: str | None = None
+    input_channel_id: int | None = None
+    input_message_id: int | None = None
 
     def results(self) -> list[Any]:
         """``result`` decoded: per-image records, or /describe's prompts."""

@@ -64,6 +64,9 @@ jobs = sa.Table(
     sa.Column("language", sa.String(10)),  # what the requester reads; NULL = English
     sa.Column("private", sa.Boolean, nullable=False, server_default=sa.false()),  # ephemeral
     sa.Column("translated_prompt", sa.Text),  # the English drawn, when the prompt was translated
+    # Version 6: where the input image was posted, to read a fresh signed URL from Discord.
+    sa.Column("input_channel_id", sa.BigInteger),
+    sa.Column("input_message_id", sa.BigInteger),
     sa.Index("ix_jobs_state", "state"),
     sa.Index("ix_jobs_user", "user_id", "id"),  # version 5: a member's latest job
 )
@@ -86,6 +89,9 @@ job_queue = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("requester", sa.String(200)),  # the name shown under the result
     sa.Column("fallback", sa.String(100)),  # the fallback model chosen at the request
+    # Version 6: a Cancel pressed while the job runs, kept until its worker sees it.
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("cancel_by", sa.String(200)),  # who pressed it, as shown to people
     sa.Index("ix_job_queue_state", "state"),
 )
 queue_users = sa.Table(
@@ -107,6 +113,16 @@ user_settings = sa.Table(
     sa.Column("language", sa.String(10)),  # NULL: follow Discord
     sa.Column("locale", sa.String(20)),  # the member's Discord locale when last seen
     sa.Column("updated_at", sa.Float),
+)
+
+# Version 6: the workers alive, each renewing ``seen_at`` (the database's clock) as it runs.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("concurrency", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("seen_at", sa.Float, nullable=False),
 )
 
 meta = sa.Table(
