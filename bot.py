@@ -27,7 +27,7 @@ from dotenv import load_dotenv
 from cogs.utils.translator import CatalogTranslator
 from discord_jobs.language import Languages, LocalizedTree, texts_of
 from discord_jobs.launch import Launcher, usable_fallback
-from discord_jobs.recovery import recover_interrupted_jobs
+from discord_jobs.recovery import reap_orphans, recover_interrupted_jobs
 from discord_jobs.render import NO_PINGS, JobButton
 from discord_jobs.shared_launch import SharedLauncher
 from imagine import logsafe
@@ -62,6 +62,8 @@ DISCORD_CONNECTIONS = 32
 opens one new (TLS) connection per request; a bounded, kept-alive pool is much faster."""
 QUIET_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "asyncpg")
 EXIT_CONFIG = 2
+SETTINGS_RELOAD_SECONDS = 60.0
+"""Gateway mode: servers' and members' settings are read again this often (a missed notice)."""
 HOUSEKEEPING_SECONDS = 3600.0
 """How often the job log is tidied (stale tokens cleared, old jobs purged)."""
 
@@ -114,6 +116,7 @@ class ImagineBot(commands.AutoShardedBot):
         self.shared_queue: SharedScheduler | None = None
         self.signals: Signals | None = None
         self.procrastinate: procrastinate.App | None = None
+        self.shared_watch: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         settings = self.settings
@@ -151,10 +154,13 @@ class ImagineBot(commands.AutoShardedBot):
             await recover_interrupted_jobs(self)
         await self.keep_job_log()  # after recovery, which still needs the tokens it clears
         self.housekeeping = asyncio.create_task(self.keep_job_log_forever())
+        if isinstance(self.launcher, SharedLauncher):
+            self.shared_watch = asyncio.create_task(self.look_after_shared(self.launcher))
 
     async def start_shared(self, launching: dict) -> SharedLauncher:
         """Gateway mode (PostgreSQL, workers): jobs go to the shared queue and procrastinate;
         Cancel, positions and settings travel between processes as signals."""
+        from imagine.roster import Roster
         from imagine.signals import Signals
         from imagine.tasks import build_app, prepare_schema
 
@@ -169,12 +175,44 @@ class ImagineBot(commands.AutoShardedBot):
         app = build_app(settings.database_url)
         self.procrastinate = await app.open_async()
         await prepare_schema(app, self.store)
-        launcher = SharedLauncher(queue=self.shared_queue, app=app, **launching)
+        launcher = SharedLauncher(
+            queue=self.shared_queue,
+            app=app,
+            roster=Roster(self.store),
+            lease_seconds=settings.job_lease_seconds,
+            **launching,
+        )
         self.signals = await Signals.connect(settings.database_url)
         await self.signals.follow_settings(self.store)
         await self.signals.on_positions(launcher.refresh_positions)
+        self.signals.on_reconnect(launcher.show_positions_now)
         log.info("gateway mode: jobs run in python worker.py processes")
+        if not await launcher.look_for_workers():
+            log.warning("no worker is running: jobs will wait until one starts (python worker.py)")
         return launcher
+
+    async def look_after_shared(self, launcher: SharedLauncher) -> None:
+        """Gateway mode, now and then: whether workers run (waiting replies say so when none
+        does), jobs left without a queue (a gateway that failed before queueing them: their
+        replies are told), and everyone's settings read again (a missed notice)."""
+        lease = self.settings.job_lease_seconds
+        passes = 0
+        while True:
+            await asyncio.sleep(lease / 3)
+            passes += 1
+            try:
+                await launcher.look_for_workers()
+                await reap_orphans(
+                    launcher.queue,
+                    self.store,
+                    self,
+                    image_input=bool(self.engine.image_models()),
+                )
+                if passes * lease / 3 >= SETTINGS_RELOAD_SECONDS:
+                    passes = 0
+                    await self.store.reload_settings()
+            except Exception as exc:
+                log.warning("could not look after the shared queue (%s)", exc)
 
     async def point_gateway(self) -> None:
         """Ask ``GET /gateway/bot`` where the gateway is, so that a custom API base also moves
@@ -286,6 +324,8 @@ class ImagineBot(commands.AutoShardedBot):
     async def close(self) -> None:
         if self.housekeeping is not None:
             self.housekeeping.cancel()
+        if self.shared_watch is not None:
+            self.shared_watch.cancel()
         try:
             if getattr(self, "runner", None) is not None:
                 await self.runner.stop()

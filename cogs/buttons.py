@@ -111,8 +111,7 @@ class JobButtons(commands.Cog):
                 job.id, state=JobState.CANCELLED, finished_at=time.time(), interaction_token=None
             )
             return True
-        if await queue.get(job.id) is not None:
-            await queue.cancel_running(job.id, by=by)
+        if await queue.request_cancel(job.id, by=by):  # kept until its worker sees it
             await interaction.response.defer()  # the worker's ending edits the message
             return True
         return False

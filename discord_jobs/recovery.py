@@ -15,10 +15,11 @@ import discord
 
 from imagine.i18n import Language, Text, _, texts
 from imagine.outcomes import Failure
-from imagine.store import ACTIVE_STATES, JobRecord, JobState
+from imagine.shared import SharedScheduler
+from imagine.store import ACTIVE_STATES, JobRecord, JobState, Store
 
 from .render import FAILURE_TITLE, INTERRUPTED_TITLE, NO_PINGS, Action, failure_embed, job_view
-from .replies import CANCELLED_BY, PREVIEW_NAME
+from .replies import CANCELLED_BY, PREVIEW_NAME, WebhookReply
 
 if TYPE_CHECKING:
     from bot import ImagineBot
@@ -133,3 +134,45 @@ async def recover_interrupted_jobs(bot: ImagineBot) -> int:
     if told:
         log.info("told %d interrupted job(s)", told)
     return told
+
+
+LOST = _("This request was lost on our side before it could start; please try again.")
+ORPHAN_LEASES = 2
+"""A job the log shows in progress with no place in the shared queue for this many leases
+(``JOB_LEASE_SECONDS``: a minute by default) was lost between its acknowledgement and the
+queue (its gateway failed or crashed), or by a worker that failed before running it: the
+reaper ends it. A job reaches the queue within moments of its acknowledgement."""
+
+
+async def reap_orphans(
+    queue: SharedScheduler,
+    store: Store,
+    client: discord.Client,
+    *,
+    image_input: bool = False,
+) -> int:
+    """End every job left in progress without a place in the shared queue: its reply says
+    it was lost (with Retry), unless it already shows an ending, which only the log then
+    follows; returns how many were found. Gateways and workers both run it (the queue's
+    lock gives each job to one of them)."""
+    reaped = await queue.reap(ORPHAN_LEASES * queue.lease_seconds, JobState.FAILED)
+    for job_id in reaped:
+        job = await store.job(job_id)
+        if job is None:
+            continue
+        reply = WebhookReply(client, job, image_input=image_input)
+        try:
+            message = await reply.fetch()
+        except discord.HTTPException:
+            message = None
+        shown = ended_state(message) if message is not None else None
+        if shown is not None:
+            await store.update_job(job.id, state=shown, interaction_token=None)
+            continue
+        log.warning("job %s was left without a queue; telling its reply", job.id)
+        try:
+            await reply.fail(Failure(job, LOST))
+        except discord.HTTPException as exc:
+            log.info("could not tell lost job %s (%s)", job.id, exc)
+        await store.update_job(job.id, error=LOST, interaction_token=None)
+    return len(reaped)

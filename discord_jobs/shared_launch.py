@@ -18,9 +18,11 @@ from imagine.i18n import _
 from imagine.jobs import QueueFull, SchedulerBusy, Ticket
 from imagine.outcomes import Failure, Reply, StatusLine
 from imagine.progress import StatusEditor
+from imagine.roster import Roster
 from imagine.runner import queue_status
-from imagine.shared import SharedScheduler
+from imagine.shared import JobGone, SharedScheduler
 from imagine.store import JobRecord, JobState
+from imagine.store.database import retrying
 
 from .launch import Launcher, Plan
 from .replies import MessageReply
@@ -34,6 +36,13 @@ PLACE_EDIT_SECONDS = 2.0
 """The longest a waiting job's place-in-line edit may hold up a worker claiming it."""
 PLACE_EDIT_INTERVAL = 5.0
 """A waiting job's place is edited once per token window at most (Discord: 5 per 5 s)."""
+NO_WORKER = _("No worker is running right now: this starts as soon as one does.")
+
+
+def waiting_status(place: int, workers: bool) -> str:
+    """A waiting job's status: its place, and whether anything will ever run it."""
+    line = queue_status(place)
+    return line if workers else _("{place}\n{warning}", place=line, warning=NO_WORKER)
 
 
 class SharedLauncher(Launcher):
@@ -42,13 +51,38 @@ class SharedLauncher(Launcher):
     procrastinate; a worker does the rest. Until a worker starts it, this process shows the
     job's place in line (recomputed on every ``positions`` signal)."""
 
-    def __init__(self, *, queue: SharedScheduler, app: procrastinate.App, **options) -> None:
+    def __init__(
+        self,
+        *,
+        queue: SharedScheduler,
+        app: procrastinate.App,
+        roster: Roster,
+        lease_seconds: float,
+        **options,
+    ) -> None:
         super().__init__(**options)
         self.queue = queue
         self.app = app
+        self.roster = roster
+        self.lease_seconds = lease_seconds
+        self.workers = True
+        """Whether a worker was alive at the last look (``look_for_workers``)."""
         self.waiting: dict[int, StatusEditor[str]] = {}
         self._refresh: asyncio.Task[None] | None = None
         self._again = False
+
+    async def look_for_workers(self) -> bool:
+        """Whether any worker runs (renewed its row within a lease); waiting replies are
+        told at once when that changes."""
+        alive = bool(await self.roster.alive(self.lease_seconds))
+        if alive != self.workers:
+            if not alive:
+                log.warning("no worker is running: queued jobs wait (start python worker.py)")
+            else:
+                log.info("a worker is running again")
+            self.workers = alive
+            self.refresh_positions()
+        return alive
 
     async def check_queue(self, user_id: int) -> None:
         """Nothing before the acknowledgement: asking the shared queue means a database round
@@ -100,10 +134,19 @@ class SharedLauncher(Launcher):
         except (QueueFull, SchedulerBusy) as exc:  # lost a race since the precheck
             await self._end_here(job, reply, message_of(exc))
             return
+        except JobGone:  # held up so long that the reaper ended it (and told its reply)
+            log.warning("job %s ended before it could be queued", job.id)
+            return
+        from procrastinate.exceptions import ConnectorException
+
         from imagine.tasks import enqueue  # procrastinate: the postgres extra
 
         try:
-            await enqueue(self.app, job.id)
+            await retrying(
+                lambda: enqueue(self.app, job.id),
+                what="deferring a job's task",
+                transient=(ConnectorException,),
+            )
         except Exception:
             log.exception("could not queue job %s", job.id)
             await self.queue.release(job.id)
@@ -149,6 +192,10 @@ class SharedLauncher(Launcher):
         if editor is not None:
             await editor.close()
 
+    async def show_positions_now(self) -> None:
+        """After a reconnection (positions signalled meanwhile are lost)."""
+        self.refresh_positions()
+
     def refresh_positions(self) -> None:
         """Show every waiting job of this process its place (coalesced: one query at a time,
         one more if the queue changed meanwhile)."""
@@ -171,7 +218,7 @@ class SharedLauncher(Launcher):
                     if place is None:
                         await self.forget(job_id)
                     elif job_id in self.waiting:
-                        self.waiting[job_id].update(queue_status(place))
+                        self.waiting[job_id].update(waiting_status(place, self.workers))
             if not self._again:
                 return
 

@@ -5,7 +5,8 @@ description still matches the payload we send (Spaces reached by API name: the `
 Spaces, FLUX.1 Kontext, the official Janus-Pro-7B), an OpenAI-compatible API still lists the
 models we use, and, with ``--generate``, a tiny image really comes back (an edit of a tiny
 image for the models that edit; prompts for a tiny image for describe backends). Prints a
-table; the exit status is non-zero when a configured backend is down.
+table; the exit status is non-zero when a configured backend is down. With workers
+(PostgreSQL), it also lists the workers alive, and fails when none is.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import functools
 import io
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 from urllib.parse import urlsplit
@@ -28,6 +30,7 @@ from .gradio import Limits, describe_endpoint, translated_errors
 from .http import MAX_PAGE_BYTES, raise_for_status, read_capped
 from .providers.openai import list_models
 from .responses import Description, ImageResponse
+from .settings import Settings
 
 
 @dataclass
@@ -169,10 +172,7 @@ def print_table(probes: list[Probe], engine: Engine, out: TextIO) -> None:
                 (p.error or "")[:80],
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        out.write("\n")
+    _write_rows(rows, out)
 
 
 async def check(engine: Engine, out: TextIO, *, generate: bool = False) -> int:
@@ -186,3 +186,41 @@ async def check(engine: Engine, out: TextIO, *, generate: bool = False) -> int:
         probes.append(result)
     print_table(probes, engine, out)
     return 0 if all(p.ok for p in probes) else 1
+
+
+async def check_workers(settings: Settings, out: TextIO) -> int:
+    """With workers (``DATABASE_URL=postgresql://…``): the workers the database has seen
+    alive, with the jobs each runs, and the jobs waiting; 1 when none is alive (every job
+    would wait for ever), 0 otherwise or without workers."""
+    if not settings.uses_workers:
+        return 0
+    from .roster import Roster  # the database layer: only for this part of the check
+    from .shared import SharedScheduler
+    from .store import Store
+
+    store = await Store.open(settings.database_url)
+    try:
+        alive = await Roster(store).alive(settings.job_lease_seconds)
+        queue = SharedScheduler(store, settings.max_concurrent_jobs)
+        waiting, running = await queue.counts()
+        owners = await queue.owners()
+    finally:
+        await store.close()
+    out.write(f"\nworkers: {len(alive)} alive; jobs: {running} running, {waiting} waiting\n")
+    if not alive:
+        out.write("NO WORKER IS RUNNING: queued jobs wait until one starts (python worker.py)\n")
+        return 1
+    rows = [("worker", "concurrency", "seen", "running")]
+    rows += [
+        (w.name, str(w.concurrency), f"{w.seen_ago:.0f} s ago", str(owners.get(w.name, 0)))
+        for w in alive
+    ]
+    _write_rows(rows, out)
+    return 0
+
+
+def _write_rows(rows: Sequence[tuple[str, ...]], out: TextIO) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        out.write("\n")

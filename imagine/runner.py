@@ -45,12 +45,21 @@ def queue_status(position: int) -> str:
     )
 
 
+HANDED_BACK = _("Back in line: the worker drawing this stopped; another one will start it.")
+
+
+async def _nothing() -> None:
+    """The ending of a job whose reply is another worker's now."""
+
+
 class StopReason(enum.Enum):
     """Why a job was stopped before its end: a type, so no text a member types (a display
     name, say) can pass for the bot shutting down."""
 
     CANCELLED = enum.auto()  # someone pressed Cancel
     SHUTDOWN = enum.auto()  # the bot is stopping and the grace period ran out
+    HANDED_BACK = enum.auto()  # a worker is stopping: the job waits for the next worker
+    LEASE_LOST = enum.auto()  # another worker took the job over: its reply is theirs now
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +89,16 @@ class JobRunner:
             [Callable[[Shown], Awaitable[None]]], StatusEditor[Shown]
         ] = StatusEditor,
         redact: Callable[[str], str] = str,
+        still_mine: Callable[[JobRecord], Awaitable[bool]] | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
         self.scheduler = scheduler
         self.editor_factory = editor_factory
         self.redact = redact  # a backend could echo a secret back: never show it
+        self.still_mine = still_mine
+        """Asked just before an ending is shown (a worker: is the job's lease still ours?);
+        False leaves the reply and the log to the job's new owner."""
         self.active: dict[int, ActiveJob] = {}
 
     def start(
@@ -107,6 +120,15 @@ class JobRunner:
     def interrupt(self, job_id: int) -> bool:
         """Stop a job because the bot is shutting down; its reply says so and offers Retry."""
         return self._stop(job_id, Stop(StopReason.SHUTDOWN))
+
+    def hand_back(self, job_id: int) -> bool:
+        """Stop a job because this worker is stopping: its reply says it waits for another
+        worker, and the caller puts it back in the queue."""
+        return self._stop(job_id, Stop(StopReason.HANDED_BACK))
+
+    def let_go(self, job_id: int) -> bool:
+        """Stop a job another worker has taken over, leaving its reply and log alone."""
+        return self._stop(job_id, Stop(StopReason.LEASE_LOST))
 
     def _stop(self, job_id: int, stop: Stop) -> bool:
         active = self.active.get(job_id)
@@ -136,6 +158,18 @@ class JobRunner:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self, active: ActiveJob, reply: Reply, work: Work) -> None:
+        try:
+            ending = await self._outcome(active, reply, work)
+            if await self._may_end(active):
+                await ending()
+        finally:
+            active.done.set()
+            self.active.pop(active.job.id, None)
+
+    async def _outcome(
+        self, active: ActiveJob, reply: Reply, work: Work
+    ) -> Callable[[], Awaitable[None]]:
+        """Wait for the job's work; what its reply must end with."""
         job = active.job
         work = replace(work, upload_limit=reply.upload_limit)
         editor = self.editor_factory(PreviewingStatus(self.engine, job, reply))
@@ -145,34 +179,40 @@ class JobRunner:
         if ticket.state is TicketState.WAITING:
             status.progress(queue_status(ticket.position))
         active.work = asyncio.get_running_loop().create_task(self._work(job, ticket, status, work))
-        ending: Callable[[], Awaitable[None]]
         try:
             outcome = await active.work
         except asyncio.CancelledError:
             if active.work.cancelled() and active.stop is not None:
-                ending = self._ending_stopped(job, reply, active.stop)
-            else:
-                raise
+                return self._ending_stopped(job, reply, active.stop)
+            raise
         except ImagineError as exc:
-            ending = self._ending_failed(job, reply, exc)
+            return self._ending_failed(job, reply, exc)
         except Exception:
             log.exception("job %s failed unexpectedly", job.id)
-            ending = self._ending_failed(
+            return self._ending_failed(
                 job, reply, ImagineError(_("Something went wrong on our side; please try again."))
             )
-        else:
-            if isinstance(outcome, Described):
-                ending = self._ending_described(outcome, reply)
-            else:
-                ending = self._ending_delivered(outcome, reply)
         finally:
             self.scheduler.release(ticket)
             await editor.close()  # no status may land after the ending
+        if isinstance(outcome, Described):
+            return self._ending_described(outcome, reply)
+        return self._ending_delivered(outcome, reply)
+
+    async def _may_end(self, active: ActiveJob) -> bool:
+        """False when the job is another worker's now (``still_mine``): its ending is theirs."""
+        if active.stop is not None and active.stop.reason is StopReason.LEASE_LOST:
+            return False
+        if self.still_mine is None:
+            return True
         try:
-            await ending()
-        finally:
-            active.done.set()
-            self.active.pop(job.id, None)
+            mine = await self.still_mine(active.job)
+        except Exception:
+            log.exception("job %s: could not check its lease; showing its ending", active.job.id)
+            return True
+        if not mine:
+            log.warning("job %s: taken over by another worker; its ending is theirs", active.job.id)
+        return mine
 
     # -- endings -------------------------------------------------------------------------
 
@@ -254,6 +294,9 @@ class JobRunner:
         self, job: JobRecord, reply: Reply, stop: Stop
     ) -> Callable[[], Awaitable[None]]:
         async def end() -> None:
+            if stop.reason is StopReason.HANDED_BACK:
+                await self._safely(reply.status(StatusLine(HANDED_BACK)), job)
+                return
             if stop.reason is StopReason.SHUTDOWN:
                 failure = Failure(
                     job, _("The bot restarted before this image was finished."), interrupted=True

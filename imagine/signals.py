@@ -9,7 +9,8 @@ transactions (``imagine.store.notify``), so a signal goes out when its change co
 - ``imagine_settings`` (a server id): every process reads that server's settings again.
 
 A lost connection is opened again (listeners re-added) after a short pause; signals sent
-meanwhile are lost, so whoever relies on them also looks at the database now and then.
+meanwhile are lost, so whoever relies on them registers ``on_reconnect`` to read again what
+they may have missed, and also looks at the database now and then.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import asyncpg
@@ -44,6 +45,7 @@ class Signals:
         self._conn: asyncpg.Connection | None = None
         self._closed = False
         self._reconnect: asyncio.Task[None] | None = None
+        self._catch_up: list[Callable[[], Awaitable[object]]] = []
 
     @classmethod
     async def connect(cls, url: str) -> Signals:
@@ -88,9 +90,21 @@ class Signals:
             await asyncio.sleep(RECONNECT_SECONDS)
             try:
                 await self._open()
-                return
-            except (OSError, asyncpg.PostgresError):
-                log.warning("cannot reach PostgreSQL for signals yet", exc_info=True)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("cannot reach PostgreSQL for signals yet (%s)", exc)
+                continue
+            log.info("the signal connection to PostgreSQL is back")
+            for catch_up in self._catch_up:
+                try:
+                    await catch_up()
+                except Exception:
+                    log.exception("could not catch up on signals missed while disconnected")
+            return
+
+    def on_reconnect(self, catch_up: Callable[[], Awaitable[object]]) -> None:
+        """Run ``catch_up()`` each time the connection is back: whatever was signalled while
+        it was down is lost, so read it again from the database."""
+        self._catch_up.append(catch_up)
 
     async def close(self) -> None:
         self._closed = True
@@ -114,7 +128,8 @@ class Signals:
         await self.listen(POSITIONS_CHANNEL, lambda _payload: listener())
 
     async def follow_settings(self, store: Store) -> None:
-        """Keep ``store``'s settings cache in step with changes made by other processes."""
+        """Keep ``store``'s settings cache in step with changes made by other processes (all
+        of it read again after a reconnection, which may have missed some)."""
         tasks: set[asyncio.Task[object]] = set()
 
         def changed(payload: str) -> None:
@@ -128,3 +143,4 @@ class Signals:
 
         self._settings_tasks = tasks
         await self.listen(SETTINGS_CHANNEL, changed)
+        self.on_reconnect(store.reload_settings)

@@ -49,3 +49,37 @@ async def enqueue(app: procrastinate.App, job_id: int) -> None:
     deferrer = app.configure_task(TASK, queueing_lock=f"job-{job_id}")
     with contextlib.suppress(procrastinate.exceptions.AlreadyEnqueued):
         await deferrer.defer_async(job_id=job_id)
+
+
+MISSING_TASKS = sa.text(
+    "SELECT q.job_id FROM job_queue q"
+    " WHERE q.state = 'waiting' AND NOT EXISTS ("
+    "  SELECT 1 FROM procrastinate_jobs p"
+    "  WHERE p.queueing_lock = 'job-' || q.job_id::text AND p.status = 'todo')"
+    " ORDER BY q.job_id"
+)
+"""Waiting jobs with no task ready to be fetched for them."""
+
+
+async def defer_missing(app: procrastinate.App, store: Store) -> int:
+    """Defer a task for every waiting job that has none ready: whatever lost one (a worker
+    stopped or killed while its tasks waited for a turn, a task that failed) is made good,
+    and a spare task finds nothing to start and ends. Returns how many were deferred."""
+    async with store.engine.connect() as conn:
+        missing = list(await conn.scalars(MISSING_TASKS))
+    for job_id in missing:
+        await enqueue(app, job_id)
+    return len(missing)
+
+
+async def clear_stalled(app: procrastinate.App, seconds: float) -> int:
+    """Tasks left ``doing`` by workers dead for ``seconds`` (no procrastinate heartbeat):
+    finished, so they do not stay for ever (the jobs they stood for get new ones from
+    ``defer_missing``, and the shared queue's leases cover the jobs that were running)."""
+    cleared = 0
+    for stalled in await app.job_manager.get_stalled_jobs(
+        task_name=TASK, seconds_since_heartbeat=seconds
+    ):
+        await app.job_manager.finish_job(stalled, procrastinate.jobs.Status.FAILED, delete_job=True)
+        cleared += 1
+    return cleared

@@ -97,12 +97,12 @@ async def test_leases_heartbeats_and_take_over(store):
     queue = SharedScheduler(store, 2, lease_seconds=30)
     await queue.submit(1, 10)
     claim = await queue.claim("dead")
-    assert await queue.take_over("w2") is None  # the lease holds
-    assert await queue.heartbeat("dead", [1]) == 1
-    assert await queue.heartbeat("someone-else", [1]) == 0
-    taken = await queue.take_over("w2", now=claim.lease_until + 31)
+    assert await queue.take_over("w2") == []  # the lease holds
+    assert (await queue.heartbeat("dead", [1]))[1].held
+    assert not (await queue.heartbeat("someone-else", [1]))[1].held
+    (taken,) = await queue.take_over("w2", now=claim.lease_until + 31)
     assert (taken.job_id, taken.owner, taken.attempts) == (1, "w2", 2)
-    assert await queue.heartbeat("dead", [1]) == 0  # the dead owner lost it
+    assert not (await queue.heartbeat("dead", [1]))[1].held  # the dead owner lost it
 
 
 async def test_concurrent_claimers_never_share_a_job_nor_pass_the_limit(postgres_url):
@@ -142,27 +142,37 @@ async def test_concurrent_claimers_never_share_a_job_nor_pass_the_limit(postgres
             await s.close()
 
 
-async def test_a_claim_waits_for_the_gateways_edit_of_a_waiting_job(postgres_url):
-    """The gateway holds a waiting job's row while it edits the place in line: a worker's
-    claim of that job comes after the edit, never in the middle of it."""
+async def test_a_place_edit_holds_up_no_claim_only_that_jobs_first_status(postgres_url):
+    """Issue 16, defect 8: while the gateway edits a waiting job's place in line, claims go
+    on (that job's and everyone else's: the edit used to hold the job's row, and a claim
+    waiting on it held the queue's lock, stalling every claim in the cluster for up to 2 s);
+    only the claimed job's first status waits for the edit, so it still lands after it."""
     stores = [await Store.open(postgres_url) for _ in range(2)]
     try:
-        gateway, worker = (SharedScheduler(s, 1) for s in stores)
+        gateway, worker = (SharedScheduler(s, 2) for s in stores)
         await gateway.submit(1, 10)
+        await gateway.submit(2, 20)
+        loop = asyncio.get_running_loop()
         order: list[str] = []
 
-        async def claim() -> None:
-            claimed = await worker.claim("w")
-            assert claimed is not None and claimed.job_id == 1
-            order.append("claimed")
+        async def first_status(job_id: int) -> None:
+            await worker.wait_place_shown(job_id)
+            order.append("first status")
 
         async with gateway.while_waiting(1) as waiting:
             assert waiting
-            claiming = asyncio.create_task(claim())
-            await asyncio.sleep(0.3)  # the claim is blocked on the row
+            started = loop.time()
+            async with asyncio.timeout(1.5):
+                claimed = [await worker.claim("w"), await worker.claim("w")]
+            assert loop.time() - started < 0.5
+            assert sorted(c.job_id for c in claimed if c) == [1, 2]
+            showing = asyncio.create_task(first_status(1))
+            await asyncio.sleep(0.3)
+            assert not showing.done()  # job 1's first status waits for its place edit
             order.append("edited")
-        await claiming
-        assert order == ["edited", "claimed"]
+        await showing
+        assert order == ["edited", "first status"]
+        await worker.wait_place_shown(2)  # nobody was editing job 2: no wait
         async with gateway.while_waiting(1) as waiting:
             assert not waiting  # running now: the worker's statuses are the reply's
     finally:
@@ -199,8 +209,10 @@ async def test_signals_cancel_positions_and_settings(postgres_url):
         queue = SharedScheduler(here, 1)
         await queue.submit(1, 10)
         await _until(lambda: moves)
-        await queue.cancel_running(1, by="Ann")
-        await queue.cancel_running(2)
+        await queue.submit(2, 20)
+        await queue.request_cancel(1, by="Ann")
+        await queue.request_cancel(2)
+        assert not await queue.request_cancel(3)  # not queued: nobody to tell
         await _until(lambda: len(cancels) == 2)
         assert cancels == [(1, "Ann"), (2, None)]
 

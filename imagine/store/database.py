@@ -11,6 +11,7 @@ job-log update nobody waits for is simply not awaited. ``close`` lets queued wri
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 import time
@@ -19,7 +20,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -34,6 +35,69 @@ MAX_BATCH = 256
 """Writes committed in one transaction at most."""
 
 Write = Callable[[AsyncConnection], Awaitable[Any]]
+T = TypeVar("T")
+
+RETRY_SECONDS = 60.0
+"""How long an operation waits for a database that went away (a restart, a failover, a cut
+connection) to come back before it fails: a restart takes about a second."""
+RETRY_PAUSE = (0.05, 2.0)
+"""The first pause between attempts, and the longest (each pause doubles)."""
+LOST_SQLSTATES = ("08", "57P")
+"""SQLSTATE classes of a lost server: connection exceptions, operator intervention (shutdown,
+crash, "the database system is starting up")."""
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """True when the database went away (restarting, unreachable, our connection cut), as
+    opposed to an error in what was asked, which asking again would only repeat."""
+    if isinstance(exc, OSError):  # refused or reset: asyncpg raises these unwrapped
+        return True
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    seen: BaseException | None = exc.orig
+    for _ in range(5):  # the driver's error, and what it wraps
+        if seen is None:
+            break
+        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(code, str) and code.startswith(LOST_SQLSTATES):
+            return True
+        if isinstance(seen, OSError) or "connection is closed" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+async def retrying(
+    operation: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    within: float = RETRY_SECONDS,
+    transient: tuple[type[BaseException], ...] = (),
+) -> T:
+    """``operation()``, attempted again (with a growing pause) while the database is away, for
+    up to ``within`` seconds; any other error, or a database away for longer, is raised.
+    ``transient``: more errors that mean the database is away (another driver's).
+
+    Only for operations that are safe to repeat: a transaction that failed did not commit
+    (the rare commit whose answer was lost may run twice)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    pause, longest = RETRY_PAUSE
+    told = False
+    while True:
+        try:
+            return await operation()
+        except Exception as exc:
+            away = lost_connection(exc) or isinstance(exc, transient)
+            if not away or loop.time() + pause > deadline:
+                raise
+            if not told:
+                log.warning("%s: the database is unreachable (%s); trying again", what, exc)
+                told = True
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, longest)
 
 
 def async_url(url: str) -> str:
@@ -70,6 +134,8 @@ class Database:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
             options = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
+        else:  # a pooled connection may be dead after a database restart: test it first
+            options = {"pool_pre_ping": True}
         engine = create_async_engine(async_url(url), **options)
         if url.startswith("sqlite"):
             sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -98,15 +164,18 @@ class Database:
         while self._writes:
             batch = [self._writes.popleft() for _ in range(min(len(self._writes), MAX_BATCH))]
             try:
-                async with self.engine.begin() as conn:
-                    results = [await write(conn) for write, _ in batch]
+                results = await retrying(
+                    functools.partial(self._commit, [write for write, _ in batch]),
+                    what="writing the job log",
+                )
             except Exception:
                 results = None  # one bad write must not sink the others: one by one
             for index, (write, future) in enumerate(batch):
                 if results is None:
                     try:
-                        async with self.engine.begin() as conn:
-                            result = await write(conn)
+                        (result,) = await retrying(
+                            functools.partial(self._commit, [write]), what="writing the job log"
+                        )
                     except Exception as exc:
                         if not future.done():
                             future.set_exception(exc)
@@ -115,6 +184,11 @@ class Database:
                     result = results[index]
                 if not future.done():
                     future.set_result(result)
+
+    async def _commit(self, writes: list[Write]) -> list[Any]:
+        """``writes`` in one transaction; their results."""
+        async with self.engine.begin() as conn:
+            return [await write(conn) for write in writes]
 
     async def flush(self) -> None:
         """Wait until every queued write is committed."""

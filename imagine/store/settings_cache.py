@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .database import Database
+from .database import Database, retrying
 from .notify import SETTINGS_CHANNEL, notify
 from .records import GuildSettings, UserSettings, json_list
 from .schema import guild_settings, user_settings
@@ -37,17 +37,31 @@ class SettingsCache(Database):
         await self.load_guilds()
         await self.load_users()
 
+    async def reload_settings(self) -> None:
+        """Read every server's and member's settings again, replacing what is cached: for a
+        process that may have missed other processes' notices of a change (a reconnection),
+        and now and then in case it did without knowing."""
+        guilds = await retrying(self._read_guilds, what="reading the settings")
+        users = await retrying(self._read_users, what="reading the settings")
+        self._guilds = guilds
+        self._users = users
+        self._all_guilds_loaded = True
+
     # -- servers' settings ----------------------------------------------------------------
 
     async def load_guilds(self) -> int:
         """Cache every server's settings (one small table), so reads cost no I/O."""
+        self._guilds = await self._read_guilds()
+        self._all_guilds_loaded = True
+        return len(self._guilds)
+
+    async def _read_guilds(self) -> dict[int, GuildSettings]:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(sa.select(guild_settings))).all()
-        for row in rows:
-            mapping = row._mapping
-            self._guilds[mapping["guild_id"]] = self._guild_from_row(mapping["guild_id"], mapping)
-        self._all_guilds_loaded = True
-        return len(rows)
+        return {
+            row._mapping["guild_id"]: self._guild_from_row(row._mapping["guild_id"], row._mapping)
+            for row in rows
+        }
 
     async def guild(self, guild_id: int) -> GuildSettings:
         """A server's settings, from memory (a server without a row has the defaults)."""
@@ -152,12 +166,16 @@ class SettingsCache(Database):
         """Cache every member's settings: rows exist only for members who changed their
         ``/settings`` (a member who never did has none), so reading them costs no I/O before
         an interaction is acknowledged, and memory grows with those members only."""
+        self._users = await self._read_users()
+        return len(self._users)
+
+    async def _read_users(self) -> dict[int, UserSettings]:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(sa.select(user_settings))).all()
-        for row in rows:
-            mapping = row._mapping
-            self._users[mapping["user_id"]] = _user_from_row(mapping["user_id"], mapping)
-        return len(rows)
+        return {
+            row._mapping["user_id"]: _user_from_row(row._mapping["user_id"], row._mapping)
+            for row in rows
+        }
 
     def user(self, user_id: int) -> UserSettings:
         """A member's settings, from memory (a member without a row has none)."""
