@@ -187,8 +187,7 @@ class ImagineBot(commands.AutoShardedBot):
         await self.signals.on_positions(launcher.refresh_positions)
         self.signals.on_reconnect(launcher.show_positions_now)
         log.info("gateway mode: jobs run in python worker.py processes")
-        if not await launcher.look_for_workers():
-            log.warning("no worker is running: jobs will wait until one starts (python worker.py)")
+        await launcher.look_for_workers()  # warns when none runs
         return launcher
 
     async def look_after_shared(self, launcher: SharedLauncher) -> None:
