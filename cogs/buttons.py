@@ -14,11 +14,18 @@ import discord
 from discord.ext import commands
 
 from discord_jobs.language import language_of_interaction, member_of, texts_of
-from discord_jobs.launch import Refusal, Request
+from discord_jobs.launch import Request
 from discord_jobs.render import NO_PINGS, Action, job_view
 from discord_jobs.replies import CANCELLED_BY, InteractionReply
 from discord_jobs.shared_launch import SharedLauncher
-from discord_jobs.starting import checked_image, image_from_url, may_manage, refuse, start_job
+from discord_jobs.starting import (
+    checked_image,
+    counted,
+    image_from_url,
+    may_manage,
+    refuse,
+    start_job,
+)
 from imagine.errors import FetchError, message_of
 from imagine.fetch import fetch_image
 from imagine.i18n import Text, _, texts
@@ -147,12 +154,14 @@ class JobButtons(commands.Cog):
             flags=False,
         )
         if job.input_url:
+            if not await counted(self.bot.launcher, interaction):  # before reading it again
+                return
             safe = await image_from_url(
                 self.bot.http_session, interaction, job.input_url, sha256=job.input_sha256
             )
             if safe is None:
                 return
-            request = replace(request, input=safe, input_url=job.input_url)
+            request = replace(request, input=safe, input_url=job.input_url, counted=True)
         await start_job(self.bot.launcher, interaction, request)
 
     async def vary(self, interaction: discord.Interaction, job: JobRecord, index: int) -> None:
@@ -176,6 +185,7 @@ class JobButtons(commands.Cog):
             parent_id=job.id,
             image_index=index,
             flags=False,
+            counted=True,
         )
         await start_job(launcher, interaction, request)
 
@@ -202,11 +212,7 @@ class JobButtons(commands.Cog):
         if attachment is None:
             await refuse(interaction, GONE)
             return
-        launcher = self.bot.launcher
-        try:
-            await launcher.precheck(interaction.user.id, interaction.guild_id)
-        except Refusal as refusal:
-            await refuse(interaction, refusal)
+        if not await counted(self.bot.launcher, interaction):  # before reading the image
             return
         member = member_of(interaction)
         await interaction.response.defer(thinking=True, ephemeral=member.private)

@@ -102,6 +102,7 @@ class Images(commands.Cog):
             input=safe,
             input_url=attachment.url,
             flags=False,
+            counted=True,
         )
         await start_job(launcher, interaction, request)
 

@@ -5,8 +5,6 @@ interactions.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 
 import aiohttp
@@ -15,9 +13,9 @@ import discord
 from imagine.errors import BadInput, FetchError, message_of
 from imagine.fetch import fetch_image
 from imagine.i18n import _
-from imagine.inputs import InputImage, prepare_input_image
+from imagine.inputs import InputImage
 
-from .attachments import DECODERS, check_declared, read_attachment
+from .attachments import check_declared, decode, read_attachment
 from .language import language_of_interaction, member_of, texts_of
 from .launch import Launcher, Refusal, Request
 from .render import NO_PINGS
@@ -97,18 +95,29 @@ async def image_from(
         return None
 
 
+async def counted(launcher: Launcher, interaction: discord.Interaction) -> bool:
+    """The request counted against the member's and the server's bursts before anything is
+    read on its behalf (a download, a decode); False when a limit refused it (the member has
+    been told, privately). The ``Request`` that follows says ``counted=True``."""
+    try:
+        await launcher.count(interaction.user.id, interaction.guild_id)
+    except Refusal as refusal:
+        await refuse(interaction, refusal)
+        return False
+    return True
+
+
 async def checked_image(
     launcher: Launcher,
     session: aiohttp.ClientSession,
     interaction: discord.Interaction,
     attachment: discord.Attachment,
 ) -> InputImage | None:
-    """The limits first (reading an image is work on the asker's behalf), then the
-    attachment made safe; None when either refused (the member has been told, privately)."""
-    try:
-        await launcher.precheck(interaction.user.id, interaction.guild_id)
-    except Refusal as refusal:
-        await refuse(interaction, refusal)
+    """The request counted first (reading an image is work on the asker's behalf: a burst of
+    presses is refused before each costs a download), then the attachment made safe; None
+    when either refused (the member has been told, privately). The ``Request`` made from the
+    image says ``counted=True``."""
+    if not await counted(launcher, interaction):
         return None
     return await image_from(session, interaction, attachment)
 
@@ -139,8 +148,7 @@ async def image_from_url(
             data = fetched.data
         finally:
             fetched.close()
-        prepare = functools.partial(prepare_input_image, data, filename=fetched.filename)
-        image = await asyncio.get_running_loop().run_in_executor(DECODERS, prepare)
+        image = await decode(data, filename=fetched.filename)
     except (FetchError, BadInput) as exc:
         log.info("an earlier input image could not be read again: %s", exc)
         await refuse(

@@ -48,3 +48,82 @@ async def test_item11_settings_pages_changed_many_times_store_no_views(tmp_path)
         await choose(h, page, "aspect", "1:1", user)
         assert h.bot.store.user(int(user["id"])).aspect == "1:1"
         assert view_store_size(h.bot) == before
+
+
+# -- item 7: a burst is counted before any download; decoding has a time limit ---------------
+
+
+def buttons(message) -> list[str]:
+    return [c["custom_id"] for row in message.components for c in row["components"]]
+
+
+async def answers(h, interactions) -> tuple[list[str], int]:
+    """The private refusals among ``interactions`` and how many were acknowledged instead."""
+    refused, accepted = [], 0
+    for interaction in interactions:
+        callback = await interaction.wait_callback(5)
+        if callback["type"] == 4:
+            assert callback["data"].get("flags", 0) & 64, callback  # private
+            refused.append(callback["data"]["content"])
+        else:
+            accepted += 1
+    return refused, accepted
+
+
+async def test_item07_eight_quick_vary_presses_download_the_image_five_times(tmp_path):
+    async with running_bot(tmp_path, MAX_JOBS_PER_USER="10", MAX_CONCURRENT_JOBS="10") as h:
+        result = await h.final(await h.slash({"prompt": "a lighthouse", "seed": 3}))
+        vary = next(b for b in buttons(result) if b.startswith("imagine:vary:"))
+        presses = [await h.discord.press_button(result, vary, user=h.bob) for _ in range(8)]
+        refused, accepted = await answers(h, presses)
+        assert accepted == 5 and len(refused) == 3
+        assert all(text.startswith("Slow down: you can ask again") for text in refused)
+        # Each accepted press was admitted once (not counted again after its download,
+        # which would have refused some of the five), and only those read the image.
+        for press in presses:
+            if press.callback["type"] == 5:
+                assert (await h.final(press, within=30)).attachments
+        assert len(h.space.joins("kontext")) == 5
+        assert h.discord.attachment_downloads(result.attachments[0]) == 5
+
+
+async def test_item07_eight_quick_describes_download_five_images(tmp_path):
+    from tests.test_creative_images import photo_with_gps
+
+    async with running_bot(tmp_path, MAX_JOBS_PER_USER="10", MAX_CONCURRENT_JOBS="10") as h:
+        calls = [
+            await h.discord.send_slash(
+                "describe",
+                {"image": (f"photo{n}.jpg", photo_with_gps((n * 20, 90, 200)))},
+                user=h.alice,
+                guild_id=h.guild.id,
+            )
+            for n in range(8)
+        ]
+        refused, accepted = await answers(h, calls)
+        assert accepted == 5 and len(refused) == 3
+        assert all(text.startswith("Slow down: you can ask again") for text in refused)
+        for call in calls:
+            if call.callback["type"] == 5:
+                assert (await h.final(call, within=30)).embeds
+        assert len(h.space.joins("janus")) == 5
+        assert sum(h.discord.cdn.downloads.values()) == 5
+
+
+async def test_item07_an_image_that_takes_too_long_to_decode_is_refused(tmp_path, monkeypatch):
+    import io
+
+    from PIL import Image
+
+    from discord_jobs import attachments
+
+    big = io.BytesIO()  # 16 megapixels, a small file: decoding and shrinking it takes time
+    Image.new("RGB", (4096, 4096), (40, 120, 200)).save(big, "PNG")
+    monkeypatch.setattr(attachments, "DECODE_TIME_LIMIT", 0.02)
+    async with running_bot(tmp_path) as h:
+        described = await h.discord.send_slash(
+            "describe", {"image": ("big.png", big.getvalue())}, user=h.alice, guild_id=h.guild.id
+        )
+        text = await h.refusal(described)
+        assert text.startswith("Reading that image took longer than 0.02s"), text
+        assert h.space.joins("janus") == []

@@ -60,5 +60,6 @@ class EditModal(discord.ui.Modal):
             input_url=self.attachment.url,
             parent_id=self.parent_id,
             image_index=self.image_index,
+            counted=True,
         )
         await start_job(launcher, interaction, request)
