@@ -71,6 +71,8 @@ class Request:
     count: int | None = None
     input: InputImage | None = None  # already made safe (imagine.inputs)
     input_url: str | None = None  # where it came from (a Discord attachment URL)
+    input_channel_id: int | None = None  # the message it is attached to, when there is one:
+    input_message_id: int | None = None  # fetched again for a fresh URL once that one expired
     parent_id: int | None = None
     image_index: int | None = None
     flags: bool = True  # read --ar, --no, --seed, --model, --count from the prompt
@@ -95,6 +97,8 @@ class Plan:
     negative: str | None = None
     input: InputImage | None = None
     input_url: str | None = None
+    input_channel_id: int | None = None
+    input_message_id: int | None = None
     parent_id: int | None = None
     image_index: int | None = None
     language: Language = DEFAULT_LANGUAGE  # what the requester reads
@@ -352,6 +356,8 @@ class Launcher:
             negative=negative,
             input=request.input,
             input_url=request.input_url,
+            input_channel_id=request.input_channel_id,
+            input_message_id=request.input_message_id,
             parent_id=request.parent_id,
             image_index=request.image_index,
             translate=self.engine.usable_translation_model(
@@ -470,6 +476,8 @@ class Launcher:
             kind=JobKind.DESCRIBE,
             input=request.input,
             input_url=request.input_url,
+            input_channel_id=request.input_channel_id,
+            input_message_id=request.input_message_id,
             counted=request.counted,
         )
 
@@ -514,6 +522,8 @@ class Launcher:
             image_index=plan.image_index,
             input_url=plan.input_url,
             input_sha256=plan.input.sha256 if plan.input is not None else None,
+            input_channel_id=plan.input_channel_id,
+            input_message_id=plan.input_message_id,
             language=plan.language.value,
             private=plan.private,
             **extra,

@@ -10,20 +10,17 @@ import logging
 import aiohttp
 import discord
 
-from imagine.errors import BadInput, FetchError, message_of
-from imagine.fetch import fetch_image
-from imagine.i18n import _
+from imagine.errors import BadInput, message_of
 from imagine.inputs import InputImage
+from imagine.store import JobRecord
 
-from .attachments import check_declared, decode, read_attachment
+from .attachments import check_declared, read_attachment
+from .earlier_input import EarlierInput, read_earlier_input
 from .language import language_of_interaction, member_of, texts_of
 from .launch import Launcher, Refusal, Request
 from .render import NO_PINGS
 
 log = logging.getLogger(__name__)
-
-MAX_INPUT_BYTES = 10 * 1024 * 1024
-"""The largest image a job may start from (Discord's own default upload limit)."""
 
 EVERYWHERE = discord.app_commands.AppCommandContext(
     guild=True, dm_channel=True, private_channel=True
@@ -130,36 +127,19 @@ def first_image(message: discord.Message) -> tuple[int, discord.Attachment] | No
     return None
 
 
-async def image_from_url(
+async def earlier_image(
+    client: discord.Client,
     session: aiohttp.ClientSession,
     interaction: discord.Interaction,
-    url: str,
-    *,
-    sha256: str | None,
-) -> InputImage | None:
-    """The input image of an earlier job, read back from the Discord attachment URL it came
-    from and checked against the hash the job log kept; None when it cannot be (the member
-    has been told why, privately)."""
+    job: JobRecord,
+) -> EarlierInput | None:
+    """The input image of an earlier job, read again from Discord (a fresh URL when the one
+    kept has expired) and checked against the hash the job log kept, after acknowledging the
+    interaction; None when it cannot be (the member has been told why, privately)."""
     if not interaction.response.is_done():
         await interaction.response.defer(thinking=True, ephemeral=member_of(interaction).private)
     try:
-        fetched = await fetch_image(session, url, origin=url, max_bytes=MAX_INPUT_BYTES)
-        try:
-            data = fetched.data
-        finally:
-            fetched.close()
-        image = await decode(data, filename=fetched.filename)
-    except (FetchError, BadInput) as exc:
-        log.info("an earlier input image could not be read again: %s", exc)
-        await refuse(
-            interaction,
-            _(
-                "The image this started from is no longer available from Discord; "
-                "start again from the image."
-            ),
-        )
+        return await read_earlier_input(client, session, job)
+    except BadInput as exc:
+        await refuse(interaction, exc)
         return None
-    if sha256 and image.sha256 != sha256:
-        await refuse(interaction, _("The image at that address has changed; start again from it."))
-        return None
-    return image

@@ -6,6 +6,8 @@ fake Spaces."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.harness import running_bot
@@ -127,3 +129,110 @@ async def test_item07_an_image_that_takes_too_long_to_decode_is_refused(tmp_path
         text = await h.refusal(described)
         assert text.startswith("Reading that image took longer than 0.02s"), text
         assert h.space.joins("janus") == []
+
+
+# -- item 9: an input read again after Discord's signed URL expired --------------------------
+
+DAY = 24 * 3600
+
+
+def job_rows(h, *columns: str) -> list[tuple]:
+    import sqlite3
+
+    with sqlite3.connect(h.database) as db:
+        return db.execute(f"SELECT {', '.join(columns)} FROM jobs ORDER BY id").fetchall()
+
+
+async def test_item09_reroll_of_an_edit_a_day_later_reads_its_message_again(tmp_path):
+    from tests.test_creative_images import modal_input, photo_with_gps
+
+    async with running_bot(tmp_path) as h:
+        photo = h.discord.post_user_message(
+            h.channel_id, h.bob, "my cat", attachments=[("cat.jpg", photo_with_gps())]
+        )
+        menu = await h.discord.send_message_command("Edit this image", photo, user=h.alice)
+        modal = await menu.wait_modal()
+        submitted = await h.discord.submit_modal(menu, {modal_input(modal): "give it a hat"})
+        edited = await h.final(submitted, within=30)
+        ((kind, url, channel_id, message_id),) = job_rows(
+            h, "kind", "input_url", "input_channel_id", "input_message_id"
+        )
+        assert (kind, channel_id, message_id) == ("edit", h.channel_id, photo.id)
+        cat = photo.attachments[0]
+        assert url.split("?")[0] == cat["url"].split("?")[0]
+
+        h.discord.age_attachment_urls(DAY + 60)  # the link the job log kept has expired
+        reroll = next(b for b in buttons(edited) if b.startswith("imagine:reroll:"))
+        again = await h.final(await h.discord.press_button(edited, reroll, user=h.alice), 30)
+        assert again.attachments
+        assert h.discord.cdn.expired[int(cat["id"])] == 1  # the kept URL was tried first,
+        fetches = [
+            r.url
+            for r in h.discord.requests_for("GET", "/channels/{channel_id}/messages/{message_id}")
+        ]
+        assert [u.split("/api/v10")[-1] for u in fetches] == [
+            f"/channels/{h.channel_id}/messages/{photo.id}"
+        ]  # then the message was fetched again for a fresh one
+        first, second = h.space.uploads
+        assert first.data == second.data  # the same image, checked by its hash
+        rerolled = job_rows(h, "input_url", "input_channel_id", "input_message_id")[-1]
+        assert rerolled == (cat["url"], h.channel_id, photo.id)  # the fresh URL, kept
+
+        # The hash still decides: other bytes at that attachment are refused.
+        h.discord.attachment(cat["id"])["data"] = photo_with_gps((0, 0, 0))
+        h.discord.age_attachment_urls(DAY + 60)
+        changed = await h.discord.press_button(edited, reroll, user=h.alice)
+        assert "has changed" in await h.refusal(changed)
+        assert len(h.space.uploads) == 2
+
+
+async def test_item09_an_image_given_as_an_option_is_told_clearly_once_its_link_expired(
+    tmp_path,
+):
+    from tests.test_creative_images import photo_with_gps
+
+    async with running_bot(tmp_path) as h:
+        edited = await h.final(
+            await h.slash({"prompt": "add snow", "image": ("field.jpg", photo_with_gps())}), 30
+        )
+        assert job_rows(h, "input_channel_id", "input_message_id") == [(None, None)]
+        h.discord.age_attachment_urls(DAY + 60)
+        retry = next(b for b in buttons(edited) if b.startswith("imagine:reroll:"))
+        text = await h.refusal(await h.discord.press_button(edited, retry, user=h.alice))
+        assert text.startswith("The image this started from was attached to the command itself")
+        assert len(h.space.uploads) == 1
+
+
+async def test_item09_a_worker_reads_an_expired_input_from_its_message_again(
+    tmp_path, postgres_url
+):
+    from tests.processes import ended, start, stop
+    from tests.test_creative_images import modal_input, photo_with_gps
+
+    env = {"DATABASE_URL": postgres_url, "JOB_LEASE_SECONDS": "3", "SHUTDOWN_GRACE_SECONDS": "2"}
+    async with running_bot(tmp_path, **env) as h:
+        assert h.bot.shared_queue is not None  # gateway mode: a worker runs the job
+        photo = h.discord.post_user_message(
+            h.channel_id, h.bob, "my cat", attachments=[("cat.jpg", photo_with_gps())]
+        )
+        menu = await h.discord.send_message_command("Edit this image", photo, user=h.alice)
+        modal = await menu.wait_modal()
+        submitted = await h.discord.submit_modal(menu, {modal_input(modal): "give it a hat"})
+        assert (await submitted.wait_callback(5))["type"] == 5
+        deadline = asyncio.get_running_loop().time() + 10
+        while await h.bot.shared_queue.counts() != (1, 0):  # read by the gateway, queued
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        h.discord.age_attachment_urls(DAY + 60)  # no worker took it for a day
+        log = tmp_path / "worker.log"
+        worker = start(["worker.py"], h.env, log)
+        try:
+            await h.discord.wait_until(lambda: ended(submitted.original), 40)
+            assert submitted.original.attachments, submitted.original.embeds
+            cat = photo.attachments[0]
+            assert h.discord.cdn.expired[int(cat["id"])] == 1
+            assert h.discord.attachment_downloads(cat) == 2  # the gateway's, the worker's
+            assert len(h.space.uploads) == 1
+        finally:
+            stop(worker)
+            print(log.read_text()[-3000:])

@@ -24,6 +24,7 @@ class EditModal(discord.ui.Modal):
         self,
         bot: ImagineBot,
         attachment: discord.Attachment,
+        message: discord.Message,
         *,
         tr: Texts = ENGLISH,
         parent_id: int | None = None,
@@ -40,6 +41,7 @@ class EditModal(discord.ui.Modal):
         self.add_item(self.change)
         self.bot = bot
         self.attachment = attachment
+        self.message = message  # fetched again for a fresh URL, once the attachment's expired
         self.parent_id = parent_id
         self.image_index = image_index
 
@@ -58,6 +60,8 @@ class EditModal(discord.ui.Modal):
             kind=JobKind.EDIT,
             input=safe,
             input_url=self.attachment.url,
+            input_channel_id=self.message.channel.id,
+            input_message_id=self.message.id,
             parent_id=self.parent_id,
             image_index=self.image_index,
             counted=True,
