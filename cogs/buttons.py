@@ -22,6 +22,7 @@ from discord_jobs.starting import (
     checked_image,
     counted,
     earlier_image,
+    input_limit,
     may_manage,
     refuse,
     start_job,
@@ -178,7 +179,13 @@ class JobButtons(commands.Cog):
             await refuse(interaction, GONE)
             return
         launcher = self.bot.launcher
-        safe = await checked_image(launcher, self.bot.http_session, interaction, attachment)
+        safe = await checked_image(
+            launcher,
+            self.bot.http_session,
+            interaction,
+            attachment,
+            max_bytes=input_limit(interaction, interaction.message),
+        )
         if safe is None:
             return
         request = Request(

@@ -19,6 +19,7 @@ from discord_jobs.starting import (
     EVERYWHERE,
     checked_image,
     first_image,
+    input_limit,
     refuse,
     start_job,
 )
@@ -99,7 +100,13 @@ class Images(commands.Cog):
         """``message``: the one the image is attached to (None for the command's own option,
         an ephemeral upload with no message to fetch again)."""
         launcher = self.bot.launcher
-        safe = await checked_image(launcher, self.bot.http_session, interaction, attachment)
+        safe = await checked_image(
+            launcher,
+            self.bot.http_session,
+            interaction,
+            attachment,
+            max_bytes=input_limit(interaction, message),
+        )
         if safe is None:
             return
         request = Request(

@@ -11,11 +11,11 @@ import aiohttp
 import discord
 
 from imagine.errors import BadInput, message_of
-from imagine.inputs import InputImage
+from imagine.inputs import MAX_BYTES, InputImage
 from imagine.store import JobRecord
 
 from .attachments import check_declared, read_attachment
-from .earlier_input import EarlierInput, read_earlier_input
+from .earlier_input import LARGEST_INPUT_BYTES, EarlierInput, read_earlier_input
 from .language import language_of_interaction, member_of, texts_of
 from .launch import Launcher, Refusal, Request
 from .render import NO_PINGS
@@ -70,23 +70,38 @@ async def start_job(launcher: Launcher, interaction: discord.Interaction, reques
     await launcher.launch(interaction, plan, ticket)
 
 
+def input_limit(interaction: discord.Interaction, message: discord.Message | None) -> int:
+    """The largest image this request may start from: Discord's default upload limit
+    (10 MiB), or, for one of the bot's own results, as much as this interaction may upload:
+    a result on a boosted server may be up to its upload limit (50 or 100 MiB), and Vary or
+    Edit of it must not be refused. Decoding stays bounded by the pixel cap."""
+    me = interaction.client.user
+    if message is None or me is None or message.author.id != me.id:
+        return MAX_BYTES
+    return max(MAX_BYTES, min(interaction.filesize_limit or 0, LARGEST_INPUT_BYTES))
+
+
 async def image_from(
-    session: aiohttp.ClientSession, interaction: discord.Interaction, attachment: discord.Attachment
+    session: aiohttp.ClientSession,
+    interaction: discord.Interaction,
+    attachment: discord.Attachment,
+    *,
+    max_bytes: int = MAX_BYTES,
 ) -> InputImage | None:
     """An attachment made safe to send to a backend, after acknowledging the interaction
     ("thinking…", since reading it may take longer than Discord's 3 s); None when it was
     refused (the member has been told why, privately). What Discord declares of the file
     (its size, type, dimensions) is checked first, so such a refusal needs no download and
-    no public placeholder."""
+    no public placeholder. ``max_bytes``: see ``input_limit``."""
     try:
-        check_declared(attachment)
+        check_declared(attachment, max_bytes=max_bytes)
     except BadInput as exc:
         await refuse(interaction, exc)
         return None
     if not interaction.response.is_done():
         await interaction.response.defer(thinking=True, ephemeral=member_of(interaction).private)
     try:
-        return await read_attachment(session, attachment)
+        return await read_attachment(session, attachment, max_bytes=max_bytes)
     except BadInput as exc:
         await refuse(interaction, exc)
         return None
@@ -109,6 +124,8 @@ async def checked_image(
     session: aiohttp.ClientSession,
     interaction: discord.Interaction,
     attachment: discord.Attachment,
+    *,
+    max_bytes: int = MAX_BYTES,
 ) -> InputImage | None:
     """The request counted first (reading an image is work on the asker's behalf: a burst of
     presses is refused before each costs a download), then the attachment made safe; None
@@ -116,7 +133,7 @@ async def checked_image(
     image says ``counted=True``."""
     if not await counted(launcher, interaction):
         return None
-    return await image_from(session, interaction, attachment)
+    return await image_from(session, interaction, attachment, max_bytes=max_bytes)
 
 
 def first_image(message: discord.Message) -> tuple[int, discord.Attachment] | None:

@@ -134,6 +134,8 @@ async def test_item07_an_image_that_takes_too_long_to_decode_is_refused(tmp_path
 # -- item 9: an input read again after Discord's signed URL expired --------------------------
 
 DAY = 24 * 3600
+MiB = 2**20
+BOOSTED = 50 * MiB  # what an interaction may upload on a server at boost level 2
 
 
 def job_rows(h, *columns: str) -> list[tuple]:
@@ -206,33 +208,98 @@ async def test_item09_an_image_given_as_an_option_is_told_clearly_once_its_link_
 async def test_item09_a_worker_reads_an_expired_input_from_its_message_again(
     tmp_path, postgres_url
 ):
+    """The worker reads a job's input with the same function as Reroll: a day after the
+    gateway queued the job, from its message fetched again; and as large as the gateway
+    accepted it (one of the bot's own results, on a boosted server)."""
+    from tests.fakes.space import noise_png
     from tests.processes import ended, start, stop
     from tests.test_creative_images import modal_input, photo_with_gps
 
     env = {"DATABASE_URL": postgres_url, "JOB_LEASE_SECONDS": "3", "SHUTDOWN_GRACE_SECONDS": "2"}
     async with running_bot(tmp_path, **env) as h:
-        assert h.bot.shared_queue is not None  # gateway mode: a worker runs the job
+        assert h.bot.shared_queue is not None  # gateway mode: a worker runs the jobs
         photo = h.discord.post_user_message(
             h.channel_id, h.bob, "my cat", attachments=[("cat.jpg", photo_with_gps())]
         )
-        menu = await h.discord.send_message_command("Edit this image", photo, user=h.alice)
-        modal = await menu.wait_modal()
-        submitted = await h.discord.submit_modal(menu, {modal_input(modal): "give it a hat"})
-        assert (await submitted.wait_callback(5))["type"] == 5
-        deadline = asyncio.get_running_loop().time() + 10
-        while await h.bot.shared_queue.counts() != (1, 0):  # read by the gateway, queued
+        ours = h.discord.post_user_message(  # an earlier result of the bot's, about 12 MiB
+            h.channel_id,
+            h.discord.bot_user,
+            "",
+            attachments=[("static.png", noise_png(2048, 2048))],
+        )
+        assert ours.attachments[0]["size"] > 10 * MiB
+        submitted = []
+        for message, user in ((photo, h.alice), (ours, h.bob)):
+            menu = await h.discord.send_message_command(
+                "Edit this image", message, user=user, attachment_size_limit=BOOSTED
+            )
+            modal = await menu.wait_modal()
+            submitted.append(await h.discord.submit_modal(menu, {modal_input(modal): "a hat"}))
+        for interaction in submitted:
+            assert (await interaction.wait_callback(10))["type"] == 5
+        deadline = asyncio.get_running_loop().time() + 20
+        while await h.bot.shared_queue.counts() != (2, 0):  # read by the gateway, queued
             assert asyncio.get_running_loop().time() < deadline
             await asyncio.sleep(0.02)
-        h.discord.age_attachment_urls(DAY + 60)  # no worker took it for a day
+        h.discord.age_attachment_urls(DAY + 60)  # no worker took them for a day
         log = tmp_path / "worker.log"
         worker = start(["worker.py"], h.env, log)
         try:
-            await h.discord.wait_until(lambda: ended(submitted.original), 40)
-            assert submitted.original.attachments, submitted.original.embeds
-            cat = photo.attachments[0]
-            assert h.discord.cdn.expired[int(cat["id"])] == 1
-            assert h.discord.attachment_downloads(cat) == 2  # the gateway's, the worker's
-            assert len(h.space.uploads) == 1
+            for interaction in submitted:
+                await h.discord.wait_until(lambda i=interaction: ended(i.original), 60)
+                assert interaction.original.attachments, interaction.original.embeds
+            for message in (photo, ours):
+                attachment = message.attachments[0]
+                assert h.discord.cdn.expired[int(attachment["id"])] == 1
+                assert h.discord.attachment_downloads(attachment) == 2  # gateway, worker
+            assert len(h.space.uploads) == 2
         finally:
             stop(worker)
             print(log.read_text()[-3000:])
+
+
+# -- item 9: an input that is one of the bot's own results may be as large as its upload limit
+
+
+async def test_item09_vary_and_edit_of_a_large_result_on_a_boosted_server(tmp_path):
+    from tests.test_creative_images import modal_input
+
+    async with running_bot(tmp_path, MAX_JOBS_PER_USER="10") as h:
+        h.space.noise = True  # incompressible pixels: a 2048x2048 PNG of about 12 MiB
+        made = await h.slash(
+            {"prompt": "static", "width": 2048, "height": 2048}, attachment_size_limit=BOOSTED
+        )
+        result = await h.final(made, within=60)
+        (big,) = result.attachments
+        assert big["size"] > 10 * MiB and big["content_type"] == "image/png"
+        h.space.noise = False
+        vary = next(b for b in buttons(result) if b.startswith("imagine:vary:"))
+
+        # Where the interaction allows only 10 MiB, the old refusal stands (told at once).
+        small = await h.discord.press_button(result, vary, user=h.bob)
+        assert "the limit is 10 MiB" in await h.ephemeral(small)
+        assert h.discord.attachment_downloads(big) == 0
+
+        varied = await h.discord.press_button(
+            result, vary, user=h.bob, attachment_size_limit=BOOSTED
+        )
+        assert (await h.final(varied, within=60)).attachments
+        menu = await h.discord.send_message_command(
+            "Edit this image", result, user=h.alice, attachment_size_limit=BOOSTED
+        )
+        modal = await menu.wait_modal()
+        submitted = await h.discord.submit_modal(menu, {modal_input(modal): "calmer"})
+        assert (await h.final(submitted, within=60)).attachments
+        assert h.discord.attachment_downloads(big) == 2
+        assert [u.space for u in h.space.uploads] == ["kontext", "kontext"]
+        rows = job_rows(h, "kind", "input_channel_id", "input_message_id")
+        assert rows[1:] == [("vary", h.channel_id, result.id), ("edit", h.channel_id, result.id)]
+
+        # A member's own upload stays capped at 10 MiB, whatever the interaction allows.
+        theirs = h.discord.post_user_message(
+            h.channel_id, h.bob, "mine", attachments=[("mine.png", big["data"])]
+        )
+        menu = await h.discord.send_message_command(
+            "Describe this image", theirs, user=h.bob, attachment_size_limit=BOOSTED
+        )
+        assert "the limit is 10 MiB" in await h.ephemeral(menu)

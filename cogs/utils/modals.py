@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from discord_jobs.launch import Request
-from discord_jobs.starting import checked_image, start_job
+from discord_jobs.starting import checked_image, input_limit, start_job
 from imagine.i18n import ENGLISH, Texts, _
 from imagine.store import JobKind
 
@@ -51,7 +51,10 @@ class EditModal(discord.ui.Modal):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         launcher = self.bot.launcher
-        safe = await checked_image(launcher, self.bot.http_session, interaction, self.attachment)
+        limit = input_limit(interaction, self.message)  # a result of ours: its upload limit
+        safe = await checked_image(
+            launcher, self.bot.http_session, interaction, self.attachment, max_bytes=limit
+        )
         if safe is None:
             return
         request = Request(
