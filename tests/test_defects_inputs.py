@@ -7,10 +7,17 @@ fake Spaces."""
 from __future__ import annotations
 
 import asyncio
+import io
+import sqlite3
 
 import pytest
+from PIL import Image
 
+from discord_jobs import attachments
+from tests.fakes.space import noise_png
 from tests.harness import running_bot
+from tests.processes import ended, start, stop
+from tests.test_creative_images import modal_input, photo_with_gps
 from tests.test_member_languages import choose, open_settings
 
 pytestmark = pytest.mark.timeout(120)
@@ -90,8 +97,6 @@ async def test_item07_eight_quick_vary_presses_download_the_image_five_times(tmp
 
 
 async def test_item07_eight_quick_describes_download_five_images(tmp_path):
-    from tests.test_creative_images import photo_with_gps
-
     async with running_bot(tmp_path, MAX_JOBS_PER_USER="10", MAX_CONCURRENT_JOBS="10") as h:
         calls = [
             await h.discord.send_slash(
@@ -113,12 +118,6 @@ async def test_item07_eight_quick_describes_download_five_images(tmp_path):
 
 
 async def test_item07_an_image_that_takes_too_long_to_decode_is_refused(tmp_path, monkeypatch):
-    import io
-
-    from PIL import Image
-
-    from discord_jobs import attachments
-
     big = io.BytesIO()  # 16 megapixels, a small file: decoding and shrinking it takes time
     Image.new("RGB", (4096, 4096), (40, 120, 200)).save(big, "PNG")
     monkeypatch.setattr(attachments, "DECODE_TIME_LIMIT", 0.02)
@@ -139,15 +138,11 @@ BOOSTED = 50 * MiB  # what an interaction may upload on a server at boost level 
 
 
 def job_rows(h, *columns: str) -> list[tuple]:
-    import sqlite3
-
     with sqlite3.connect(h.database) as db:
         return db.execute(f"SELECT {', '.join(columns)} FROM jobs ORDER BY id").fetchall()
 
 
 async def test_item09_reroll_of_an_edit_a_day_later_reads_its_message_again(tmp_path):
-    from tests.test_creative_images import modal_input, photo_with_gps
-
     async with running_bot(tmp_path) as h:
         photo = h.discord.post_user_message(
             h.channel_id, h.bob, "my cat", attachments=[("cat.jpg", photo_with_gps())]
@@ -191,16 +186,14 @@ async def test_item09_reroll_of_an_edit_a_day_later_reads_its_message_again(tmp_
 async def test_item09_an_image_given_as_an_option_is_told_clearly_once_its_link_expired(
     tmp_path,
 ):
-    from tests.test_creative_images import photo_with_gps
-
     async with running_bot(tmp_path) as h:
         edited = await h.final(
             await h.slash({"prompt": "add snow", "image": ("field.jpg", photo_with_gps())}), 30
         )
         assert job_rows(h, "input_channel_id", "input_message_id") == [(None, None)]
         h.discord.age_attachment_urls(DAY + 60)
-        retry = next(b for b in buttons(edited) if b.startswith("imagine:reroll:"))
-        text = await h.refusal(await h.discord.press_button(edited, retry, user=h.alice))
+        reroll = next(b for b in buttons(edited) if b.startswith("imagine:reroll:"))
+        text = await h.refusal(await h.discord.press_button(edited, reroll, user=h.alice))
         assert text.startswith("The image this started from was attached to the command itself")
         assert len(h.space.uploads) == 1
 
@@ -211,10 +204,6 @@ async def test_item09_a_worker_reads_an_expired_input_from_its_message_again(
     """The worker reads a job's input with the same function as Reroll: a day after the
     gateway queued the job, from its message fetched again; and as large as the gateway
     accepted it (one of the bot's own results, on a boosted server)."""
-    from tests.fakes.space import noise_png
-    from tests.processes import ended, start, stop
-    from tests.test_creative_images import modal_input, photo_with_gps
-
     env = {"DATABASE_URL": postgres_url, "JOB_LEASE_SECONDS": "3", "SHUTDOWN_GRACE_SECONDS": "2"}
     async with running_bot(tmp_path, **env) as h:
         assert h.bot.shared_queue is not None  # gateway mode: a worker runs the jobs
@@ -262,8 +251,6 @@ async def test_item09_a_worker_reads_an_expired_input_from_its_message_again(
 
 
 async def test_item09_vary_and_edit_of_a_large_result_on_a_boosted_server(tmp_path):
-    from tests.test_creative_images import modal_input
-
     async with running_bot(tmp_path, MAX_JOBS_PER_USER="10") as h:
         h.space.noise = True  # incompressible pixels: a 2048x2048 PNG of about 12 MiB
         made = await h.slash(
