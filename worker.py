@@ -44,15 +44,14 @@ import discord
 import procrastinate
 from dotenv import load_dotenv
 
+from discord_jobs.earlier_input import read_earlier_input
 from discord_jobs.recovery import INTERRUPTED, ended_state, reap_orphans
 from discord_jobs.replies import WebhookReply
 from imagine.drawing import InputImage, Work
 from imagine.engine import Engine
 from imagine.errors import BadInput, FetchError, message_of
-from imagine.fetch import fetch_image
 from imagine.http import new_session
 from imagine.i18n import _
-from imagine.inputs import prepare_input_image
 from imagine.jobs import Scheduler
 from imagine.outcomes import Failure
 from imagine.progress import StatusEditor
@@ -70,7 +69,6 @@ log = logging.getLogger("imagine.worker")
 WORKER_EDITS = 3
 """Status edits per 5 s window here: the token's bucket holds 5; the gateway may have spent
 one on the job's place just before the claim, and one is kept for the result."""
-MAX_INPUT_BYTES = 10 * 1024 * 1024
 STALLED_SECONDS = 60.0
 """A procrastinate task whose worker sent no heartbeat for this long belongs to a dead one."""
 IDLE_RECHECK_SECONDS = 1.0
@@ -282,18 +280,8 @@ class Worker:
         """The job's input image, read back from Discord and checked against its hash."""
         if not job.input_url:
             return ()
-        fetched = await fetch_image(
-            self.session, job.input_url, origin=job.input_url, max_bytes=MAX_INPUT_BYTES
-        )
-        try:
-            data = fetched.data
-        finally:
-            fetched.close()
-        prepare = functools.partial(prepare_input_image, data, filename=fetched.filename)
-        image = await asyncio.to_thread(prepare)
-        if job.input_sha256 and image.sha256 != job.input_sha256:
-            raise BadInput("it changed since it was sent")
-        return (image.as_media(),)
+        earlier = await read_earlier_input(self.client, self.session, job)
+        return (earlier.image.as_media(),)
 
     async def _fail(self, job: JobRecord, reply: WebhookReply, message: str) -> None:
         with contextlib.suppress(discord.HTTPException):

@@ -14,11 +14,19 @@ import discord
 from discord.ext import commands
 
 from discord_jobs.language import language_of_interaction, member_of, texts_of
-from discord_jobs.launch import Refusal, Request
+from discord_jobs.launch import Request
 from discord_jobs.render import NO_PINGS, Action, job_view
 from discord_jobs.replies import CANCELLED_BY, InteractionReply
 from discord_jobs.shared_launch import SharedLauncher
-from discord_jobs.starting import checked_image, image_from_url, may_manage, refuse, start_job
+from discord_jobs.starting import (
+    checked_image,
+    counted,
+    earlier_image,
+    input_limit,
+    may_manage,
+    refuse,
+    start_job,
+)
 from imagine.errors import FetchError, message_of
 from imagine.fetch import fetch_image
 from imagine.i18n import Text, _, texts
@@ -129,7 +137,8 @@ class JobButtons(commands.Cog):
         self, interaction: discord.Interaction, job: JobRecord, *, same_seed: bool
     ) -> None:
         """Reroll (new seed) or Retry (the same request): a new job, in a new reply. A job that
-        started from an image starts from it again (read back from Discord, checked by hash)."""
+        started from an image starts from it again (read back from Discord, from its message
+        fetched again once the URL kept has expired, and checked by hash)."""
         kind = JobKind.IMAGINE if job.kind == JobKind.PICK else JobKind(job.kind)
         request = Request(
             prompt=job.prompt,
@@ -146,23 +155,36 @@ class JobButtons(commands.Cog):
             flags=False,
         )
         if job.input_url:
-            safe = await image_from_url(
-                self.bot.http_session, interaction, job.input_url, sha256=job.input_sha256
-            )
-            if safe is None:
+            if not await counted(self.bot.launcher, interaction):  # before reading it again
                 return
-            request = replace(request, input=safe, input_url=job.input_url)
+            earlier = await earlier_image(self.bot, self.bot.http_session, interaction, job)
+            if earlier is None:
+                return
+            request = replace(
+                request,
+                input=earlier.image,
+                input_url=earlier.url,
+                input_channel_id=job.input_channel_id,
+                input_message_id=job.input_message_id,
+                counted=True,
+            )
         await start_job(self.bot.launcher, interaction, request)
 
     async def vary(self, interaction: discord.Interaction, job: JobRecord, index: int) -> None:
         """V1..V4 and Vary: the chosen image, drawn again close to itself (image to image,
         the original prompt), in a new reply."""
         attachment = nth_attachment(interaction, index)
-        if attachment is None:
+        if attachment is None or interaction.message is None:
             await refuse(interaction, GONE)
             return
         launcher = self.bot.launcher
-        safe = await checked_image(launcher, self.bot.http_session, interaction, attachment)
+        safe = await checked_image(
+            launcher,
+            self.bot.http_session,
+            interaction,
+            attachment,
+            max_bytes=input_limit(interaction, interaction.message),
+        )
         if safe is None:
             return
         request = Request(
@@ -172,22 +194,26 @@ class JobButtons(commands.Cog):
             negative=job.negative,
             input=safe,
             input_url=attachment.url,
+            input_channel_id=interaction.message.channel.id,
+            input_message_id=interaction.message.id,
             parent_id=job.id,
             image_index=index,
             flags=False,
+            counted=True,
         )
         await start_job(launcher, interaction, request)
 
     async def edit(self, interaction: discord.Interaction, job: JobRecord) -> None:
         """Edit: a modal asks what should change; then image to image from this image."""
         attachment = nth_attachment(interaction, 0)
-        if attachment is None:
+        if attachment is None or interaction.message is None:
             await refuse(interaction, GONE)
             return
         await interaction.response.send_modal(
             EditModal(
                 self.bot,
                 attachment,
+                interaction.message,
                 tr=texts_of(interaction),
                 parent_id=job.id,
                 image_index=job.image_index or 0,
@@ -201,11 +227,7 @@ class JobButtons(commands.Cog):
         if attachment is None:
             await refuse(interaction, GONE)
             return
-        launcher = self.bot.launcher
-        try:
-            await launcher.precheck(interaction.user.id, interaction.guild_id)
-        except Refusal as refusal:
-            await refuse(interaction, refusal)
+        if not await counted(self.bot.launcher, interaction):  # before reading the image
             return
         member = member_of(interaction)
         await interaction.response.defer(thinking=True, ephemeral=member.private)

@@ -19,6 +19,7 @@ from discord_jobs.starting import (
     EVERYWHERE,
     checked_image,
     first_image,
+    input_limit,
     refuse,
     start_job,
 )
@@ -69,7 +70,7 @@ class Images(commands.Cog):
             await refuse(interaction, NO_IMAGE)
             return
         await interaction.response.send_modal(
-            EditModal(self.bot, found[1], tr=texts_of(interaction))
+            EditModal(self.bot, found[1], message, tr=texts_of(interaction))
         )
 
     async def describe_this_image(
@@ -79,20 +80,33 @@ class Images(commands.Cog):
         if found is None:
             await refuse(interaction, NO_IMAGE)
             return
-        await self.describe_attachment(interaction, found[1], source="menu")
+        await self.describe_attachment(interaction, found[1], message, source="menu")
 
     @app_commands.command(name="describe", description="Read prompts off an image")
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.allowed_installs(guilds=True, users=True)
     @app_commands.describe(image="The image to describe (PNG, JPEG, WebP or GIF)")
     async def describe(self, interaction: discord.Interaction, image: discord.Attachment) -> None:
-        await self.describe_attachment(interaction, image, source="slash")
+        await self.describe_attachment(interaction, image, None, source="slash")
 
     async def describe_attachment(
-        self, interaction: discord.Interaction, attachment: discord.Attachment, *, source: str
+        self,
+        interaction: discord.Interaction,
+        attachment: discord.Attachment,
+        message: discord.Message | None,
+        *,
+        source: str,
     ) -> None:
+        """``message``: the one the image is attached to (None for the command's own option,
+        an ephemeral upload with no message to fetch again)."""
         launcher = self.bot.launcher
-        safe = await checked_image(launcher, self.bot.http_session, interaction, attachment)
+        safe = await checked_image(
+            launcher,
+            self.bot.http_session,
+            interaction,
+            attachment,
+            max_bytes=input_limit(interaction, message),
+        )
         if safe is None:
             return
         request = Request(
@@ -101,7 +115,10 @@ class Images(commands.Cog):
             kind=JobKind.DESCRIBE,
             input=safe,
             input_url=attachment.url,
+            input_channel_id=message.channel.id if message else None,
+            input_message_id=message.id if message else None,
             flags=False,
+            counted=True,
         )
         await start_job(launcher, interaction, request)
 

@@ -14,7 +14,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from discord_jobs.launch import Refusal, Request, allowed_models
-from discord_jobs.starting import ANY_INSTALL, EVERYWHERE, image_from, refuse, start_job
+from discord_jobs.starting import ANY_INSTALL, EVERYWHERE, checked_image, refuse, start_job
 from imagine.aspects import ASPECT_CHOICES
 from imagine.flags import MAX_COUNT
 from imagine.i18n import _
@@ -109,10 +109,12 @@ class Imagine(commands.Cog):
             except Refusal as refusal:
                 await refuse(interaction, refusal)
                 return
-            safe = await image_from(self.bot.http_session, interaction, image)
+            safe = await checked_image(launcher, self.bot.http_session, interaction, image)
             if safe is None:
                 return
-            request = replace(request, kind=JobKind.EDIT, input=safe, input_url=image.url)
+            request = replace(
+                request, kind=JobKind.EDIT, input=safe, input_url=image.url, counted=True
+            )
         await start_job(launcher, interaction, request)
 
     @imagine.autocomplete("model")

@@ -6,7 +6,9 @@ of images (within the server's most), whether results are private (an ephemeral 
 the language the bot speaks to them. ``Reset`` goes back to the server's defaults.
 
 The menus' custom ids are fixed and the view is registered at start, so a menu still works
-on a message shown before a restart.
+on a message shown before a restart. That one registered view answers every page: a page is
+sent with a view that discord.py does not keep (``components_only``), or each page and each
+change would leave a view in its store for ever.
 """
 
 from __future__ import annotations
@@ -221,6 +223,14 @@ class SettingsView(discord.ui.View):
         await self.handler.change(interaction, UserSettings.cleared)
 
 
+def components_only(view: SettingsView) -> SettingsView:
+    """``view`` stopped before it is sent: discord.py then sends its menus but keeps nothing
+    for the message (a view with no timeout, stored on every edit, would stay for ever); the
+    persistent view registered at start answers the page instead."""
+    view.stop()
+    return view
+
+
 class SettingsHandler:
     """Applies a member's choices and shows the page again."""
 
@@ -237,7 +247,7 @@ class SettingsHandler:
         page = await self.page(interaction, member_of(interaction))
         await interaction.response.send_message(
             embed=page.embed(),
-            view=SettingsView(self, page),
+            view=components_only(SettingsView(self, page)),
             ephemeral=True,
             allowed_mentions=NO_PINGS,
         )
@@ -282,7 +292,9 @@ class SettingsHandler:
         interaction.extras[LANGUAGE] = language_for(member.language, str(interaction.locale))
         page = await self.page(interaction, member)
         await interaction.response.edit_message(
-            embed=page.embed(), view=SettingsView(self, page), allowed_mentions=NO_PINGS
+            embed=page.embed(),
+            view=components_only(SettingsView(self, page)),
+            allowed_mentions=NO_PINGS,
         )
 
 

@@ -6,7 +6,8 @@ come from the attachment's ``url`` exactly as Discord gave it, never from a link
 under ``imagine.fetch``'s discipline: a hard size cap while reading (the declared size could
 lie), a time limit, and no redirect off that URL's origin. ``Attachment.read()`` is not used:
 it reads the whole body, however large. Then ``imagine.inputs`` checks, decodes and
-re-encodes the image in a small thread pool, off the event loop.
+re-encodes the image in a small thread pool, off the event loop, within a time limit of its
+own (waiting for a free decoder included), so a flood of images cannot hold requests for ever.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ TIME_LIMIT = 30.0
 DECODERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="input-image")
 """At most two images decode at once: a 16-megapixel image takes about 64 MB while it does,
 and the bot shares two cores with everything else."""
+DECODE_TIME_LIMIT = 20.0
+"""Seconds an image may take to be decoded, waiting for a free decoder included (one within
+the pixel cap takes about a second)."""
 
 
 async def read_attachment(
@@ -65,15 +69,46 @@ async def read_attachment(
         data = fetched.data  # bytes, so a cancelled caller cannot close the file under a thread
     finally:
         fetched.close()
-    prepare = functools.partial(
-        prepare_input_image,
+    return await decode(
         data,
         filename=attachment.filename,
         max_bytes=max_bytes,
         max_side=max_side,
         max_pixels=max_pixels,
     )
-    return await asyncio.get_running_loop().run_in_executor(DECODERS, prepare)
+
+
+async def decode(
+    data: bytes,
+    *,
+    filename: str,
+    max_bytes: int = MAX_BYTES,
+    max_side: int = MAX_SIDE,
+    max_pixels: int = MAX_INPUT_PIXELS,
+) -> InputImage:
+    """``prepare_input_image`` in the decoders' pool, within ``DECODE_TIME_LIMIT``: past it
+    the member is told (``BadInput``) and a decode still waiting for the pool never starts
+    (one already running finishes in its thread, bounded by the pixel cap)."""
+    prepare = functools.partial(
+        prepare_input_image,
+        data,
+        filename=filename,
+        max_bytes=max_bytes,
+        max_side=max_side,
+        max_pixels=max_pixels,
+    )
+    try:
+        async with asyncio.timeout(DECODE_TIME_LIMIT):
+            return await asyncio.get_running_loop().run_in_executor(DECODERS, prepare)
+    except TimeoutError:
+        log.info("decoding %s took longer than %gs", filename, DECODE_TIME_LIMIT)
+        raise BadInput(
+            _(
+                "Reading that image took longer than {seconds}s; try a smaller one, "
+                "or again in a minute.",
+                seconds=f"{DECODE_TIME_LIMIT:g}",
+            )
+        ) from None
 
 
 def check_declared(

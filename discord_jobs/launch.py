@@ -71,9 +71,12 @@ class Request:
     count: int | None = None
     input: InputImage | None = None  # already made safe (imagine.inputs)
     input_url: str | None = None  # where it came from (a Discord attachment URL)
+    input_channel_id: int | None = None  # the message it is attached to, when there is one:
+    input_message_id: int | None = None  # fetched again for a fresh URL once that one expired
     parent_id: int | None = None
     image_index: int | None = None
     flags: bool = True  # read --ar, --no, --seed, --model, --count from the prompt
+    counted: bool = False  # already counted against the bursts (``Launcher.count``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +97,14 @@ class Plan:
     negative: str | None = None
     input: InputImage | None = None
     input_url: str | None = None
+    input_channel_id: int | None = None
+    input_message_id: int | None = None
     parent_id: int | None = None
     image_index: int | None = None
     language: Language = DEFAULT_LANGUAGE  # what the requester reads
     private: bool = False  # the reply only the requester sees
     translate: str | None = None  # the model that puts a non-English prompt into English
+    counted: bool = False  # already counted against the bursts: ``admit`` does not again
 
     def work(self) -> Work:
         images = () if self.input is None else (self.input.as_media(),)
@@ -224,25 +230,45 @@ class Launcher:
 
     async def precheck(self, user_id: int, guild_id: int | None) -> None:
         """The limits, before any I/O on the request's behalf (reading the conversation, say):
-        ``Refusal`` if one is reached. Nothing is counted here; ``admit`` counts."""
+        ``Refusal`` if one is reached. Nothing is counted here; ``admit`` (or ``count``)
+        counts."""
         wait = self.user_rate.wait(user_id)
         if wait:
             raise Throttled(slow_down(wait))
         if guild_id is not None:
-            settings = await self.guild_settings(guild_id)
-            cooldown = settings.cooldown_seconds if settings else 0.0
-            left = self.cooldowns.remaining((guild_id, user_id), cooldown)
-            if left:
-                raise Throttled(
-                    _(
-                        "This server has a {seconds}s cooldown: you can ask again {when}.",
-                        seconds=f"{cooldown:g}",
-                        when=f"<t:{int(time.time() + left) + 1}:R>",
-                    )
-                )
+            await self.check_cooldown(user_id, guild_id)
             if self.guild_rate.wait(guild_id):
                 raise Throttled(BUSY_SERVER)
         await self.check_queue(user_id)
+
+    async def count(self, user_id: int, guild_id: int | None) -> None:
+        """The limits checked and the request counted against the member's and the server's
+        bursts now, before an image is downloaded and decoded on its behalf: a burst of
+        presses must be refused before each costs a download, not after. The request then
+        goes on with ``counted`` set, so ``admit`` does not count it again."""
+        await self.precheck(user_id, guild_id)
+        self._hit(user_id, guild_id)
+
+    def _hit(self, user_id: int, guild_id: int | None) -> None:
+        wait = self.user_rate.hit(user_id)
+        if wait:
+            raise Throttled(slow_down(wait))
+        if guild_id is not None and self.guild_rate.hit(guild_id):
+            raise Throttled(BUSY_SERVER)
+
+    async def check_cooldown(self, user_id: int, guild_id: int) -> None:
+        """``Throttled`` while the server's cooldown for this member runs."""
+        settings = await self.guild_settings(guild_id)
+        cooldown = settings.cooldown_seconds if settings else 0.0
+        left = self.cooldowns.remaining((guild_id, user_id), cooldown)
+        if left:
+            raise Throttled(
+                _(
+                    "This server has a {seconds}s cooldown: you can ask again {when}.",
+                    seconds=f"{cooldown:g}",
+                    when=f"<t:{int(time.time() + left) + 1}:R>",
+                )
+            )
 
     async def check_queue(self, user_id: int) -> None:
         """``Throttled`` when the user or the bot holds as many jobs as allowed."""
@@ -330,6 +356,8 @@ class Launcher:
             negative=negative,
             input=request.input,
             input_url=request.input_url,
+            input_channel_id=request.input_channel_id,
+            input_message_id=request.input_message_id,
             parent_id=request.parent_id,
             image_index=request.image_index,
             translate=self.engine.usable_translation_model(
@@ -337,6 +365,7 @@ class Launcher:
             ),
             language=language,
             private=member.private,
+            counted=request.counted,
         )
 
     def check_image_model(self, model: str | None) -> None:
@@ -447,16 +476,20 @@ class Launcher:
             kind=JobKind.DESCRIBE,
             input=request.input,
             input_url=request.input_url,
+            input_channel_id=request.input_channel_id,
+            input_message_id=request.input_message_id,
+            counted=request.counted,
         )
 
     async def admit(self, plan: Plan) -> Ticket:
-        """Rate limits, the server's cooldown and the queue; ``Refusal`` when over."""
-        await self.precheck(plan.user_id, plan.guild_id)
-        wait = self.user_rate.hit(plan.user_id)
-        if wait:
-            raise Throttled(slow_down(wait))
-        if plan.guild_id is not None and self.guild_rate.hit(plan.guild_id):
-            raise Throttled(BUSY_SERVER)
+        """Rate limits, the server's cooldown and the queue; ``Refusal`` when over. A plan
+        already ``counted`` (its image was read on its behalf) is not counted twice."""
+        if plan.counted:
+            if plan.guild_id is not None:
+                await self.check_cooldown(plan.user_id, plan.guild_id)
+            await self.check_queue(plan.user_id)
+        else:
+            await self.count(plan.user_id, plan.guild_id)
         ticket = self.take_place(plan)
         if plan.guild_id is not None:
             settings = await self.guild_settings(plan.guild_id)
@@ -489,6 +522,8 @@ class Launcher:
             image_index=plan.image_index,
             input_url=plan.input_url,
             input_sha256=plan.input.sha256 if plan.input is not None else None,
+            input_channel_id=plan.input_channel_id,
+            input_message_id=plan.input_message_id,
             language=plan.language.value,
             private=plan.private,
             **extra,

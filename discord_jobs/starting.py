@@ -5,27 +5,22 @@ interactions.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 
 import aiohttp
 import discord
 
-from imagine.errors import BadInput, FetchError, message_of
-from imagine.fetch import fetch_image
-from imagine.i18n import _
-from imagine.inputs import InputImage, prepare_input_image
+from imagine.errors import BadInput, message_of
+from imagine.inputs import MAX_BYTES, InputImage
+from imagine.store import JobRecord
 
-from .attachments import DECODERS, check_declared, read_attachment
+from .attachments import check_declared, read_attachment
+from .earlier_input import LARGEST_INPUT_BYTES, EarlierInput, read_earlier_input
 from .language import language_of_interaction, member_of, texts_of
 from .launch import Launcher, Refusal, Request
 from .render import NO_PINGS
 
 log = logging.getLogger(__name__)
-
-MAX_INPUT_BYTES = 10 * 1024 * 1024
-"""The largest image a job may start from (Discord's own default upload limit)."""
 
 EVERYWHERE = discord.app_commands.AppCommandContext(
     guild=True, dm_channel=True, private_channel=True
@@ -75,26 +70,53 @@ async def start_job(launcher: Launcher, interaction: discord.Interaction, reques
     await launcher.launch(interaction, plan, ticket)
 
 
+def input_limit(interaction: discord.Interaction, message: discord.Message | None) -> int:
+    """The largest image this request may start from: Discord's default upload limit
+    (10 MiB), or, for one of the bot's own results, as much as this interaction may upload:
+    a result on a boosted server may be up to its upload limit (50 or 100 MiB), and Vary or
+    Edit of it must not be refused. Decoding stays bounded by the pixel cap."""
+    me = interaction.client.user
+    if message is None or me is None or message.author.id != me.id:
+        return MAX_BYTES
+    return max(MAX_BYTES, min(interaction.filesize_limit or 0, LARGEST_INPUT_BYTES))
+
+
 async def image_from(
-    session: aiohttp.ClientSession, interaction: discord.Interaction, attachment: discord.Attachment
+    session: aiohttp.ClientSession,
+    interaction: discord.Interaction,
+    attachment: discord.Attachment,
+    *,
+    max_bytes: int = MAX_BYTES,
 ) -> InputImage | None:
     """An attachment made safe to send to a backend, after acknowledging the interaction
     ("thinking…", since reading it may take longer than Discord's 3 s); None when it was
     refused (the member has been told why, privately). What Discord declares of the file
     (its size, type, dimensions) is checked first, so such a refusal needs no download and
-    no public placeholder."""
+    no public placeholder. ``max_bytes``: see ``input_limit``."""
     try:
-        check_declared(attachment)
+        check_declared(attachment, max_bytes=max_bytes)
     except BadInput as exc:
         await refuse(interaction, exc)
         return None
     if not interaction.response.is_done():
         await interaction.response.defer(thinking=True, ephemeral=member_of(interaction).private)
     try:
-        return await read_attachment(session, attachment)
+        return await read_attachment(session, attachment, max_bytes=max_bytes)
     except BadInput as exc:
         await refuse(interaction, exc)
         return None
+
+
+async def counted(launcher: Launcher, interaction: discord.Interaction) -> bool:
+    """The request counted against the member's and the server's bursts before anything is
+    read on its behalf (a download, a decode); False when a limit refused it (the member has
+    been told, privately). The ``Request`` that follows says ``counted=True``."""
+    try:
+        await launcher.count(interaction.user.id, interaction.guild_id)
+    except Refusal as refusal:
+        await refuse(interaction, refusal)
+        return False
+    return True
 
 
 async def checked_image(
@@ -102,15 +124,16 @@ async def checked_image(
     session: aiohttp.ClientSession,
     interaction: discord.Interaction,
     attachment: discord.Attachment,
+    *,
+    max_bytes: int = MAX_BYTES,
 ) -> InputImage | None:
-    """The limits first (reading an image is work on the asker's behalf), then the
-    attachment made safe; None when either refused (the member has been told, privately)."""
-    try:
-        await launcher.precheck(interaction.user.id, interaction.guild_id)
-    except Refusal as refusal:
-        await refuse(interaction, refusal)
+    """The request counted first (reading an image is work on the asker's behalf: a burst of
+    presses is refused before each costs a download), then the attachment made safe; None
+    when either refused (the member has been told, privately). The ``Request`` made from the
+    image says ``counted=True``."""
+    if not await counted(launcher, interaction):
         return None
-    return await image_from(session, interaction, attachment)
+    return await image_from(session, interaction, attachment, max_bytes=max_bytes)
 
 
 def first_image(message: discord.Message) -> tuple[int, discord.Attachment] | None:
@@ -121,37 +144,19 @@ def first_image(message: discord.Message) -> tuple[int, discord.Attachment] | No
     return None
 
 
-async def image_from_url(
+async def earlier_image(
+    client: discord.Client,
     session: aiohttp.ClientSession,
     interaction: discord.Interaction,
-    url: str,
-    *,
-    sha256: str | None,
-) -> InputImage | None:
-    """The input image of an earlier job, read back from the Discord attachment URL it came
-    from and checked against the hash the job log kept; None when it cannot be (the member
-    has been told why, privately)."""
+    job: JobRecord,
+) -> EarlierInput | None:
+    """The input image of an earlier job, read again from Discord (a fresh URL when the one
+    kept has expired) and checked against the hash the job log kept, after acknowledging the
+    interaction; None when it cannot be (the member has been told why, privately)."""
     if not interaction.response.is_done():
         await interaction.response.defer(thinking=True, ephemeral=member_of(interaction).private)
     try:
-        fetched = await fetch_image(session, url, origin=url, max_bytes=MAX_INPUT_BYTES)
-        try:
-            data = fetched.data
-        finally:
-            fetched.close()
-        prepare = functools.partial(prepare_input_image, data, filename=fetched.filename)
-        image = await asyncio.get_running_loop().run_in_executor(DECODERS, prepare)
-    except (FetchError, BadInput) as exc:
-        log.info("an earlier input image could not be read again: %s", exc)
-        await refuse(
-            interaction,
-            _(
-                "The image this started from is no longer available from Discord; "
-                "start again from the image."
-            ),
-        )
+        return await read_earlier_input(client, session, job)
+    except BadInput as exc:
+        await refuse(interaction, exc)
         return None
-    if sha256 and image.sha256 != sha256:
-        await refuse(interaction, _("The image at that address has changed; start again from it."))
-        return None
-    return image

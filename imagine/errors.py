@@ -99,7 +99,12 @@ def reword(error: ImagineError, text: str) -> ImagineError:
 
 
 class FetchError(ImagineError):
-    """The result image could not be downloaded safely."""
+    """The result image could not be downloaded safely; ``status`` is the HTTP status when
+    the server refused it (a caller may tell an expired link from a failing server)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def size_text(size: int) -> str:

@@ -163,7 +163,10 @@ async def fetch_image(
                     current = current.join(URL(location))
                     continue
                 if not response.ok:
-                    raise FetchError(f"Downloading the image failed: HTTP {response.status}.")
+                    raise FetchError(
+                        f"Downloading the image failed: HTTP {response.status}.",
+                        status=response.status,
+                    )
                 length = response.content_length
                 if length is not None and length > max_bytes:
                     raise FetchError(_too_large(max_bytes))

@@ -316,7 +316,14 @@ def _encode(image: Image.Image) -> tuple[bytes, str, str]:
     if image.mode == "RGBA":
         image.save(buffer, "PNG", compress_level=6)
         return buffer.getvalue(), "image/png", "png"
-    image.save(buffer, "JPEG", quality=JPEG_QUALITY, subsampling=0, optimize=True)
+    try:
+        image.save(buffer, "JPEG", quality=JPEG_QUALITY, subsampling=0, optimize=True)
+    except OSError:
+        # Pillow's optimizing encoder writes into one buffer of about two bytes a pixel; a
+        # grainy enough image (noise, static) needs more and fails ("broken data stream").
+        # Without optimizing, the encoder streams in blocks: a few per cent larger, any size.
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=JPEG_QUALITY, subsampling=0)
     return buffer.getvalue(), "image/jpeg", "jpg"
 
 

@@ -831,6 +831,41 @@ async def test_attachment_option_resolves_like_discord_and_declared_size(
     assert fake.attachment_downloads(att_id) == 3  # GETs that served bytes; not HEAD, not 416
 
 
+GONE = "This content is no longer available."
+
+
+async def test_attachment_urls_are_signed_for_a_day_and_a_message_fetched_again_renews_them(
+    fake: FakeDiscord,
+) -> None:
+    guild = fake.add_guild()
+    message = fake.post_user_message(
+        guild.channel_id, fake.add_user("bob"), "look", attachments=[("cat.png", PNG)]
+    )
+    att = message.attachments[0]
+    url = yarl.URL(att["url"])
+    issued, expiry = int(url.query["is"], 16), int(url.query["ex"], 16)
+    assert abs(issued - time.time()) < 5 and expiry - issued == 24 * 3600
+    async with run_bot(fake) as bot, aiohttp.ClientSession() as http:
+        async with http.get(att["url"]) as resp:
+            assert resp.status == 200 and await resp.read() == PNG
+        forged = url.update_query(ex=f"{expiry + 3600:x}")  # the signature covers ex
+        async with http.get(forged) as resp:
+            assert (resp.status, await resp.text()) == (404, GONE)
+
+        fake.age_attachment_urls(24 * 3600 + 60)
+        async with http.get(att_url := str(url)) as resp:
+            assert (resp.status, await resp.text()) == (404, GONE)
+        assert fake.cdn.expired[int(att["id"])] == 2 and fake.attachment_downloads(att) == 1
+
+        channel = await bot.fetch_channel(guild.channel_id)
+        fetched = await channel.fetch_message(message.id)  # type: ignore[union-attr]
+        fresh = fetched.attachments[0].url
+        assert fresh != att_url and int(yarl.URL(fresh).query["ex"], 16) > expiry
+        async with http.get(fresh) as resp:
+            assert resp.status == 200 and await resp.read() == PNG
+        assert fake.attachment_downloads(att) == 2
+
+
 async def test_helpers_find_ephemeral_replies_and_followups(fake: FakeDiscord) -> None:
     fake.add_guild()
     async with run_bot(fake, MediaBot()) as bot:

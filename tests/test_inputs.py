@@ -317,6 +317,14 @@ def test_a_big_image_is_shrunk_to_2048_and_a_big_jpeg_decoded_in_draft(monkeypat
     assert drafts == [(2048, 1536)]
 
 
+def test_an_image_of_pure_noise_is_still_re_encoded():
+    """JPEG's optimizing encoder runs out of buffer on static ("broken data stream")."""
+    noise = Image.frombytes("RGB", (600, 400), random.Random(7).randbytes(600 * 400 * 3))
+    image = prepare_input_image(encode(noise, "PNG", compress_level=1), filename="static.png")
+    assert (image.mime, image.width, image.height) == ("image/jpeg", 600, 400)
+    assert Image.open(io.BytesIO(image.data)).size == (600, 400)
+
+
 def test_a_tall_png_keeps_its_shape_when_shrunk():
     result = prepare_input_image(encode(halves((1000, 3000)), "PNG"), filename="tall.png")
     assert (result.width, result.height) == (683, 2048)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from discord_jobs.launch import Request
-from discord_jobs.starting import checked_image, start_job
+from discord_jobs.starting import checked_image, input_limit, start_job
 from imagine.i18n import ENGLISH, Texts, _
 from imagine.store import JobKind
 
@@ -24,6 +24,7 @@ class EditModal(discord.ui.Modal):
         self,
         bot: ImagineBot,
         attachment: discord.Attachment,
+        message: discord.Message,
         *,
         tr: Texts = ENGLISH,
         parent_id: int | None = None,
@@ -40,6 +41,7 @@ class EditModal(discord.ui.Modal):
         self.add_item(self.change)
         self.bot = bot
         self.attachment = attachment
+        self.message = message  # fetched again for a fresh URL, once the attachment's expired
         self.parent_id = parent_id
         self.image_index = image_index
 
@@ -49,7 +51,10 @@ class EditModal(discord.ui.Modal):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         launcher = self.bot.launcher
-        safe = await checked_image(launcher, self.bot.http_session, interaction, self.attachment)
+        limit = input_limit(interaction, self.message)  # a result of ours: its upload limit
+        safe = await checked_image(
+            launcher, self.bot.http_session, interaction, self.attachment, max_bytes=limit
+        )
         if safe is None:
             return
         request = Request(
@@ -58,7 +63,10 @@ class EditModal(discord.ui.Modal):
             kind=JobKind.EDIT,
             input=safe,
             input_url=self.attachment.url,
+            input_channel_id=self.message.channel.id,
+            input_message_id=self.message.id,
             parent_id=self.parent_id,
             image_index=self.image_index,
+            counted=True,
         )
         await start_job(launcher, interaction, request)

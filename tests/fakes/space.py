@@ -796,7 +796,10 @@ class FakeSpace:
 
     async def start(self) -> None:
         """Bind (port 0 picks a free port) and serve."""
-        app = web.Application(middlewares=[self._record_middleware])
+        # Spaces take uploads of many MB (a photo to edit); aiohttp's default is 1 MiB.
+        app = web.Application(
+            middlewares=[self._record_middleware], client_max_size=256 * 1024 * 1024
+        )
         self._add_routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()

@@ -12,12 +12,20 @@ A test may describe an attachment that differs from its bytes with :class:`FakeA
 ``HEAD`` are answered, with one ``Range: bytes=...`` honoured (206/416), and every ``GET``
 that served bytes is counted in :attr:`Cdn.downloads`, so a test can tell that a bot
 refused a file without downloading it.
+
+URLs are signed as Discord signs them: ``?ex=<expiry>&is=<issued>&hm=<signature>&`` (epoch
+seconds in hex, an HMAC of path, ``ex`` and ``is``), valid for about a day. Past ``ex``, or
+with a signature that does not match, the CDN answers 404 "This content is no longer
+available." (counted in :attr:`Cdn.expired`), as Discord's does. :meth:`Cdn.age` moves the
+CDN's clock ahead: the URLs a client already holds then expire, and whatever the fake sends
+from then on (a message fetched again, an event, an interaction) carries fresh ones.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import io
 import mimetypes
 import re
@@ -27,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from aiohttp import web
 
@@ -36,6 +44,10 @@ from .routing import Route
 __all__ = ["Cdn", "FakeAttachment", "Upload", "as_attachment", "image_size"]
 
 ATTACHMENT_ROUTE = "/attachments/{channel_id}/{attachment_id}/{filename}"
+URL_LIFETIME = 24 * 3600
+"""Seconds a signed URL works (Discord: about a day)."""
+GONE = "This content is no longer available."
+"""What Discord's CDN answers (404) for an expired or badly signed attachment URL."""
 _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
@@ -95,6 +107,46 @@ class Cdn:
         self.attachments: dict[int, dict[str, Any]] = {}
         #: attachment id -> how many GETs its url answered with bytes (HEADs are not downloads).
         self.downloads: Counter[int] = Counter()
+        #: attachment id -> how many requests came with an expired (or badly signed) URL.
+        self.expired: Counter[int] = Counter()
+        #: Seconds the CDN's clock is ahead of the real one (see :meth:`age`).
+        self.clock_offset = 0.0
+        self._key = secrets.token_bytes(32)
+
+    def now(self) -> float:
+        return time.time() + self.clock_offset
+
+    def age(self, seconds: float) -> None:
+        """Move the CDN's clock ``seconds`` ahead (past ``URL_LIFETIME``: every URL handed out
+        so far has expired). Expired attachments are signed again, so what the fake sends
+        from now on (a message fetched again, an event) carries a URL that works."""
+        self.clock_offset += seconds
+        for att in self.attachments.values():
+            if _expiry(att["url"]) <= self.now():
+                att["url"] = att["proxy_url"] = self._signed(urlsplit(att["url"]).path)
+
+    def _signature(self, path: str, ex: str, issued: str) -> str:
+        message = f"{unquote(path)}?ex={ex}&is={issued}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def _signed(self, path: str) -> str:
+        """``path`` on this server, signed now for ``URL_LIFETIME`` seconds."""
+        now = int(self.now())
+        ex, issued = f"{now + URL_LIFETIME:x}", f"{now:x}"
+        hm = self._signature(path, ex, issued)
+        return f"{self._base_url()}{path}?ex={ex}&is={issued}&hm={hm}&"
+
+    def valid(self, path: str, query: str) -> bool:
+        """Whether a request for ``path`` with ``query`` is signed and not expired."""
+        params = {k: v[0] for k, v in parse_qs(query).items()}
+        ex, issued, hm = params.get("ex", ""), params.get("is", ""), params.get("hm", "")
+        try:
+            expiry = int(ex, 16)
+        except ValueError:
+            return False
+        if not hmac.compare_digest(hm, self._signature(path, ex, issued)):
+            return False
+        return self.now() < expiry
 
     def store(
         self, channel_id: int, upload: FakeAttachment, *, ephemeral: bool = False
@@ -105,10 +157,7 @@ class Cdn:
         content_type = (
             upload.content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
         )
-        now = int(time.time())
-        query = f"?ex={now + 86400:x}&is={now:x}&hm={secrets.token_hex(32)}&"
-        path = f"/attachments/{channel_id}/{attachment_id}/{quote(filename)}"
-        url = f"{self._base_url()}{path}{query}"
+        url = self._signed(f"/attachments/{channel_id}/{attachment_id}/{quote(filename)}")
         att: dict[str, Any] = {
             "id": str(attachment_id),
             "filename": filename,
@@ -145,6 +194,9 @@ class Cdn:
             att = self.attachments[attachment_id]
         except (KeyError, ValueError):
             return web.Response(status=404, text="Not Found")
+        if not self.valid(request.path, request.query_string):
+            self.expired[attachment_id] += 1
+            return web.Response(status=404, text=GONE)
         data: bytes = att["data"]
         headers = {"Accept-Ranges": "bytes"}
         span = _byte_range(request.headers.get("Range"), len(data))
@@ -162,6 +214,15 @@ class Cdn:
             content_type=att["content_type"],
             headers=headers,
         )
+
+
+def _expiry(url: str) -> float:
+    """The ``ex`` of a signed URL (0 when it has none)."""
+    values = parse_qs(urlsplit(url).query).get("ex") or ["0"]
+    try:
+        return int(values[0], 16)
+    except ValueError:
+        return 0
 
 
 def _byte_range(header: str | None, total: int) -> tuple[int, int, bool] | None:

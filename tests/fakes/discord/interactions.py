@@ -464,11 +464,13 @@ class InteractionDriver:
         permissions: int | None = None,
         stale: bool = False,
         locale: str | None = None,
+        attachment_size_limit: int = DEFAULT_ATTACHMENT_LIMIT,
     ) -> FakeInteraction:
         """A user clicks an enabled button of ``message`` (as it is now).
 
         ``stale``: the click left the user's client while it still showed an earlier version
         of the message (a click racing an edit): the button may be gone by now.
+        ``attachment_size_limit``: what the interaction allows uploading (a boosted server's).
         """
         shown = [message.to_json()]
         if stale:
@@ -492,6 +494,7 @@ class InteractionDriver:
             permissions=permissions,
             shown=seen,
             locale=locale,
+            attachment_size_limit=attachment_size_limit,
         )
 
     async def choose_select(
@@ -525,6 +528,7 @@ class InteractionDriver:
         permissions: int | None,
         shown: dict[str, Any] | None = None,
         locale: str | None = None,
+        attachment_size_limit: int = DEFAULT_ATTACHMENT_LIMIT,
     ) -> FakeInteraction:
         """``shown``: the message as the user's client showed it (default: as it is now)."""
         if message.deleted:
@@ -539,7 +543,7 @@ class InteractionDriver:
             channel=channel,
             guild=guild,
             permissions=permissions,
-            attachment_size_limit=DEFAULT_ATTACHMENT_LIMIT,
+            attachment_size_limit=attachment_size_limit,
             context=None,
             locale=locale,
             extra={"message": shown or message.to_json()},

@@ -299,6 +299,12 @@ class FakeDiscord:
         ident = attachment["id"] if isinstance(attachment, dict) else attachment
         return self.cdn.downloads[int(ident)]
 
+    def age_attachment_urls(self, seconds: float) -> None:
+        """Move the CDN's clock ``seconds`` ahead: attachment URLs handed out so far expire
+        once it passes their ``ex`` (Discord signs them for about a day); messages fetched
+        again carry fresh ones (see ``cdn.py``)."""
+        self.cdn.age(seconds)
+
     def count_by_route(self) -> Counter[str]:
         """``"METHOD /route/{template}"`` -> number of requests (any status)."""
         return Counter(f"{r.method} {r.path}" for r in self.requests)
