@@ -42,7 +42,7 @@ from imagine.engine import Engine
 from imagine.errors import BadInput, FetchError, message_of
 from imagine.fetch import fetch_image
 from imagine.http import new_session
-from imagine.i18n import _
+from imagine.i18n import Shown, _
 from imagine.inputs import prepare_input_image
 from imagine.jobs import Scheduler
 from imagine.outcomes import Failure
@@ -97,7 +97,7 @@ class Worker:
             self.engine,
             self.store,
             self.local,
-            redact=self.engine.redact,
+            redact=self.engine.redact.shown,
             editor_factory=functools.partial(StatusEditor, per_window=WORKER_EDITS),
         )
         self.client = discord.Client(intents=discord.Intents.none())
@@ -216,7 +216,7 @@ class Worker:
             raise BadInput("it changed since it was sent")
         return (image.as_media(),)
 
-    async def _fail(self, job: JobRecord, reply: WebhookReply, message: str) -> None:
+    async def _fail(self, job: JobRecord, reply: WebhookReply, message: Shown) -> None:
         with contextlib.suppress(discord.HTTPException):
             await reply.fail(Failure(job, message))
         await self.store.update_job(

@@ -22,10 +22,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from discord_jobs.language import texts_of
-from discord_jobs.render import NO_PINGS
+from discord_jobs.render import NO_PINGS, clip
 from imagine.errors import BadInput, message_of
 from imagine.flags import MAX_COUNT
-from imagine.i18n import Texts, _, n_
+from imagine.i18n import Shown, Texts, Verbatim, _, joined, n_
 from imagine.settings import MAX_SIDE
 from imagine.store import GuildSettings
 from imagine.wordfilter import matching_form
@@ -49,10 +49,10 @@ def server_of(interaction: discord.Interaction) -> int:
     return interaction.guild_id
 
 
-async def say(interaction: discord.Interaction, text: str) -> None:
+async def say(interaction: discord.Interaction, text: Shown) -> None:
     """Answer the admin privately, in their language."""
     await interaction.response.send_message(
-        texts_of(interaction)(text), ephemeral=True, allowed_mentions=NO_PINGS
+        clip(texts_of(interaction)(text), 2000), ephemeral=True, allowed_mentions=NO_PINGS
     )
 
 
@@ -209,18 +209,17 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
 
         if await self.change(interaction, set_allowed) is None:
             return
-        tr = texts_of(interaction)
-        text = tr(_("Members may pick: **{models}**.", models=", ".join(names)))
+        said = [_("Members may pick: **{models}**.", models=", ".join(names))]
         if moved:
-            text += " " + tr(_("The default model is now **{model}**.", model=moved[0]))
+            said.append(_("The default model is now **{model}**.", model=moved[0]))
         if dropped:
-            text += " " + tr(
+            said.append(
                 _(
                     "The fallback model {model} is no longer allowed: no fallback now.",
                     model=dropped[0],
                 )
             )
-        await say(interaction, text)
+        await say(interaction, joined(" ", said))
 
     @app_commands.command(name="cooldown", description="Seconds each member waits between images")
     @app_commands.describe(seconds="0 for no cooldown")
@@ -327,17 +326,16 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
             return replace(current, max_count=int(count), default_count=default)
 
         if await self.change(interaction, set_max) is not None:
-            tr = texts_of(interaction)
-            text = tr(
+            said = [
                 n_(
                     "A request may make at most **{n}** image here.",
                     "A request may make at most **{n}** images here.",
                     count,
                 )
-            )
+            ]
             if lowered:
-                text += " " + tr(_("The default is now {n} too.", n=lowered[0]))
-            await say(interaction, text)
+                said.append(_("The default is now {n} too.", n=lowered[0]))
+            await say(interaction, joined(" ", said))
 
     @app_commands.command(name="fallback", description="The model a failed job falls back to")
     @app_commands.describe(model="A model name, or 'none'")
@@ -388,8 +386,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         if action.value == "list":
             settings = await self.bot.store.guild(server_of(interaction))
             listed = ", ".join(f"`{w}`" for w in settings.blocked_words) or NONE
-            text = texts_of(interaction)(_("Blocked words: {words}", words=listed))
-            await say(interaction, text[:2000])
+            await say(interaction, _("Blocked words: {words}", words=Verbatim(listed)))
             return
         if action.value != "clear" and not given:
             await say(

@@ -14,7 +14,7 @@ from typing import Any
 
 import discord
 
-from imagine.i18n import ENGLISH, Number, Texts, _, n_
+from imagine.i18n import ENGLISH, Number, Shown, Texts, Verbatim, _, n_
 from imagine.outcomes import Delivery, Described, Failure, Picture
 
 NO_PINGS = discord.AllowedMentions.none()
@@ -93,7 +93,7 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def status_content(prompt: str, model: str, status: str, tr: Texts = ENGLISH) -> str:
+def status_content(prompt: str, model: str, status: Shown, tr: Texts = ENGLISH) -> str:
     excerpt = shown_prompt(one_line(prompt), 150)
     return clip(f"**{excerpt}**\n`{model}` · {tr(status)}", 2000)
 
@@ -217,7 +217,8 @@ def _notes(delivery: Delivery, tr: Texts) -> list[str]:
     pictures = delivery.pictures
     fallen = next((p for p in pictures if p.fallback_from and p.fallback_reason), None)
     if fallen is not None:
-        notes.append(f"{fallen.fallback_from}: {clip(tr(fallen.fallback_reason or ''), 300)}")
+        reason = tr(fallen.fallback_reason or Verbatim(""))
+        notes.append(f"{fallen.fallback_from}: {clip(reason, 300)}")
     ignored = sorted({option for p in pictures for option in p.ignored})
     for option in ignored:
         notes.append(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from imagine.errors import message_of
-from imagine.i18n import _
+from imagine.i18n import Shown, _
 from imagine.jobs import QueueFull, SchedulerBusy, Ticket
 from imagine.outcomes import Failure, Reply, StatusLine
 from imagine.progress import StatusEditor
@@ -46,7 +46,7 @@ class SharedLauncher(Launcher):
         super().__init__(**options)
         self.queue = queue
         self.app = app
-        self.waiting: dict[int, StatusEditor[str]] = {}
+        self.waiting: dict[int, StatusEditor[Shown]] = {}
         self._refresh: asyncio.Task[None] | None = None
         self._again = False
 
@@ -112,7 +112,7 @@ class SharedLauncher(Launcher):
             )
             return
 
-        async def show(text: str) -> None:
+        async def show(text: Shown) -> None:
             # Only while it waits: once a worker has it, the worker's statuses are the reply's.
             # The row is held during the edit, so a claim (and the worker's "Starting") comes
             # after it, never before: a late place in line would cover the worker's status,
@@ -126,11 +126,11 @@ class SharedLauncher(Launcher):
 
         # One place edit per 5 s at most: the worker that claims the job edits the same reply
         # through the same token, whose bucket holds 5 edits per 5 s (see WORKER_EDITS).
-        editor: StatusEditor[str] = StatusEditor(show, interval=PLACE_EDIT_INTERVAL, per_window=1)
+        editor: StatusEditor[Shown] = StatusEditor(show, interval=PLACE_EDIT_INTERVAL, per_window=1)
         self.waiting[job.id] = editor
         self.refresh_positions()
 
-    async def _end_here(self, job: JobRecord, reply: Reply, message: str) -> None:
+    async def _end_here(self, job: JobRecord, reply: Reply, message: Shown) -> None:
         try:
             await reply.fail(Failure(job, message))
         except discord.HTTPException:

@@ -14,7 +14,7 @@ import discord
 
 from imagine.errors import BadInput, FetchError, message_of
 from imagine.fetch import fetch_image
-from imagine.i18n import _
+from imagine.i18n import Shown, _
 from imagine.inputs import InputImage, prepare_input_image
 
 from .attachments import DECODERS, check_declared, read_attachment
@@ -35,10 +35,10 @@ ANY_INSTALL = discord.app_commands.AppInstallationType(guild=True, user=True)
 command: discord.py applies class-level ``allowed_contexts`` only to a ``GroupCog``."""
 
 
-async def refuse(interaction: discord.Interaction, why: str | BaseException) -> None:
+async def refuse(interaction: discord.Interaction, why: Shown | BaseException) -> None:
     """Say no, privately, in the member's language. After a public "thinking…"
     acknowledgement, that placeholder is removed first, so no reply is left stuck on it."""
-    message = texts_of(interaction)(why if isinstance(why, str) else message_of(why))
+    message = texts_of(interaction)(message_of(why) if isinstance(why, BaseException) else why)
     if not interaction.response.is_done():
         await interaction.response.send_message(message, ephemeral=True, allowed_mentions=NO_PINGS)
         return

@@ -1,0 +1,52 @@
+"""Issue 16: a Russian member reads no English words of ours — in a status built from a
+Space's progress. The real bot between the fake Discord and the fake Spaces; every expected
+text is read off the Russian catalog, never written here.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from imagine.i18n import Language, texts
+from tests.harness import running_bot
+
+pytestmark = pytest.mark.timeout(90)
+
+RU = texts(Language.RU)
+
+
+def contents(message) -> list[str]:
+    """Every text the message showed, oldest first."""
+    return [v.get("content") or "" for v in message.versions] + [message.content or ""]
+
+
+def russian_pattern(msgid: str, **numbers: str) -> re.Pattern[str]:
+    """The Russian catalog's wording of ``msgid``, each ``{name}`` matched by ``numbers``."""
+    template = RU.catalog.gettext(msgid)
+    assert template != msgid, f"{msgid!r} has no Russian translation"
+    pattern = re.escape(template)
+    for name, value in numbers.items():
+        pattern = pattern.replace(re.escape("{" + name + "}"), value)
+    return re.compile(pattern)
+
+
+async def test_a_spaces_own_progress_reads_russian_when_the_space_gives_no_words(tmp_path):
+    """FLUX.1-dev's progress comes without words of its own (``desc`` None): the status is
+    ours, ``Generating 3/28``, and so in the member's language; English stays English."""
+    async with running_bot(tmp_path, MAX_CONCURRENT_JOBS="2") as h:
+        h.space.set_knobs("flux-dev", progress_desc=None, progress_steps=28, generation_delay=3.5)
+        ivan = h.discord.add_user("ivan", locale="ru")
+        h.discord.add_member(h.guild.id, ivan)
+        russian = await h.slash({"prompt": "маяк", "model": "flux-dev"}, user=ivan)
+        english = await h.slash({"prompt": "a lighthouse", "model": "flux-dev"}, user=h.alice)
+        ru_reply = await h.final(russian, 30)
+        en_reply = await h.final(english, 30)
+
+        steps = russian_pattern("Generating {index}/{length}", index=r"\d+", length="28")
+        ru_statuses = [text for text in contents(ru_reply) if steps.search(text)]
+        assert ru_statuses, contents(ru_reply)
+        assert not any("Generating" in text for text in contents(ru_reply)), contents(ru_reply)
+        assert any(re.search(r"Generating \d+/28", text) for text in contents(en_reply))
+        assert ru_reply.embeds and en_reply.embeds  # both drawn
