@@ -521,11 +521,10 @@ def error_of(backend: Backend, errors: list[tuple[Backend, ImagineError]]) -> Im
 
 
 def failover_notice(failed: Backend, error: ImagineError, to: Backend) -> Text:
+    names = {"failed": failed.label, "error": short(error), "other": to.label}
     if isinstance(error, BackendTimeout):
-        template = "{failed} is not answering ({error}); trying {other}"
-    else:
-        template = "{failed} is unavailable ({error}); trying {other}"
-    return Text(template, {"failed": failed.label, "error": short(error), "other": to.label})
+        return _("{failed} is not answering ({error}); trying {other}", **names)
+    return _("{failed} is unavailable ({error}); trying {other}", **names)
 
 
 def short(error: BaseException, limit: int = 160) -> Shown:

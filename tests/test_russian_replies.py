@@ -1,6 +1,6 @@
 """Issue 16: a Russian member reads no English words of ours — in a status built from a
-Space's progress. The real bot between the fake Discord and the fake Spaces; every expected
-text is read off the Russian catalog, never written here.
+Space's progress, in a failover notice. The real bot between the fake Discord and the fake
+Spaces; every expected text is read off the Russian catalog, never written here.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import re
 import pytest
 
 from imagine.i18n import Language, texts
+from tests.fakes.space import ServerError
 from tests.harness import running_bot
 
 pytestmark = pytest.mark.timeout(90)
@@ -50,3 +51,21 @@ async def test_a_spaces_own_progress_reads_russian_when_the_space_gives_no_words
         assert not any("Generating" in text for text in contents(ru_reply)), contents(ru_reply)
         assert any(re.search(r"Generating \d+/28", text) for text in contents(en_reply))
         assert ru_reply.embeds and en_reply.embeds  # both drawn
+
+
+async def test_a_failover_notice_is_in_russian(tmp_path):
+    """Its words were made into a message without being marked, so no catalog had them."""
+    async with running_bot(tmp_path, all_backends=True) as h:
+        ivan = h.discord.add_user("ivan", locale="ru")
+        h.discord.add_member(h.guild.id, ivan)
+        h.space.set_fault("g4f-flux", ServerError(503))
+        h.space.set_knobs("flux-schnell", generation_delay=2.5)
+        drawn = await h.final(await h.slash({"prompt": "лиса", "model": "flux"}, user=ivan), 30)
+        notice = russian_pattern(
+            "{failed} is unavailable ({error}); trying {other}",
+            failed=".+",
+            error=".+",
+            other=r"FLUX\.1-schnell.*",
+        )
+        assert any(notice.search(text) for text in contents(drawn)), contents(drawn)
+        assert not any("is unavailable" in text for text in contents(drawn))
