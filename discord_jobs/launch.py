@@ -438,7 +438,7 @@ class Launcher:
             guild_id=guild_id,
             channel_id=channel_id,
             source=request.source,
-            prompt=f"Describe {request.input.filename}",
+            prompt=request.input.filename,  # what it reads; shown as "Describe <file>"
             model=DESCRIBE_MODEL,
             width=request.input.width,
             height=request.input.height,

@@ -57,7 +57,7 @@ def image_files(delivery: Delivery) -> list[discord.File]:
 
 def status_fields(job: JobRecord, line: StatusLine) -> dict[str, Any]:
     """A status edit; with a new preview, the preview replaces the attachments shown."""
-    content = status_content(job.prompt, job.model, line.text, texts(job.language))
+    content = status_content(job, line.text, texts(job.language))
     fields: dict[str, Any] = {"content": content}
     if line.preview is not None:
         fields["attachments"] = [discord.File(io.BytesIO(line.preview), filename=PREVIEW_NAME)]
@@ -167,7 +167,7 @@ class MessageReply(JobReply):
     async def open(self, text: Shown = STARTING) -> discord.Message:
         """Send the one reply that will be edited from now on."""
         self.message = await self.channel.send(
-            status_content(self.job.prompt, self.job.model, text, self.tr),
+            status_content(self.job, text, self.tr),
             view=job_view(self.job.id, Action.CANCEL, tr=self.tr),
             mention_author=False,
             allowed_mentions=NO_PINGS,

@@ -1,6 +1,7 @@
 """Issue 16: a Russian member reads no English words of ours — in a status built from a
-Space's progress, in a failover notice. The real bot between the fake Discord and the fake
-Spaces; every expected text is read off the Russian catalog, never written here.
+Space's progress, in a /describe job's header, in a failover notice. The real bot between
+the fake Discord and the fake Spaces; every expected text is read off the Russian catalog,
+never written here.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ import re
 
 import pytest
 
-from imagine.i18n import Language, texts
+from imagine.i18n import Language, _, texts
 from tests.fakes.space import ServerError
 from tests.harness import running_bot
+from tests.test_creative_images import photo_with_gps
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -51,6 +53,39 @@ async def test_a_spaces_own_progress_reads_russian_when_the_space_gives_no_words
         assert not any("Generating" in text for text in contents(ru_reply)), contents(ru_reply)
         assert any(re.search(r"Generating \d+/28", text) for text in contents(en_reply))
         assert ru_reply.embeds and en_reply.embeds  # both drawn
+
+
+async def test_a_describe_jobs_header_is_in_russian(tmp_path):
+    """Its header was the job's prompt, made ``Describe <file>`` in English at launch."""
+    async with running_bot(tmp_path) as h:
+        h.space.set_knobs("janus", generation_delay=1.5)
+        ivan = h.discord.add_user("ivan", locale="ru")
+        h.discord.add_member(h.guild.id, ivan)
+        described = await h.final(
+            await h.discord.send_slash(
+                "describe", {"image": ("barn.png", photo_with_gps())}, user=ivan,
+                guild_id=h.guild.id,
+            ),
+            within=30,
+        )  # fmt: skip
+        headers = [text.split("\n")[0] for text in contents(described) if text]
+        assert headers, contents(described)
+        # The file is re-encoded (any extension), its name escaped as a prompt is.
+        header = russian_pattern("Describe {file}", file=r"barn\\?\.\w+")
+        assert all(header.search(line) for line in headers), headers
+        assert not any("Describe" in line for line in headers), headers
+
+        h.space.set_fault("janus", ServerError(400))  # a failed /describe names it the same way
+        failed = await h.final(
+            await h.discord.send_slash(
+                "describe", {"image": ("barn.png", photo_with_gps())}, user=ivan,
+                guild_id=h.guild.id,
+            ),
+            within=30,
+        )  # fmt: skip
+        (embed,) = failed.embeds
+        named = next(f["value"] for f in embed["fields"] if f["name"] == RU(_("Prompt")))
+        assert header.fullmatch(named), named
 
 
 async def test_a_failover_notice_is_in_russian(tmp_path):
