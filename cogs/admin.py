@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NONE = "none"
+"""What an admin types for "no model" (an option's value, the same in every language)."""
+NOTHING = _("none")
+"""What is shown for no model, no words: in the reader's language."""
 MAX_BLOCKED_WORDS = 200
 
 
@@ -63,7 +66,8 @@ def describe(settings: GuildSettings, bot_fallback: str | None, tr: Texts) -> st
         models = tr(_("all"))
     channels = ", ".join(f"<#{c}>" for c in settings.channels) or tr(_("everywhere"))
     by_bot = tr(_("bot default"))
-    fallback = settings.fallback_model or (f"{bot_fallback} ({by_bot})" if bot_fallback else NONE)
+    none = tr(NOTHING)
+    fallback = settings.fallback_model or (f"{bot_fallback} ({by_bot})" if bot_fallback else none)
     lines = [
         _("**Default model:** {model}", model=settings.default_model or f"flux ({by_bot})"),
         _("**Models members may pick:** {models}", models=models),
@@ -77,7 +81,7 @@ def describe(settings: GuildSettings, bot_fallback: str | None, tr: Texts) -> st
             n=settings.default_count or 1,
             most=settings.max_count or MAX_COUNT,
         ),
-        _("**Translate prompts with:** {model}", model=settings.translate_model or NONE),
+        _("**Translate prompts with:** {model}", model=settings.translate_model or none),
     ]
     return "\n".join(tr(line) for line in lines)
 
@@ -133,7 +137,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
             color=discord.Color.blurple(),
         )
         health = [
-            f"`{backend.name}` ({', '.join(backend.models)}): {breaker.describe()}"
+            f"`{backend.name}` ({', '.join(backend.models)}): {tr(breaker.describe())}"
             for backend, breaker in self.bot.engine.backend_health()
         ]
         if health:
@@ -385,8 +389,9 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         given = [w.strip() for w in (words or "").split(",") if w.strip()]
         if action.value == "list":
             settings = await self.bot.store.guild(server_of(interaction))
-            listed = ", ".join(f"`{w}`" for w in settings.blocked_words) or NONE
-            await say(interaction, _("Blocked words: {words}", words=Verbatim(listed)))
+            blocked = settings.blocked_words
+            listed = Verbatim(", ".join(f"`{w}`" for w in blocked)) if blocked else NOTHING
+            await say(interaction, _("Blocked words: {words}", words=listed))
             return
         if action.value != "clear" and not given:
             await say(
@@ -436,7 +441,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
                 _(
                     "{model} is not a translation model here. Available: {models}.",
                     model=model,
-                    models=", ".join(known) or NONE,
+                    models=", ".join(known) or NOTHING,
                 ),
             )
             return

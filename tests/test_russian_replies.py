@@ -1,7 +1,7 @@
 """Issue 16: a Russian member reads no English words of ours — in a status built from a
-Space's progress, in a /describe job's header, in a failover notice. The real bot between
-the fake Discord and the fake Spaces; every expected text is read off the Russian catalog,
-never written here.
+Space's progress, in a /describe job's header, in a failover notice, in the health list and
+the "none" of ``/imagine-config show``. The real bot between the fake Discord and the fake
+Spaces; every expected text is read off the Russian catalog, never written here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from imagine.i18n import Language, _, texts
 from tests.fakes.space import ServerError
-from tests.harness import running_bot
+from tests.harness import MANAGE_GUILD, running_bot
 from tests.test_creative_images import photo_with_gps
 
 pytestmark = pytest.mark.timeout(90)
@@ -104,3 +104,39 @@ async def test_a_failover_notice_is_in_russian(tmp_path):
         )
         assert any(notice.search(text) for text in contents(drawn)), contents(drawn)
         assert not any("is unavailable" in text for text in contents(drawn))
+
+
+async def test_config_show_speaks_russian_health_words_and_none(tmp_path):
+    async with running_bot(tmp_path, all_backends=True) as h:
+        h.space.set_fault("g4f-flux", ServerError(503))
+        await h.final(await h.slash({"prompt": "a fox", "model": "flux"}))  # g4f-flux rests
+        olga = h.discord.add_user("olga", locale="ru")
+        h.discord.add_member(h.guild.id, olga, permissions=MANAGE_GUILD)
+
+        async def show(user) -> dict:
+            shown = await h.discord.send_slash(
+                "imagine-config", {}, subcommand="show", user=user, guild_id=h.guild.id,
+                permissions=MANAGE_GUILD,
+            )  # fmt: skip
+            return (await shown.wait_callback(3))["data"]["embeds"][0]
+
+        embed = await show(olga)
+        backends = next(f["value"] for f in embed["fields"] if f["name"] == RU(_("Backends")))
+        healthy, none = RU(_("healthy")), RU(_("none"))
+        assert healthy != "healthy" and none != "none"
+        assert f"`flux-schnell` (flux): {healthy}" in backends
+        resting = russian_pattern("resting {seconds}s after: {error}", seconds=r"\d+", error=".+")
+        assert re.search(r"`g4f-flux` \(flux\): " + resting.pattern, backends), backends
+        assert not re.search(r"\b(healthy|resting|on trial)\b", backends), backends
+        # No fallback and no translation model: said in Russian, not as the typed value.
+        lines = embed["description"].splitlines()
+        fallback = RU(_("**Fallback model:** {model}", model=none))
+        translate = RU(_("**Translate prompts with:** {model}", model=none))
+        assert fallback in lines and translate in lines, lines
+        assert not any(line.endswith(" none") for line in lines), lines
+
+        english = await show(h.admin)  # English as it was
+        backends = next(f["value"] for f in english["fields"] if f["name"] == "Backends")
+        assert "`flux-schnell` (flux): healthy" in backends
+        assert "`g4f-flux` (flux): resting" in backends
+        assert "**Fallback model:** none" in english["description"].splitlines()
