@@ -191,7 +191,7 @@ class Engine:
         media = check_media(images, max_bytes=self.settings.max_image_bytes)
         backends = self.table.backends_for(name, images=bool(media))
         if not backends:
-            able = ", ".join(self.image_models()) or "none is configured"
+            able = Verbatim(", ".join(self.image_models())) or _("none is configured")
             raise BadInput(
                 _(
                     "{model} cannot start from an image. Models that can: {able}.",
