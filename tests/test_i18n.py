@@ -206,3 +206,25 @@ def test_a_restart_reads_an_ending_in_any_language():
     assert ended_state(reply(title=RU(_("Interrupted")))) is JobState.INTERRUPTED
     assert ended_state(reply(title=RU(_("Couldn't make this image")))) is JobState.FAILED
     assert ended_state(reply(f"**маяк**\n`flux` · {RU(_('Starting'))}")) is None
+
+
+QUOTES = re.compile(r"[\"“”‘’]|'[^'\s][^']*'")
+"""Straight and English quotation marks (a lone apostrophe is no quotation)."""
+
+
+def test_russian_quotes_are_guillemets():
+    """Russian quotes with « » (and „ “ inside them); a literal in backticks (a command, a
+    value to type) is left as it is."""
+    with (LOCALE_DIR / "ru" / "LC_MESSAGES" / "imagine.po").open("rb") as file:
+        source = read_po(file, locale="ru")
+    checked = 0
+    for message in source:
+        if not message.id:
+            continue
+        strings = message.string if isinstance(message.string, tuple) else (message.string,)
+        for string in strings:
+            prose = re.sub(r"`[^`]*`", "", string)
+            prose = re.sub(r"„[^“”]*“", "", prose)
+            assert not QUOTES.search(prose), (message.id, string)
+            checked += "«" in prose
+    assert checked >= 3  # the catalog does quote: the test looks at the right strings
