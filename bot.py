@@ -133,7 +133,9 @@ class ImagineBot(commands.AutoShardedBot):
             max_queued_per_user=settings.max_jobs_per_user,
             max_total=settings.max_queued_jobs,
         )
-        self.runner = JobRunner(self.engine, self.store, self.scheduler, redact=self.engine.redact)
+        self.runner = JobRunner(
+            self.engine, self.store, self.scheduler, redact=self.engine.redact.shown
+        )
         launching: dict[str, Any] = {
             "engine": self.engine,
             "store": self.store,

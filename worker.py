@@ -51,7 +51,7 @@ from imagine.drawing import InputImage, Work
 from imagine.engine import Engine
 from imagine.errors import BadInput, FetchError, message_of
 from imagine.http import new_session
-from imagine.i18n import _
+from imagine.i18n import Shown, _
 from imagine.jobs import Scheduler
 from imagine.outcomes import Failure
 from imagine.progress import StatusEditor
@@ -118,7 +118,7 @@ class Worker:
             self.engine,
             self.store,
             self.local,
-            redact=self.engine.redact,
+            redact=self.engine.redact.shown,
             editor_factory=functools.partial(StatusEditor, per_window=WORKER_EDITS),
             still_mine=self._still_mine,
         )
@@ -283,7 +283,7 @@ class Worker:
         earlier = await read_earlier_input(self.client, self.session, job)
         return (earlier.image.as_media(),)
 
-    async def _fail(self, job: JobRecord, reply: WebhookReply, message: str) -> None:
+    async def _fail(self, job: JobRecord, reply: WebhookReply, message: Shown) -> None:
         with contextlib.suppress(discord.HTTPException):
             await reply.fail(Failure(job, message))
         await self.store.update_job(

@@ -22,10 +22,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from discord_jobs.language import texts_of
-from discord_jobs.render import NO_PINGS
+from discord_jobs.render import NO_PINGS, clip
 from imagine.errors import BadInput, message_of
 from imagine.flags import MAX_COUNT
-from imagine.i18n import Texts, _, n_
+from imagine.i18n import Shown, Texts, Verbatim, _, joined, n_
 from imagine.settings import MAX_SIDE
 from imagine.store import GuildSettings
 from imagine.wordfilter import matching_form
@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NONE = "none"
+"""What an admin types for "no model" (an option's value, the same in every language)."""
+NOTHING = _("none")
+"""What is shown for no model, no words: in the reader's language."""
 MAX_BLOCKED_WORDS = 200
 
 
@@ -49,10 +52,10 @@ def server_of(interaction: discord.Interaction) -> int:
     return interaction.guild_id
 
 
-async def say(interaction: discord.Interaction, text: str) -> None:
+async def say(interaction: discord.Interaction, text: Shown) -> None:
     """Answer the admin privately, in their language."""
     await interaction.response.send_message(
-        texts_of(interaction)(text), ephemeral=True, allowed_mentions=NO_PINGS
+        clip(texts_of(interaction)(text), 2000), ephemeral=True, allowed_mentions=NO_PINGS
     )
 
 
@@ -63,7 +66,8 @@ def describe(settings: GuildSettings, bot_fallback: str | None, tr: Texts) -> st
         models = tr(_("all"))
     channels = ", ".join(f"<#{c}>" for c in settings.channels) or tr(_("everywhere"))
     by_bot = tr(_("bot default"))
-    fallback = settings.fallback_model or (f"{bot_fallback} ({by_bot})" if bot_fallback else NONE)
+    none = tr(NOTHING)
+    fallback = settings.fallback_model or (f"{bot_fallback} ({by_bot})" if bot_fallback else none)
     lines = [
         _("**Default model:** {model}", model=settings.default_model or f"flux ({by_bot})"),
         _("**Models members may pick:** {models}", models=models),
@@ -77,7 +81,7 @@ def describe(settings: GuildSettings, bot_fallback: str | None, tr: Texts) -> st
             n=settings.default_count or 1,
             most=settings.max_count or MAX_COUNT,
         ),
-        _("**Translate prompts with:** {model}", model=settings.translate_model or NONE),
+        _("**Translate prompts with:** {model}", model=settings.translate_model or none),
     ]
     return "\n".join(tr(line) for line in lines)
 
@@ -133,7 +137,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
             color=discord.Color.blurple(),
         )
         health = [
-            f"`{backend.name}` ({', '.join(backend.models)}): {breaker.describe()}"
+            f"`{backend.name}` ({', '.join(backend.models)}): {tr(breaker.describe())}"
             for backend, breaker in self.bot.engine.backend_health()
         ]
         if health:
@@ -209,18 +213,17 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
 
         if await self.change(interaction, set_allowed) is None:
             return
-        tr = texts_of(interaction)
-        text = tr(_("Members may pick: **{models}**.", models=", ".join(names)))
+        said = [_("Members may pick: **{models}**.", models=", ".join(names))]
         if moved:
-            text += " " + tr(_("The default model is now **{model}**.", model=moved[0]))
+            said.append(_("The default model is now **{model}**.", model=moved[0]))
         if dropped:
-            text += " " + tr(
+            said.append(
                 _(
                     "The fallback model {model} is no longer allowed: no fallback now.",
                     model=dropped[0],
                 )
             )
-        await say(interaction, text)
+        await say(interaction, joined(" ", said))
 
     @app_commands.command(name="cooldown", description="Seconds each member waits between images")
     @app_commands.describe(seconds="0 for no cooldown")
@@ -327,17 +330,16 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
             return replace(current, max_count=int(count), default_count=default)
 
         if await self.change(interaction, set_max) is not None:
-            tr = texts_of(interaction)
-            text = tr(
+            said = [
                 n_(
                     "A request may make at most **{n}** image here.",
                     "A request may make at most **{n}** images here.",
                     count,
                 )
-            )
+            ]
             if lowered:
-                text += " " + tr(_("The default is now {n} too.", n=lowered[0]))
-            await say(interaction, text)
+                said.append(_("The default is now {n} too.", n=lowered[0]))
+            await say(interaction, joined(" ", said))
 
     @app_commands.command(name="fallback", description="The model a failed job falls back to")
     @app_commands.describe(model="A model name, or 'none'")
@@ -387,9 +389,9 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         given = [w.strip() for w in (words or "").split(",") if w.strip()]
         if action.value == "list":
             settings = await self.bot.store.guild(server_of(interaction))
-            listed = ", ".join(f"`{w}`" for w in settings.blocked_words) or NONE
-            text = texts_of(interaction)(_("Blocked words: {words}", words=listed))
-            await say(interaction, text[:2000])
+            blocked = settings.blocked_words
+            listed = Verbatim(", ".join(f"`{w}`" for w in blocked)) if blocked else NOTHING
+            await say(interaction, _("Blocked words: {words}", words=listed))
             return
         if action.value != "clear" and not given:
             await say(
@@ -439,7 +441,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
                 _(
                     "{model} is not a translation model here. Available: {models}.",
                     model=model,
-                    models=", ".join(known) or NONE,
+                    models=", ".join(known) or NOTHING,
                 ),
             )
             return

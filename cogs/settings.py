@@ -28,7 +28,7 @@ from discord_jobs.render import COLOR_OK, NO_PINGS
 from discord_jobs.starting import refuse
 from imagine.aspects import ASPECT_CHOICES
 from imagine.flags import MAX_COUNT
-from imagine.i18n import LANGUAGE_NAMES, Language, Texts, _, language_for, n_, texts
+from imagine.i18n import LANGUAGE_NAMES, Language, Text, Texts, _, language_for, n_, texts
 from imagine.store import GuildSettings, UserSettings
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def count_options(
     return options
 
 
-def n_images(n: int) -> str:
+def n_images(n: int) -> Text:
     return n_("{n} image", "{n} images", n)
 
 

@@ -17,7 +17,7 @@ from imagine.drawing import Work
 from imagine.engine import Engine
 from imagine.errors import BadInput, message_of
 from imagine.flags import MAX_COUNT, merge, parse_flags
-from imagine.i18n import DEFAULT_LANGUAGE, Language, _, n_
+from imagine.i18n import DEFAULT_LANGUAGE, Language, Text, _, n_
 from imagine.inputs import InputImage
 from imagine.jobs import QueueFull, Scheduler, SchedulerBusy, SchedulerClosed, Ticket
 from imagine.limits import Cooldowns, RateLimiter
@@ -118,7 +118,7 @@ def allowed_models(engine: Engine, settings: GuildSettings | None) -> list[str]:
     return [m for m in everything if m in settings.allowed_models]
 
 
-def cannot_start_from_image(model: str, able: list[str]) -> str:
+def cannot_start_from_image(model: str, able: list[str]) -> Text:
     if not able:
         return _("The model {model} cannot start from an image; no model here can.", model=model)
     return _(
@@ -467,7 +467,7 @@ class Launcher:
             guild_id=guild_id,
             channel_id=channel_id,
             source=request.source,
-            prompt=f"Describe {request.input.filename}",
+            prompt=request.input.filename,  # what it reads; shown as "Describe <file>"
             model=DESCRIBE_MODEL,
             width=request.input.width,
             height=request.input.height,

@@ -14,8 +14,9 @@ from typing import Any
 
 import discord
 
-from imagine.i18n import ENGLISH, Number, Texts, _, n_
+from imagine.i18n import ENGLISH, Number, Shown, Texts, Verbatim, _, n_
 from imagine.outcomes import Delivery, Described, Failure, Picture
+from imagine.store import JobKind, JobRecord
 
 NO_PINGS = discord.AllowedMentions.none()
 COLOR_OK = discord.Color.from_rgb(88, 101, 242)
@@ -93,9 +94,17 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def status_content(prompt: str, model: str, status: str, tr: Texts = ENGLISH) -> str:
-    excerpt = shown_prompt(one_line(prompt), 150)
-    return clip(f"**{excerpt}**\n`{model}` · {tr(status)}", 2000)
+def heading(job: JobRecord) -> Shown:
+    """What a job's messages name it by: its prompt; a /describe's, the image it reads (its
+    ``prompt`` is the file's name)."""
+    if job.kind == JobKind.DESCRIBE:
+        return _("Describe {file}", file=job.prompt)
+    return Verbatim(job.prompt)
+
+
+def status_content(job: JobRecord, status: Shown, tr: Texts = ENGLISH) -> str:
+    excerpt = shown_prompt(one_line(tr(heading(job))), 150)
+    return clip(f"**{excerpt}**\n`{job.model}` · {tr(status)}", 2000)
 
 
 # -- buttons ------------------------------------------------------------------------------
@@ -217,7 +226,8 @@ def _notes(delivery: Delivery, tr: Texts) -> list[str]:
     pictures = delivery.pictures
     fallen = next((p for p in pictures if p.fallback_from and p.fallback_reason), None)
     if fallen is not None:
-        notes.append(f"{fallen.fallback_from}: {clip(tr(fallen.fallback_reason or ''), 300)}")
+        reason = tr(fallen.fallback_reason or Verbatim(""))
+        notes.append(f"{fallen.fallback_from}: {clip(reason, 300)}")
     ignored = sorted({option for p in pictures for option in p.ignored})
     for option in ignored:
         notes.append(
@@ -350,7 +360,7 @@ def failure_embed(failure: Failure, tr: Texts = ENGLISH) -> discord.Embed:
         text += "\n" + tr(_("This kind of hiccup usually passes: press **Retry** in a minute."))
     embed = discord.Embed(title=title, description=clip(text, 4096), color=COLOR_FAIL)
     embed.add_field(
-        name=tr(_("Prompt")), value=shown_prompt(failure.job.prompt, 1024), inline=False
+        name=tr(_("Prompt")), value=shown_prompt(tr(heading(failure.job)), 1024), inline=False
     )
     embed.add_field(name=tr(_("Model")), value=failure.job.model)
     return embed

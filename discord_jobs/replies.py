@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import discord
 
-from imagine.i18n import Text, Texts, _, texts
+from imagine.i18n import Shown, Text, Texts, _, texts
 from imagine.outcomes import Delivery, Described, Failure, StatusLine
 from imagine.store import JobRecord
 
@@ -34,6 +34,7 @@ from .render import (
 log = logging.getLogger(__name__)
 
 CANCELLED_BY = _("Cancelled by {name}.")
+STARTING = _("Starting")
 
 TOKEN_LIFETIME = 15 * 60.0
 TOKEN_MARGIN = 20.0
@@ -56,7 +57,7 @@ def image_files(delivery: Delivery) -> list[discord.File]:
 
 def status_fields(job: JobRecord, line: StatusLine) -> dict[str, Any]:
     """A status edit; with a new preview, the preview replaces the attachments shown."""
-    content = status_content(job.prompt, job.model, line.text, texts(job.language))
+    content = status_content(job, line.text, texts(job.language))
     fields: dict[str, Any] = {"content": content}
     if line.preview is not None:
         fields["attachments"] = [discord.File(io.BytesIO(line.preview), filename=PREVIEW_NAME)]
@@ -163,10 +164,10 @@ class MessageReply(JobReply):
         self.upload_limit = upload_limit
         self.message: discord.Message | None = None
 
-    async def open(self, text: str = _("Starting")) -> discord.Message:
+    async def open(self, text: Shown = STARTING) -> discord.Message:
         """Send the one reply that will be edited from now on."""
         self.message = await self.channel.send(
-            status_content(self.job.prompt, self.job.model, text, self.tr),
+            status_content(self.job, text, self.tr),
             view=job_view(self.job.id, Action.CANCEL, tr=self.tr),
             mention_author=False,
             allowed_mentions=NO_PINGS,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from imagine.errors import message_of
-from imagine.i18n import _
+from imagine.i18n import Shown, Text, _, joined
 from imagine.jobs import QueueFull, SchedulerBusy, Ticket
 from imagine.outcomes import Failure, Reply, StatusLine
 from imagine.progress import StatusEditor
@@ -39,10 +39,10 @@ PLACE_EDIT_INTERVAL = 5.0
 NO_WORKER = _("No worker is running right now: this starts as soon as one does.")
 
 
-def waiting_status(place: int, workers: bool) -> str:
+def waiting_status(place: int, workers: bool) -> Text:
     """A waiting job's status: its place, and whether anything will ever run it."""
     line = queue_status(place)
-    return line if workers else _("{place}\n{warning}", place=line, warning=NO_WORKER)
+    return line if workers else joined("\n", (line, NO_WORKER))
 
 
 class SharedLauncher(Launcher):
@@ -67,7 +67,7 @@ class SharedLauncher(Launcher):
         self.lease_seconds = lease_seconds
         self.workers = True
         """Whether a worker was alive at the last look (``look_for_workers``)."""
-        self.waiting: dict[int, StatusEditor[str]] = {}
+        self.waiting: dict[int, StatusEditor[Shown]] = {}
         self._refresh: asyncio.Task[None] | None = None
         self._again = False
 
@@ -155,7 +155,7 @@ class SharedLauncher(Launcher):
             )
             return
 
-        async def show(text: str) -> None:
+        async def show(text: Shown) -> None:
             # Only while it waits: once a worker has it, the worker's statuses are the reply's.
             # The row is held during the edit, so a claim (and the worker's "Starting") comes
             # after it, never before: a late place in line would cover the worker's status,
@@ -169,11 +169,11 @@ class SharedLauncher(Launcher):
 
         # One place edit per 5 s at most: the worker that claims the job edits the same reply
         # through the same token, whose bucket holds 5 edits per 5 s (see WORKER_EDITS).
-        editor: StatusEditor[str] = StatusEditor(show, interval=PLACE_EDIT_INTERVAL, per_window=1)
+        editor: StatusEditor[Shown] = StatusEditor(show, interval=PLACE_EDIT_INTERVAL, per_window=1)
         self.waiting[job.id] = editor
         self.refresh_positions()
 
-    async def _end_here(self, job: JobRecord, reply: Reply, message: str) -> None:
+    async def _end_here(self, job: JobRecord, reply: Reply, message: Shown) -> None:
         try:
             await reply.fail(Failure(job, message))
         except discord.HTTPException:

@@ -11,6 +11,7 @@ import aiohttp
 import discord
 
 from imagine.errors import BadInput, message_of
+from imagine.i18n import Shown
 from imagine.inputs import MAX_BYTES, InputImage
 from imagine.store import JobRecord
 
@@ -30,10 +31,10 @@ ANY_INSTALL = discord.app_commands.AppInstallationType(guild=True, user=True)
 command: discord.py applies class-level ``allowed_contexts`` only to a ``GroupCog``."""
 
 
-async def refuse(interaction: discord.Interaction, why: str | BaseException) -> None:
+async def refuse(interaction: discord.Interaction, why: Shown | BaseException) -> None:
     """Say no, privately, in the member's language. After a public "thinking…"
     acknowledgement, that placeholder is removed first, so no reply is left stuck on it."""
-    message = texts_of(interaction)(why if isinstance(why, str) else message_of(why))
+    message = texts_of(interaction)(message_of(why) if isinstance(why, BaseException) else why)
     if not interaction.response.is_done():
         await interaction.response.send_message(message, ephemeral=True, allowed_mentions=NO_PINGS)
         return

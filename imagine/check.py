@@ -28,6 +28,7 @@ from .engine import Engine
 from .errors import ImagineError
 from .gradio import Limits, describe_endpoint, translated_errors
 from .http import MAX_PAGE_BYTES, raise_for_status, read_capped
+from .i18n import Verbatim
 from .providers.openai import list_models
 from .responses import Description, ImageResponse
 from .settings import Settings
@@ -182,7 +183,7 @@ async def check(engine: Engine, out: TextIO, *, generate: bool = False) -> int:
     for backend in engine.table.backends.values():
         result = await probe(engine, backend, generate=generate)
         if not result.ok:
-            engine.breaker(backend.name).failure(result.error or "unreachable")
+            engine.breaker(backend.name).failure(Verbatim(result.error or "unreachable"))
         probes.append(result)
     print_table(probes, engine, out)
     return 0 if all(p.ok for p in probes) else 1

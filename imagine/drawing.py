@@ -19,7 +19,7 @@ from typing import Any
 from .engine import Engine
 from .errors import BackendError, FetchError, ImagineError, UnknownModel, naming
 from .fetch import FetchedImage
-from .i18n import _
+from .i18n import Shown, _
 from .images import fit_image, image_size, pixel_cap
 from .outcomes import Delivery, Described, Picture
 from .progress import GridProgress, JobStatus
@@ -110,7 +110,7 @@ class Drawing:
             *(self._picture(index) for index in range(count)), return_exceptions=True
         )
         pictures: list[Picture] = []
-        failed: list[str] = []
+        failed: list[Shown] = []
         errors: list[BaseException] = []
         for index, outcome in enumerate(outcomes):
             if isinstance(outcome, Picture):
@@ -254,7 +254,7 @@ async def describe_image(
     )
 
 
-def naming_any(error: BaseException) -> str:
+def naming_any(error: BaseException) -> Shown:
     if isinstance(error, ImagineError):
         return naming(error)
     return _("something went wrong on our side")

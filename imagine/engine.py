@@ -39,7 +39,7 @@ from .fetch import FetchedImage, fetch_image
 from .gradio import Limits
 from .health import Breaker
 from .http import new_session
-from .i18n import Text, _
+from .i18n import Shown, Text, Verbatim, _, joined
 from .logsafe import Redactor
 from .media import check_media
 from .providers.base import ImageProvider, ImageRequest
@@ -191,7 +191,7 @@ class Engine:
         media = check_media(images, max_bytes=self.settings.max_image_bytes)
         backends = self.table.backends_for(name, images=bool(media))
         if not backends:
-            able = ", ".join(self.image_models()) or "none is configured"
+            able = Verbatim(", ".join(self.image_models())) or _("none is configured")
             raise BadInput(
                 _(
                     "{model} cannot start from an image. Models that can: {able}.",
@@ -423,7 +423,7 @@ class Engine:
     def public(self, error: ImagineError) -> ImagineError:
         """The error as people may see it: no secret, and backends by name, not address."""
         text = message_of(error)
-        clean = self.redact(text)
+        clean = self.redact.shown(text)
         return error if clean == text else reword(error, clean)
 
     def _start(
@@ -520,17 +520,20 @@ def error_of(backend: Backend, errors: list[tuple[Backend, ImagineError]]) -> Im
     return next(e for b, e in reversed(errors) if b is backend)
 
 
-def failover_notice(failed: Backend, error: ImagineError, to: Backend) -> str:
+def failover_notice(failed: Backend, error: ImagineError, to: Backend) -> Text:
+    names = {"failed": failed.label, "error": short(error), "other": to.label}
     if isinstance(error, BackendTimeout):
-        template = "{failed} is not answering ({error}); trying {other}"
-    else:
-        template = "{failed} is unavailable ({error}); trying {other}"
-    return Text(template, {"failed": failed.label, "error": short(error), "other": to.label})
+        return _("{failed} is not answering ({error}); trying {other}", **names)
+    return _("{failed} is unavailable ({error}); trying {other}", **names)
 
 
-def short(error: BaseException, limit: int = 160) -> str:
+def short(error: BaseException, limit: int = 160) -> Shown:
+    """The error's text, a backend's long words cut to ``limit`` (a message of ours is kept
+    whole: cutting it would make it English)."""
     text = message_of(error)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if isinstance(text, Text) or len(text) <= limit:
+        return text
+    return Verbatim(text[: limit - 1] + "…")
 
 
 def combined(
@@ -551,7 +554,13 @@ def combined(
     if len(unique) == 1:
         return next(iter(unique.values()))[1]
     quotas = [e for _, e in unique.values() if isinstance(e, QuotaExceeded)]
-    text = "; ".join(f"{b.label}: {e}" for b, e in unique.values())
+    text = joined(
+        "; ",
+        (
+            Text("{backend}: {error}", {"backend": b.label, "error": message_of(e)})
+            for b, e in unique.values()
+        ),
+    )
     if len(quotas) == len(unique):
         waits = [q.retry_after for q in quotas if q.retry_after is not None]
         return QuotaExceeded(text, retry_after=min(waits) if waits else None)

@@ -7,7 +7,7 @@ parsing text.
 
 from __future__ import annotations
 
-from .i18n import Text
+from .i18n import Shown, Text, Verbatim
 
 
 class ImagineError(Exception):
@@ -73,15 +73,17 @@ class QuotaExceeded(BackendError):
         self.retry_after = retry_after
 
 
-def message_of(error: BaseException | None) -> str:
+def message_of(error: BaseException | None) -> Shown:
     """The error's message as it was made: a translatable ``imagine.i18n.Text`` stays one
-    (``str(error)`` would make it plain English)."""
+    (``str(error)`` would make it plain English); any other text is shown as it is (a
+    backend's own words, and the engine's errors not marked for translation)."""
     if error is not None and len(error.args) == 1 and isinstance(error.args[0], str):
-        return error.args[0]
-    return str(error)
+        message = error.args[0]
+        return message if isinstance(message, Text) else Verbatim(message)
+    return Verbatim(str(error))
 
 
-def naming(error: ImagineError | None) -> str:
+def naming(error: ImagineError | None) -> Shown:
     """The error's text, naming the backend it is about when the text does not already."""
     text = message_of(error)
     backend = getattr(error, "backend", None)
@@ -90,7 +92,7 @@ def naming(error: ImagineError | None) -> str:
     return text
 
 
-def reword(error: ImagineError, text: str) -> ImagineError:
+def reword(error: ImagineError, text: Shown) -> ImagineError:
     """The same error with another text (redacted, say): type and flags are kept."""
     error.args = (text,)
     if isinstance(error, BackendError):

@@ -26,7 +26,7 @@ import orjson
 
 from .errors import BackendError, BackendTimeout
 from .http import MAX_JSON_BYTES, backend_error, raise_for_status, read_capped
-from .i18n import _
+from .i18n import Verbatim, _
 from .media import InputImage
 from .responses import ImagePreview, Reasoning
 from .sse import SSEDecoder, SSEError
@@ -171,7 +171,7 @@ class GradioStream:
             return self._progress(message.get("progress_data"))
         if kind == "log":
             text = message.get("log")
-            return Reasoning(str(text)) if text else None
+            return Reasoning(Verbatim(str(text))) if text else None
         if kind == "heartbeat":
             self._heartbeats += 1
             return Reasoning(_("Generating{dots}", dots="." * (2 + self._heartbeats)))
@@ -206,15 +206,23 @@ class GradioStream:
 
     @staticmethod
     def _progress(progress_data: Any) -> Reasoning:
+        """``{desc} {index}/{length}``: the Space's own words as they are; without any, ours
+        (``Generating 3/28``), in the reader's language."""
         if isinstance(progress_data, list) and progress_data and isinstance(progress_data[0], dict):
             progress = progress_data[0]
-            desc = progress.get("desc") or GENERATING
+            desc = progress.get("desc")
             index, length = progress.get("index"), progress.get("length")
+            if not desc:
+                if index is not None and length is not None:
+                    return Reasoning(_("Generating {index}/{length}", index=index, length=length))
+                if index is not None:
+                    return Reasoning(_("Generating {index}", index=index))
+                return Reasoning(GENERATING)
             if index is not None and length is not None:
-                return Reasoning(f"{desc} {index}/{length}")
+                return Reasoning(Verbatim(f"{desc} {index}/{length}"))
             if index is not None:
-                return Reasoning(f"{desc} {index}")
-            return Reasoning(str(desc))
+                return Reasoning(Verbatim(f"{desc} {index}"))
+            return Reasoning(Verbatim(str(desc)))
         return Reasoning(GENERATING)
 
     def _preview(self, output: Any) -> ImagePreview | None:

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .i18n import Shown, Text, _
+
 BASE_WINDOW = 30.0
 MAX_WINDOW = 600.0
 
@@ -24,7 +26,7 @@ class Breaker:
     max_window: float = MAX_WINDOW
     failures: int = 0
     open_until: float = 0.0
-    last_error: str | None = None
+    last_error: Shown | None = None
     last_failure_at: float | None = None
     successes: int = 0
     quota: bool = False  # open because of a quota refusal (it said when to come back)
@@ -56,7 +58,9 @@ class Breaker:
         self.quota = False
         self.successes += 1
 
-    def failure(self, error: str, *, retry_after: float | None = None, quota: bool = False) -> None:
+    def failure(
+        self, error: Shown, *, retry_after: float | None = None, quota: bool = False
+    ) -> None:
         self.failures += 1
         self._probing = False
         self.quota = quota
@@ -71,10 +75,15 @@ class Breaker:
         """A half-open trial ended without a verdict (e.g. the job was cancelled)."""
         self._probing = False
 
-    def describe(self) -> str:
+    def describe(self) -> Text:
+        """The state in words, for people (the health list of ``/imagine-config show``)."""
         state = self.state
         if state == "closed":
-            return "healthy"
+            return _("healthy")
         if state == "open":
-            return f"resting {self.remaining():.0f}s after: {self.last_error}"
-        return f"on trial after: {self.last_error}"
+            return _(
+                "resting {seconds}s after: {error}",
+                seconds=f"{self.remaining():.0f}",
+                error=self.last_error,
+            )
+        return _("on trial after: {error}", error=self.last_error)

@@ -8,6 +8,13 @@ remembers its message id and parameters. Whoever shows it to a person translates
 with the ``Texts`` of that person's language; a parameter may itself be a ``Text``. A string
 that is not a ``Text`` (a backend's own words, a prompt) is shown as it is.
 
+What is shown to people is typed ``Shown``: a ``Text``, or a ``Verbatim`` (words that are
+shown as they are, said so where they are made). An f-string, ``+``, ``%``, ``.format`` or
+``.join`` makes a plain ``str`` even of a ``Text`` (the translation is lost, English is
+shown), and the type checker refuses a plain ``str`` where ``Shown`` is expected: put the
+pieces in a message's parameters instead (``_("Generating {index}/{length}", index=…)``),
+or join messages with ``joined``.
+
 A message missing from a catalog falls back to English, never to an id: the ids are the
 English messages themselves.
 """
@@ -15,11 +22,12 @@ English messages themselves.
 from __future__ import annotations
 
 import gettext
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NewType, TypeAlias
 
 from babel import Locale
 from babel.numbers import format_decimal
@@ -100,6 +108,15 @@ class Text(str):
         return (_rebuild, (self.msgid, self.params, self.plural, self.number))
 
 
+Verbatim = NewType("Verbatim", str)
+"""Words shown to people as they are, in every language: a backend's own (its progress text,
+its error message), a prompt, a name. ``Verbatim(...)`` claims that nothing translatable is
+inside: never wrap what was built from a ``Text``."""
+
+Shown: TypeAlias = Text | Verbatim
+"""What is shown to a person: translated last when it is a ``Text``, as it is otherwise."""
+
+
 def _rebuild(msgid: str, params: dict[str, Any], plural: str | None, count: int | None) -> Text:
     return Text(msgid, params, plural=plural, count=count)
 
@@ -114,6 +131,15 @@ def n_(singular: str, plural: str, count: int, /, **params: Any) -> Text:
     ``{n}`` is the count unless ``params`` says otherwise."""
     params.setdefault("n", count)
     return Text(singular, params, plural=plural, count=count)
+
+
+def joined(separator: str, parts: Iterable[Shown]) -> Text:
+    """``separator.join(parts)`` for what is shown: each part is still translated when read
+    (``str.join`` would make them all English). The separator is not a word: it is the same in
+    every language."""
+    values = {f"part{index}": part for index, part in enumerate(parts)}
+    escaped = separator.replace("{", "{{").replace("}", "}}")
+    return Text(escaped.join("{" + name + "}" for name in values), values)
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
@@ -134,7 +160,7 @@ class Texts:
         self.language = language
         self.catalog = catalog
 
-    def __call__(self, value: str) -> str:
+    def __call__(self, value: Shown) -> str:
         """``value`` in this language when it is a ``Text``; as it is otherwise."""
         if not isinstance(value, Text):
             return value

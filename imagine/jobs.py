@@ -119,7 +119,7 @@ class Scheduler:
         """Queue a job; ``QueueFull`` when the user is at their limit, ``SchedulerBusy`` when
         the bot is at its own. Does not wait."""
         if self._closed:
-            raise SchedulerClosed("The bot is shutting down and takes no new images right now.")
+            raise SchedulerClosed(_("The bot is shutting down and takes no new images right now."))
         if self.active_jobs(user) >= self.max_queued_per_user:
             raise QueueFull(self.max_queued_per_user)
         if self.full:

@@ -12,6 +12,9 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .i18n import Shown, Text, Verbatim
 
 REDACTED = "[redacted]"
 TOKEN_PATHS = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9_.\-]{20,}")
@@ -59,6 +62,22 @@ class Redactor:
         if self.hide_urls:
             text = URL.sub(HIDDEN_ADDRESS, text)
         return text
+
+    def shown(self, text: Shown) -> Shown:
+        """``text`` redacted for people, a message still a message: its parameters are
+        redacted one by one, so it is still read in its reader's language. Should a secret
+        still show in the whole (across parameters), the whole is redacted, in English."""
+        if not isinstance(text, Text):
+            return Verbatim(self(text))
+        params = {name: self._param(value) for name, value in text.params.items()}
+        clean = Text(text.msgid, params, plural=text.plural, count=text.number)
+        whole = self(clean)
+        return clean if whole == clean else Verbatim(whole)
+
+    def _param(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.shown(value) if isinstance(value, Text) else self(value)
+        return value
 
 
 class RedactingFilter(logging.Filter):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .fetch import FetchedImage
+from .i18n import Shown
 from .store import JobRecord
 
 
@@ -27,7 +28,7 @@ class Picture:
     backend: str
     reencoded: bool = False
     fallback_from: str | None = None  # the job's own model, when the fallback drew this
-    fallback_reason: str | None = None
+    fallback_reason: Shown | None = None
     ignored: tuple[str, ...] = ()  # options the backend could not use ("negative prompt")
 
     def close(self) -> None:
@@ -42,7 +43,7 @@ class Delivery:
     job: JobRecord
     pictures: tuple[Picture, ...]
     elapsed: float
-    failed: tuple[str, ...] = ()  # one line per image that could not be made
+    failed: tuple[Shown, ...] = ()  # one line per image that could not be made
     extra_images: int = 0  # images a backend made beyond those asked (a gallery)
 
     @property
@@ -69,7 +70,7 @@ class Failure:
     """Why a job produced nothing, in words for the person who asked."""
 
     job: JobRecord
-    message: str
+    message: Shown
     retry_at: float | None = None  # epoch seconds, when a quota says when
     interrupted: bool = False
     transient: bool = False  # likely to pass: worth a Retry in a moment
@@ -81,7 +82,7 @@ class StatusLine:
     """What a running job shows: its status text, and the newest preview as a small JPEG
     (None: keep whatever preview is shown)."""
 
-    text: str
+    text: Shown
     preview: bytes | None = None
 
 

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from .i18n import Text, _
+from .i18n import Shown, Text, Verbatim, _
 from .responses import ImagePreview
 
 log = logging.getLogger(__name__)
@@ -117,10 +117,10 @@ class StatusEditor(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
-class Shown:
+class Look:
     """A job's status as it should look now: its text and its newest preview, if any."""
 
-    text: str
+    text: Shown
     preview: ImagePreview | None = None
 
 
@@ -130,17 +130,17 @@ class JobStatus:
     progress that follows a failover arrives within milliseconds and would otherwise hide it
     before any edit."""
 
-    def __init__(self, editor: StatusEditor[Shown]) -> None:
+    def __init__(self, editor: StatusEditor[Look]) -> None:
         self.editor = editor
-        self._notice: str | None = None
-        self._progress = ""
+        self._notice: Shown | None = None
+        self._progress: Shown | None = None
         self._preview: ImagePreview | None = None
 
-    def notice(self, text: str) -> None:
+    def notice(self, text: Shown) -> None:
         self._notice = text
         self._show()
 
-    def progress(self, text: str) -> None:
+    def progress(self, text: Shown) -> None:
         self._progress = text
         self._show()
 
@@ -149,13 +149,14 @@ class JobStatus:
         self._show()
 
     def _show(self) -> None:
+        text: Shown
         if self._notice and self._progress:
-            text: str = Text(
+            text = Text(
                 "{notice}\n{progress}", {"notice": self._notice, "progress": self._progress}
             )
         else:
-            text = self._notice or self._progress
-        self.editor.update(Shown(text, self._preview))
+            text = self._notice or self._progress or Verbatim("")
+        self.editor.update(Look(text, self._preview))
 
 
 class GridProgress:
@@ -166,7 +167,7 @@ class GridProgress:
         self.count = count
         self.done = 0
 
-    def image(self, text: str) -> None:
+    def image(self, text: Shown) -> None:
         if self.count == 1:
             self.status.progress(text)
         else:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .i18n import Shown
+
 
 @dataclass(slots=True)
 class Reasoning:
-    """A human-readable progress status, e.g. ``Generating 1.20s``."""
+    """A human-readable progress status, e.g. ``Generating 1.20s``: a message of ours
+    (``_()``), or a backend's own words said to be so (``Verbatim``); never a plain ``str``,
+    which is how a message that lost its translation looks to the type checker."""
 
-    status: str
+    status: Shown
 
     def __str__(self) -> str:
         return self.status

@@ -22,18 +22,23 @@ from dataclasses import dataclass, field, replace
 from .drawing import Drawing, Work, describe_image
 from .engine import Engine
 from .errors import FetchError, ImagineError, QuotaExceeded, message_of
-from .i18n import _, n_
+from .i18n import Shown, Text, _, n_
 from .images import pixel_cap, preview_jpeg
 from .jobs import Scheduler, Ticket, TicketState
 from .outcomes import Delivery, Described, Failure, Picture, Reply, StatusLine
-from .progress import JobStatus, Shown, StatusEditor
+from .progress import JobStatus, Look, StatusEditor
 from .responses import ImagePreview
 from .store import JobKind, JobRecord, JobState, Store
 
 log = logging.getLogger(__name__)
 
 
-def queue_status(position: int) -> str:
+def as_is(text: Shown) -> Shown:
+    """No redaction: a runner given no secrets to hide."""
+    return text
+
+
+def queue_status(position: int) -> Text:
     """``position`` counts from 1 among the waiting jobs, in the order they will start."""
     if position <= 1:
         return _("Next in line")
@@ -86,9 +91,9 @@ class JobRunner:
         scheduler: Scheduler,
         *,
         editor_factory: Callable[
-            [Callable[[Shown], Awaitable[None]]], StatusEditor[Shown]
+            [Callable[[Look], Awaitable[None]]], StatusEditor[Look]
         ] = StatusEditor,
-        redact: Callable[[str], str] = str,
+        redact: Callable[[Shown], Shown] = as_is,
         still_mine: Callable[[JobRecord], Awaitable[bool]] | None = None,
     ) -> None:
         self.engine = engine
@@ -360,7 +365,7 @@ class PreviewingStatus:
         self.reply = reply
         self.shown: ImagePreview | None = None
 
-    async def __call__(self, value: Shown) -> None:
+    async def __call__(self, value: Look) -> None:
         jpeg = None
         preview = value.preview
         if preview is not None and preview is not self.shown:

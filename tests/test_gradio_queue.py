@@ -17,6 +17,7 @@ from aiohttp import web
 from imagine import gradio
 from imagine.errors import BackendTimeout
 from imagine.gradio import Completed, Limits, run_queued
+from imagine.i18n import Language, Text, texts
 from imagine.responses import Reasoning
 
 EVENT = "e1"
@@ -139,3 +140,35 @@ def test_a_job_far_back_in_a_slow_queue_is_read_less_often():
     assert gradio.queue_pace((10.0, 40), 11.0, 20) == 0.5  # 20 a second: 1 s to go
     assert gradio.queue_pace((10.0, 40), 11.0, 36) == longest  # 4 a second: 9 s to go
     assert gradio.queue_pace((10.0, 40), 11.0, 4) == pace  # 36 a second: 0.1 s to go
+
+
+def progress(desc: str | None, index: int | None = 3, length: int | None = 28) -> Reasoning:
+    stream = gradio.GradioStream(base_url="http://space", alt="a fox", backend="Space X")
+    unit = {"index": index, "length": length, "unit": "steps", "progress": None, "desc": desc}
+    item = stream.handle({"msg": "progress", "progress_data": [unit]})
+    assert isinstance(item, Reasoning)
+    return item
+
+
+def test_progress_without_words_of_the_space_is_ours_in_the_readers_language():
+    """``gr.Progress(track_tqdm=True)`` sends no ``desc``: "Generating 3/28" is our message,
+    read in Russian by a Russian member (an f-string made it English for everyone)."""
+    russian = texts(Language.RU)
+    for item, english in [
+        (progress(None), "Generating 3/28"),
+        (progress(""), "Generating 3/28"),
+        (progress(None, length=None), "Generating 3"),
+        (progress(None, index=None, length=None), "Generating"),
+    ]:
+        assert item.status == english and isinstance(item.status, Text)
+        assert russian(item.status) != english and russian(item.status).endswith(english[10:])
+
+
+def test_the_spaces_own_progress_words_are_shown_as_they_are():
+    russian = texts(Language.RU)
+    for item, words in [
+        (progress("Sampling"), "Sampling 3/28"),
+        (progress("Sampling", length=None), "Sampling 3"),
+        (progress("Loading", index=None, length=None), "Loading"),
+    ]:
+        assert russian(item.status) == words and not isinstance(item.status, Text)

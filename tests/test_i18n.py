@@ -11,8 +11,22 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
+from imagine.engine import short
 from imagine.errors import BackendError, message_of, naming
-from imagine.i18n import LOCALE_DIR, Language, Number, Text, _, language_for, language_of, n_, texts
+from imagine.i18n import (
+    LOCALE_DIR,
+    Language,
+    Number,
+    Text,
+    Verbatim,
+    _,
+    joined,
+    language_for,
+    language_of,
+    n_,
+    texts,
+)
+from imagine.logsafe import Redactor
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -78,6 +92,39 @@ def test_an_error_keeps_its_translatable_message():
     assert isinstance(message_of(error), Text)
     assert RU(naming(error)).startswith("FLUX.1-dev: ")
     assert RU(naming(error)) != naming(error)
+
+
+def test_joined_parts_are_each_translated():
+    """``str.join`` would make them English; ``joined`` keeps each part a message."""
+    parts = [_("Starting"), Verbatim("Sampling {3}/28"), _("Next in line")]
+    together = joined("; ", parts)
+    assert together == "Starting; Sampling {3}/28; Next in line"  # English as str.join
+    assert RU(together) == "; ".join(RU(part) for part in parts)
+    assert RU(together) != together
+    assert RU(joined(" {} ", parts[:2])) == f"{RU(parts[0])} {{}} Sampling {{3}}/28"
+
+
+def test_redacting_a_message_keeps_it_translatable():
+    redact = Redactor(["hunter2-secret"])
+    said = _(
+        "{backend} failed: {error}", backend="Space X", error=Verbatim("key hunter2-secret bad")
+    )
+    clean = redact.shown(said)
+    assert isinstance(clean, Text) and "hunter2" not in clean
+    assert "hunter2" not in RU(clean) and "[redacted]" in RU(clean)
+    assert RU(clean) == RU(
+        _("{backend} failed: {error}", backend="Space X", error="key [redacted] bad")
+    )
+    assert redact.shown(Verbatim("hunter2-secret")) == "[redacted]"
+
+
+def test_a_long_backend_error_is_cut_but_a_message_is_kept_whole():
+    """Cutting a message would make it English: only a backend's own words are cut."""
+    long = "x" * 400
+    kept = short(BackendError(_("{backend} failed: {error}", backend="Space X", error=long)))
+    assert isinstance(kept, Text) and RU(kept) != kept and long in RU(kept)
+    cut = short(BackendError(long))
+    assert len(cut) == 160 and cut.endswith("…")
 
 
 def test_text_survives_copies_and_pickles():
@@ -159,3 +206,25 @@ def test_a_restart_reads_an_ending_in_any_language():
     assert ended_state(reply(title=RU(_("Interrupted")))) is JobState.INTERRUPTED
     assert ended_state(reply(title=RU(_("Couldn't make this image")))) is JobState.FAILED
     assert ended_state(reply(f"**маяк**\n`flux` · {RU(_('Starting'))}")) is None
+
+
+QUOTES = re.compile(r"[\"“”‘’]|'[^'\s][^']*'")
+"""Straight and English quotation marks (a lone apostrophe is no quotation)."""
+
+
+def test_russian_quotes_are_guillemets():
+    """Russian quotes with « » (and „ “ inside them); a literal in backticks (a command, a
+    value to type) is left as it is."""
+    with (LOCALE_DIR / "ru" / "LC_MESSAGES" / "imagine.po").open("rb") as file:
+        source = read_po(file, locale="ru")
+    checked = 0
+    for message in source:
+        if not message.id:
+            continue
+        strings = message.string if isinstance(message.string, tuple) else (message.string,)
+        for string in strings:
+            prose = re.sub(r"`[^`]*`", "", string)
+            prose = re.sub(r"„[^“”]*“", "", prose)
+            assert not QUOTES.search(prose), (message.id, string)
+            checked += "«" in prose
+    assert checked >= 3  # the catalog does quote: the test looks at the right strings

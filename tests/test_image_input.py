@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from imagine.engine import Engine
-from imagine.errors import BackendError, BadInput, FetchError
+from imagine.errors import BackendError, BadInput, FetchError, message_of
+from imagine.i18n import Language, _, texts
 from imagine.messages import Message
 from imagine.providers import G4F, FluxKontext
 from imagine.responses import ImagePreview, ImageResponse, Reasoning
@@ -285,3 +286,20 @@ async def test_cli_lists_models_and_marks_image_input(space, tmp_path):
     assert lines["flux-kontext-dev"] == ["image", "input"]
     assert lines["flux"] == [] and lines["flux-dev"] == []
     assert lines["janus-pro-7b"] == ["describe", "(--describe)"]
+
+
+async def test_with_no_model_that_takes_images_the_refusal_says_so_in_the_readers_language(
+    space, tmp_path
+):
+    backends = tmp_path / "no-image-input.toml"
+    backends.write_text('disable = ["flux-kontext-dev"]\n')
+    settings = Settings.from_env({**space.env(), "IMAGINE_BACKENDS": str(backends)})
+    async with Engine(settings) as engine:
+        with pytest.raises(BadInput) as caught:
+            engine.generate("flux", prompt="make it night", images=[(png(RED), "photo.png")])
+    message = message_of(caught.value)
+    assert message == "flux cannot start from an image. Models that can: none is configured."
+    russian = texts(Language.RU)
+    assert russian(_("none is configured")) != "none is configured"
+    assert russian(_("none is configured")) in russian(message)
+    assert "none is configured" not in russian(message)

@@ -4,6 +4,8 @@ import asyncio
 
 import pytest
 
+from imagine.errors import message_of
+from imagine.i18n import Language, texts
 from imagine.jobs import QueueFull, Scheduler, SchedulerClosed
 
 
@@ -77,5 +79,8 @@ async def test_wait_turn_and_cancel_while_waiting():
 async def test_closed_scheduler_refuses_new_jobs():
     scheduler = Scheduler(1)
     scheduler.close()
-    with pytest.raises(SchedulerClosed):
+    with pytest.raises(SchedulerClosed) as caught:
         scheduler.submit("a", 1)
+    said = message_of(caught.value)  # a refusal: in the member's language
+    assert said == "The bot is shutting down and takes no new images right now."
+    assert texts(Language.RU)(said) != said

@@ -161,6 +161,7 @@ KNOB_NAMES = frozenset(
         "generation_delay",
         "delay_spread",
         "progress_steps",
+        "progress_desc",
         "heartbeat_every",
         "previews",
         "log_lines",
@@ -724,6 +725,7 @@ class FakeSpace:
         port: int = 0,
         generation_delay: float = 0.0,
         progress_steps: int = 4,
+        progress_desc: str | None = "Sampling",
         heartbeat_every: float = 0.0,
         previews: bool = True,
         log_lines: list[str] | None = None,
@@ -745,6 +747,9 @@ class FakeSpace:
         #: generation_delay_for), seeded by failure_seed and its prompt, so reruns match.
         self.delay_spread = delay_spread
         self.progress_steps = progress_steps
+        #: The words of each progress step; None: none, as ``gr.Progress(track_tqdm=True)``
+        #: sends for a pipeline whose progress bar has no description.
+        self.progress_desc = progress_desc
         self.heartbeat_every = heartbeat_every
         self.previews = previews
         self.log_lines: list[str] = list(log_lines or [])
@@ -1494,7 +1499,7 @@ class FakeSpace:
         due = {max(0, steps * (n + 1) // (len(previews) + 1) - 1): n for n in range(len(previews))}
         for i in range(steps):
             await self._pause(delay / steps)
-            yield _progress(event_id, i, steps)
+            yield _progress(event_id, i, steps, self.knob(space_name, "progress_desc"))
             if i in due:
                 yield previews[due[i]]
         if steps <= 0:
@@ -1644,8 +1649,8 @@ async def _write_event(resp: web.StreamResponse, message: dict[str, Any]) -> Non
     await resp.write(b"data: " + json.dumps(message).encode() + b"\n\n")
 
 
-def _progress(event_id: str, index: int, length: int) -> dict[str, Any]:
-    unit = {"index": index, "length": length, "unit": "steps", "progress": None, "desc": "Sampling"}
+def _progress(event_id: str, index: int, length: int, desc: str | None) -> dict[str, Any]:
+    unit = {"index": index, "length": length, "unit": "steps", "progress": None, "desc": desc}
     return {"msg": "progress", "event_id": event_id, "progress_data": [unit]}
 
 
