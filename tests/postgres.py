@@ -73,6 +73,11 @@ class PostgresServer:
     def drop_database(self, url: str) -> None:
         self.client("dropdb", "--force", "--if-exists", url.rsplit("/", 1)[1])
 
+    def restart(self) -> None:
+        """Stop the server (fast: every connection is cut) and start it again with the same
+        options, as an operator's restart or a failover would."""
+        self.run("pg_ctl", "-D", "data", "-l", "server.log", "-m", "fast", "-w", "restart")
+
 
 def postgres_bin_dir() -> Path | None:
     """The newest installed server's bin folder, if any."""

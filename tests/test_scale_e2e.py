@@ -9,7 +9,9 @@ a worker is pressed through the gateway of the *other* shard than the one that t
 Checked: 0 lost (every interaction ends with exactly one ending), 0 duplicated (no reply drawn
 twice), 0 x 429, per-user order and one running job per user (from the job log's started_at /
 finished_at), never more than ``MAX_CONCURRENT_JOBS`` at once, and the cancelled job ends as
-cancelled.
+cancelled. Then a second wave (one job per user, issue 16): a worker running jobs is stopped
+with SIGTERM and a new one started, then PostgreSQL restarts under every process; again 0 lost,
+0 duplicated.
 
 It runs the issue's full size (100 users x 3 jobs = 300 jobs; about 25 s on two cores); a
 smaller size (30 users, 90 jobs) for a quick local run:
@@ -44,7 +46,7 @@ LEASE = 3.0
 GENERATION = 0.3
 
 
-async def test_two_shards_three_workers(tmp_path, postgres_url):
+async def test_two_shards_three_workers(tmp_path, postgres_server, postgres_url):
     env = {
         "DATABASE_URL": postgres_url,
         "MAX_CONCURRENT_JOBS": str(LIMIT),
@@ -160,6 +162,9 @@ async def test_two_shards_three_workers(tmp_path, postgres_url):
                 most = max(most, running)
             assert most <= LIMIT
 
+            # Issue 16: a deploy and a database restart in the middle of a second wave.
+            await _second_wave(h, store, users, home, processes, launch, postgres_server)
+
             # Cancel through the other shard's gateway, for a job running on a worker.
             h.space.generation_delay = 30
             taken_on_one = guilds[GUILDS_PER_SHARD]  # a server of shard 1
@@ -200,6 +205,99 @@ async def test_two_shards_three_workers(tmp_path, postgres_url):
                 stop(process)
             for name, log in logs.items():
                 print(f"----- {name}\n{log.read_text()[-3000:]}")
+
+
+WAVE_GENERATION = 4.0  # longer than SHUTDOWN_GRACE_SECONDS: a stopped worker hands jobs back
+
+
+async def _second_wave(h, store, users, home, processes, launch, server) -> None:
+    """One more job per user; a worker running jobs is stopped with SIGTERM (a deploy) and a
+    new one started; then PostgreSQL restarts under everyone. 0 lost (every reply ends with
+    exactly one result), 0 duplicated (none drawn twice into one reply)."""
+    fake = h.discord
+    loop = asyncio.get_running_loop()
+    h.space.generation_delay = WAVE_GENERATION
+    wave = []
+    for user in users:
+        wave.append(
+            await h.slash(
+                {"prompt": f"{user['username']} second wave"},
+                user=user,
+                guild_id=home[user["id"]].id,
+            )
+        )
+    for interaction in wave:
+        assert (await interaction.wait_callback(10))["type"] == 5
+    # Stopped while it runs jobs just begun (they outlast the grace: they are handed back).
+    await _until_running(store, min(len(wave), LIMIT) * 2 // 3)
+    owners = await _running_owners(store)
+    name, victim = max(
+        (
+            (name, p)
+            for name, p in processes.items()
+            if name.startswith("worker") and p.poll() is None
+        ),
+        key=lambda item: sum(f":{item[1].pid}:" in o for o in owners),
+    )
+    t0 = loop.time()
+    victim.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(victim.wait, 30) == 0
+    print(f"{name} stopped with SIGTERM in {loop.time() - t0:.1f}s")
+    launch("worker3", ["worker.py"])
+    await fake.wait_until(lambda: sum(ended(i.original) for i in wave) >= len(wave) // 2, 90)
+    t0 = loop.time()
+    await asyncio.to_thread(server.restart)
+    print(f"PostgreSQL restarted in {loop.time() - t0:.1f}s")
+    await fake.wait_until(lambda: all(ended(i.original) for i in wave), 120)
+    for interaction in wave:
+        message = interaction.original
+        assert len(endings(message)) == 1, message.versions
+        assert message.attachments, message.embeds
+        shown = [v.data["content"] or "" for v in message.history]
+        last_start = max(i for i, text in enumerate(shown) if "Starting" in text)
+        assert not any("in line (" in t or "Next in line" in t for t in shown[last_start:])
+    handed_back = [
+        i
+        for i in wave
+        if any("Back in line" in (v.get("content") or "") for v in i.original.versions)
+    ]
+    print(f"{len(handed_back)} job(s) handed back by the stopped worker")
+    assert handed_back  # the stop did interrupt running jobs, and they were drawn again
+    ids = {await _job_id_of(store, i) for i in wave}
+    async with store.engine.connect() as conn:
+        states = dict(
+            (await conn.execute(sa.select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(ids)))).all()
+        )
+    await _until_queue_empty(store)
+    assert set(states.values()) == {"done"}, states
+    assert fake.count_429 == 0
+
+
+async def _until_running(store: Store, count: int, within: float = 60) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while len(await _running_owners(store)) < count:
+        assert asyncio.get_running_loop().time() < deadline, "the wave did not start"
+        await asyncio.sleep(0.05)
+
+
+async def _job_id_of(store: Store, interaction) -> int:
+    async with store.engine.connect() as conn:
+        return int(
+            await conn.scalar(
+                sa.select(jobs.c.id).where(jobs.c.message_id == interaction.original.id)
+            )
+        )
+
+
+async def _until_queue_empty(store: Store, within: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        async with store.engine.connect() as conn:
+            left = await conn.scalar(sa.select(sa.func.count()).select_from(job_queue))
+        if not left:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{left} job(s) left in the queue"
+        await asyncio.sleep(0.1)
 
 
 async def _until_gateways_ready(fake, processes, within: float) -> None:
