@@ -16,6 +16,8 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
@@ -113,6 +115,7 @@ class ImagineBot(commands.AutoShardedBot):
         self.housekeeping: asyncio.Task[None] | None = None
         self.shutdown_task: asyncio.Future[None] | None = None
         self.shutting_down = False
+        self._closing_all: asyncio.Future[None] | None = None
         self.shared_queue: SharedScheduler | None = None
         self.signals: Signals | None = None
         self.procrastinate: procrastinate.App | None = None
@@ -322,10 +325,32 @@ class ImagineBot(commands.AutoShardedBot):
         await self.close()
 
     async def close(self) -> None:
-        if self.housekeeping is not None:
-            self.housekeeping.cancel()
-        if self.shared_watch is not None:
-            self.shared_watch.cancel()
+        """Close everything, once; every caller (the signals' shutdown, ``async with``'s exit,
+        discord.py itself after a fatal gateway error, the tests) waits until all is closed.
+
+        discord.py's ``close`` and ``__aexit__`` wait only for discord.py's own part (the
+        gateway, its REST session): ``start`` then returns, ``run`` returns, and
+        ``asyncio.Runner`` cancels whatever is still closing. Our session, database and LISTEN
+        connection closed after that part were cut off half way (a ``CancelledError`` in the
+        database's close, "Unclosed client session")."""
+        if self._closing_all is None:
+            self._closing_all = asyncio.ensure_future(self._close_all())
+        await asyncio.shield(self._closing_all)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _close_all(self) -> None:
+        """Jobs and the gateway first (nothing new comes in), then what they used."""
+        background = [t for t in (self.housekeeping, self.shared_watch) if t is not None]
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         try:
             if getattr(self, "runner", None) is not None:
                 await self.runner.stop()
@@ -334,14 +359,21 @@ class ImagineBot(commands.AutoShardedBot):
                 await launcher.close()
             await super().close()
         finally:
+            closers: list[tuple[str, Callable[[], Awaitable[object]]]] = []
             if self.signals is not None:
-                await self.signals.close()
+                closers.append(("the signal connection", self.signals.close))
             if self.procrastinate is not None:
-                await self.procrastinate.close_async()
+                closers.append(("procrastinate", self.procrastinate.close_async))
             if getattr(self, "store", None) is not None:
-                await self.store.close()
+                closers.append(("the database", self.store.close))
             if self.session is not None:
-                await self.session.close()
+                closers.append(("the HTTP session", self.session.close))
+            for name, close in closers:
+                try:
+                    await close()
+                except Exception:
+                    log.exception("could not close %s", name)
+        log.info("stopped")
 
 
 def setup_logging(settings: Settings, handler: logging.Handler | None = None) -> None:
@@ -355,8 +387,10 @@ def setup_logging(settings: Settings, handler: logging.Handler | None = None) ->
 
 
 def shut_down(bot: ImagineBot) -> None:
-    """A signal handler: start the graceful shutdown (it runs as its own task)."""
-    bot.shutdown_task = asyncio.ensure_future(bot.shutdown())
+    """A signal handler: start the graceful shutdown (it runs as its own task, which ``run``
+    awaits before it returns); a second signal changes nothing."""
+    if bot.shutdown_task is None:
+        bot.shutdown_task = asyncio.ensure_future(bot.shutdown())
 
 
 async def run(settings: Settings, *, force_sync: bool) -> int:
@@ -371,8 +405,11 @@ async def run(settings: Settings, *, force_sync: bool) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, functools.partial(shut_down, bot))
         try:
-            async with bot:
-                await bot.start(token)
+            try:
+                async with bot:
+                    await bot.start(token)
+            finally:
+                await _finish_shutdown(bot)
             return 0
         except discord.PrivilegedIntentsRequired:
             if not message_content:
@@ -386,6 +423,17 @@ async def run(settings: Settings, *, force_sync: bool) -> int:
         except discord.LoginFailure:
             log.error("Discord refused DISCORD_TOKEN: check the token in .env")
             return EXIT_CONFIG
+
+
+async def _finish_shutdown(bot: ImagineBot) -> None:
+    """Let a signal's shutdown task end before ``run`` returns: ``asyncio.Runner`` would
+    cancel it."""
+    task = bot.shutdown_task
+    if task is None:
+        return
+    (outcome,) = await asyncio.gather(task, return_exceptions=True)
+    if isinstance(outcome, Exception):
+        log.error("the shutdown failed", exc_info=outcome)
 
 
 def main(argv: list[str] | None = None) -> int:
