@@ -115,6 +115,10 @@ class ImagineBot(commands.AutoShardedBot):
         self.housekeeping: asyncio.Task[None] | None = None
         self.shutdown_task: asyncio.Future[None] | None = None
         self.shutting_down = False
+        self.set_up = asyncio.Event()
+        """Set once ``setup_hook`` ended (done or failed): a stop waits for it, since a
+        resource cut off while it opens (a database pool, a LISTEN connection) can't be closed."""
+        self._launching: asyncio.Task[None] | None = None
         self._closing_all: asyncio.Future[None] | None = None
         self.shared_queue: SharedScheduler | None = None
         self.signals: Signals | None = None
@@ -122,6 +126,12 @@ class ImagineBot(commands.AutoShardedBot):
         self.shared_watch: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
+        try:
+            await self._set_up()
+        finally:
+            self.set_up.set()
+
+    async def _set_up(self) -> None:
         settings = self.settings
         self.session = new_session()
         self.engine = Engine(settings, session=self.session)
@@ -309,19 +319,37 @@ class ImagineBot(commands.AutoShardedBot):
     async def on_ready(self) -> None:
         log.info("ready as %s (%s) in %d servers", self.user, self.me_id, len(self.guilds))
 
+    async def launch_shards(self) -> None:
+        """discord.py's, as a task that ``close`` can cancel: a shard whose connection fails
+        is retried every 5 s for ever, even once the client is closed, so a stop while
+        connecting would otherwise log an error every 5 s and never end."""
+        self._launching = asyncio.ensure_future(super().launch_shards())
+        try:
+            await self._launching
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not self._launching.cancelled() or (current and current.cancelling()):
+                raise
+            # cancelled by close(): connect() goes on to its loop, which sees the client closed
+
     async def shutdown(self) -> None:
         """Stop taking jobs, let running ones finish within the grace period, tell the rest."""
         if self.shutting_down:
             return
         self.shutting_down = True
+        await self.set_up.wait()
+        runner: JobRunner | None = getattr(self, "runner", None)
+        if runner is None:  # setup_hook failed: start() raises and the bot closes anyway
+            await self.close()
+            return
         grace = self.settings.shutdown_grace_seconds
-        log.info("shutting down: %d job(s) active, %gs grace", len(self.runner.active), grace)
+        log.info("shutting down: %d job(s) active, %gs grace", len(runner.active), grace)
         self.scheduler.close()
         started = time.monotonic()
-        if not await self.runner.wait_idle(grace):
-            for job_id in list(self.runner.active):
-                self.runner.interrupt(job_id)
-            await self.runner.wait_idle(max(5.0, grace - (time.monotonic() - started)))
+        if not await runner.wait_idle(grace):
+            for job_id in list(runner.active):
+                runner.interrupt(job_id)
+            await runner.wait_idle(max(5.0, grace - (time.monotonic() - started)))
         await self.close()
 
     async def close(self) -> None:
@@ -357,6 +385,9 @@ class ImagineBot(commands.AutoShardedBot):
             launcher = getattr(self, "launcher", None)
             if isinstance(launcher, SharedLauncher):
                 await launcher.close()
+            if self._launching is not None and not self._launching.done():
+                self._launching.cancel()
+                await asyncio.gather(self._launching, return_exceptions=True)
             await super().close()
         finally:
             closers: list[tuple[str, Callable[[], Awaitable[object]]]] = []
@@ -427,10 +458,12 @@ async def run(settings: Settings, *, force_sync: bool) -> int:
 
 async def _finish_shutdown(bot: ImagineBot) -> None:
     """Let a signal's shutdown task end before ``run`` returns: ``asyncio.Runner`` would
-    cancel it."""
+    cancel it (a stop before ``setup_hook`` ended is still waiting for it)."""
     task = bot.shutdown_task
     if task is None:
         return
+    if not bot.set_up.is_set():
+        task.cancel()
     (outcome,) = await asyncio.gather(task, return_exceptions=True)
     if isinstance(outcome, Exception):
         log.error("the shutdown failed", exc_info=outcome)

@@ -16,11 +16,14 @@ import asyncio
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
+from tests.fakes.discord_server import FakeDiscord
 from tests.harness import Harness, running_bot
 from tests.processes import start
 
@@ -167,3 +170,67 @@ async def test_a_worker_stopped_with_a_job_running_hands_it_back_and_stops_clean
         assert_clean(log)
         assert took >= GRACE  # the job had its grace period
         assert "Back in line" in (slow.original.content or ""), slow.original.content
+
+
+async def test_the_bot_stopped_while_connecting_to_the_gateway_stops_cleanly(tmp_path, monkeypatch):
+    """discord.py retries a shard's failed connection every 5 s for ever, closed or not: a
+    stop while connecting logged 'Failed to connect' tracebacks and never ended."""
+    connected = asyncio.Event()
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connected.set()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/gateway"
+    monkeypatch.setattr(FakeDiscord, "gateway_url", property(lambda _fake: url))
+    async with server, running_bot(tmp_path, start=False) as h:
+        process, log = launch(h, tmp_path, ["bot.py"])
+        await asyncio.wait_for(connected.wait(), 30)
+        await stop_cleanly(process, log, signal.SIGTERM)
+
+
+@asynccontextmanager
+async def held_models_api(asked: asyncio.Event, release: asyncio.Event) -> AsyncIterator[str]:
+    """An OpenAI-compatible ``GET /v1/models`` that answers only once ``release`` is set."""
+
+    async def models(_request: web.Request) -> web.Response:
+        asked.set()
+        await release.wait()
+        return web.json_response({"object": "list", "data": []})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    finally:
+        release.set()
+        await runner.cleanup()
+
+
+async def test_the_bot_stopped_while_setting_up_stops_cleanly(tmp_path):
+    """A stop inside ``setup_hook`` (here: the bot asks an OpenAI-compatible API for its
+    models) waits for it to end, then closes what it opened; it used to fail on the job
+    runner not made yet, and the bot went on running."""
+    asked, release = asyncio.Event(), asyncio.Event()
+    async with (
+        held_models_api(asked, release) as base_url,
+        running_bot(tmp_path, start=False, OPENAI_BASE_URL=base_url) as h,
+    ):
+        process, log = launch(h, tmp_path, ["bot.py"], OPENAI_API_KEY="sk-test-key-123")
+        try:
+            await asyncio.wait_for(asked.wait(), 30)
+            process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            release.set()
+            await exited(process, STOP_WITHIN, after="SIGTERM")
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(5)
+        text = assert_clean(log)
+        assert text.rstrip().endswith("stopped"), text[-2000:]
