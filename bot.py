@@ -7,17 +7,32 @@ and runs until SIGTERM/SIGINT, when running jobs get ``SHUTDOWN_GRACE_SECONDS`` 
 
 from __future__ import annotations
 
+import os
+import signal
+from types import FrameType, TracebackType
+
+if __name__ == "__main__":
+
+    def _stop_early(signum: int, frame: FrameType | None) -> None:
+        """A stop before ``run`` put the event loop's handlers in place (the imports alone
+        take about a second) ends at once with status 0: nothing is open yet to close.
+        Without it, SIGINT printed a KeyboardInterrupt traceback from some import and SIGTERM
+        killed the process (status -15). ``os._exit``: an exception raised from here would
+        unwind through whatever runs (an import holding a file, the event loop starting)."""
+        os._exit(0)
+
+    for _signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(_signum, _stop_early)
+
 import argparse
 import asyncio
 import functools
 import hashlib
 import json
 import logging
-import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp

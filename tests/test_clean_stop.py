@@ -13,6 +13,7 @@ shows only when the garbage collector gets to it in time, so a leak would pass b
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import subprocess
 import time
@@ -234,3 +235,19 @@ async def test_the_bot_stopped_while_setting_up_stops_cleanly(tmp_path):
                 process.wait(5)
         text = assert_clean(log)
         assert text.rstrip().endswith("stopped"), text[-2000:]
+
+
+IMPORTED_AIOHTTP = re.compile(r"\|\s*aiohttp$", re.MULTILINE)
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+async def test_the_bot_stopped_while_importing_exits_quietly(tmp_path, signame):
+    """The imports take most of a second before the event loop's handlers exist: a stop
+    then printed a KeyboardInterrupt traceback (SIGINT) or killed the process (SIGTERM)."""
+    async with running_bot(tmp_path, start=False) as h:
+        # -X importtime logs each import as it ends: aiohttp is one of bot.py's first, and
+        # discord, the cogs and the engine still follow.
+        process, log = launch(h, tmp_path, ["-X", "importtime", "bot.py"])
+        await until_logged(process, log, IMPORTED_AIOHTTP.search, within=30)
+        await stop_cleanly(process, log, SIGNALS[signame])
+        assert "logging in" not in read(log)  # it was stopped before it started
