@@ -7,15 +7,32 @@ and runs until SIGTERM/SIGINT, when running jobs get ``SHUTDOWN_GRACE_SECONDS`` 
 
 from __future__ import annotations
 
+import os
+import signal
+from types import FrameType, TracebackType
+
+if __name__ == "__main__":
+
+    def _stop_early(signum: int, frame: FrameType | None) -> None:
+        """A stop before ``run`` put the event loop's handlers in place (the imports alone
+        take about a second) ends at once with status 0: nothing is open yet to close.
+        Without it, SIGINT printed a KeyboardInterrupt traceback from some import and SIGTERM
+        killed the process (status -15). ``os._exit``: an exception raised from here would
+        unwind through whatever runs (an import holding a file, the event loop starting)."""
+        os._exit(0)
+
+    for _signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(_signum, _stop_early)
+
 import argparse
 import asyncio
 import functools
 import hashlib
 import json
 import logging
-import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
@@ -113,12 +130,23 @@ class ImagineBot(commands.AutoShardedBot):
         self.housekeeping: asyncio.Task[None] | None = None
         self.shutdown_task: asyncio.Future[None] | None = None
         self.shutting_down = False
+        self.set_up = asyncio.Event()
+        """Set once ``setup_hook`` ended (done or failed): a stop waits for it, since a
+        resource cut off while it opens (a database pool, a LISTEN connection) can't be closed."""
+        self._launching: asyncio.Task[None] | None = None
+        self._closing_all: asyncio.Future[None] | None = None
         self.shared_queue: SharedScheduler | None = None
         self.signals: Signals | None = None
         self.procrastinate: procrastinate.App | None = None
         self.shared_watch: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
+        try:
+            await self._set_up()
+        finally:
+            self.set_up.set()
+
+    async def _set_up(self) -> None:
         settings = self.settings
         self.session = new_session()
         self.engine = Engine(settings, session=self.session)
@@ -307,42 +335,92 @@ class ImagineBot(commands.AutoShardedBot):
     async def on_ready(self) -> None:
         log.info("ready as %s (%s) in %d servers", self.user, self.me_id, len(self.guilds))
 
+    async def launch_shards(self) -> None:
+        """discord.py's, as a task that ``close`` can cancel: a shard whose connection fails
+        is retried every 5 s for ever, even once the client is closed, so a stop while
+        connecting would otherwise log an error every 5 s and never end."""
+        self._launching = asyncio.ensure_future(super().launch_shards())
+        try:
+            await self._launching
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not self._launching.cancelled() or (current and current.cancelling()):
+                raise
+            # cancelled by close(): connect() goes on to its loop, which sees the client closed
+
     async def shutdown(self) -> None:
         """Stop taking jobs, let running ones finish within the grace period, tell the rest."""
         if self.shutting_down:
             return
         self.shutting_down = True
+        await self.set_up.wait()
+        runner: JobRunner | None = getattr(self, "runner", None)
+        if runner is None:  # setup_hook failed: start() raises and the bot closes anyway
+            await self.close()
+            return
         grace = self.settings.shutdown_grace_seconds
-        log.info("shutting down: %d job(s) active, %gs grace", len(self.runner.active), grace)
+        log.info("shutting down: %d job(s) active, %gs grace", len(runner.active), grace)
         self.scheduler.close()
         started = time.monotonic()
-        if not await self.runner.wait_idle(grace):
-            for job_id in list(self.runner.active):
-                self.runner.interrupt(job_id)
-            await self.runner.wait_idle(max(5.0, grace - (time.monotonic() - started)))
+        if not await runner.wait_idle(grace):
+            for job_id in list(runner.active):
+                runner.interrupt(job_id)
+            await runner.wait_idle(max(5.0, grace - (time.monotonic() - started)))
         await self.close()
 
     async def close(self) -> None:
-        if self.housekeeping is not None:
-            self.housekeeping.cancel()
-        if self.shared_watch is not None:
-            self.shared_watch.cancel()
+        """Close everything, once; every caller (the signals' shutdown, ``async with``'s exit,
+        discord.py itself after a fatal gateway error, the tests) waits until all is closed.
+
+        discord.py's ``close`` and ``__aexit__`` wait only for discord.py's own part (the
+        gateway, its REST session): ``start`` then returns, ``run`` returns, and
+        ``asyncio.Runner`` cancels whatever is still closing. Our session, database and LISTEN
+        connection closed after that part were cut off half way (a ``CancelledError`` in the
+        database's close, "Unclosed client session")."""
+        if self._closing_all is None:
+            self._closing_all = asyncio.ensure_future(self._close_all())
+        await asyncio.shield(self._closing_all)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _close_all(self) -> None:
+        """Jobs and the gateway first (nothing new comes in), then what they used."""
+        background = [t for t in (self.housekeeping, self.shared_watch) if t is not None]
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         try:
             if getattr(self, "runner", None) is not None:
                 await self.runner.stop()
             launcher = getattr(self, "launcher", None)
             if isinstance(launcher, SharedLauncher):
                 await launcher.close()
+            if self._launching is not None and not self._launching.done():
+                self._launching.cancel()
+                await asyncio.gather(self._launching, return_exceptions=True)
             await super().close()
         finally:
+            closers: list[tuple[str, Callable[[], Awaitable[object]]]] = []
             if self.signals is not None:
-                await self.signals.close()
+                closers.append(("the signal connection", self.signals.close))
             if self.procrastinate is not None:
-                await self.procrastinate.close_async()
+                closers.append(("procrastinate", self.procrastinate.close_async))
             if getattr(self, "store", None) is not None:
-                await self.store.close()
+                closers.append(("the database", self.store.close))
             if self.session is not None:
-                await self.session.close()
+                closers.append(("the HTTP session", self.session.close))
+            for name, close in closers:
+                try:
+                    await close()
+                except Exception:
+                    log.exception("could not close %s", name)
+        log.info("stopped")
 
 
 def setup_logging(settings: Settings, handler: logging.Handler | None = None) -> None:
@@ -356,8 +434,10 @@ def setup_logging(settings: Settings, handler: logging.Handler | None = None) ->
 
 
 def shut_down(bot: ImagineBot) -> None:
-    """A signal handler: start the graceful shutdown (it runs as its own task)."""
-    bot.shutdown_task = asyncio.ensure_future(bot.shutdown())
+    """A signal handler: start the graceful shutdown (it runs as its own task, which ``run``
+    awaits before it returns); a second signal changes nothing."""
+    if bot.shutdown_task is None:
+        bot.shutdown_task = asyncio.ensure_future(bot.shutdown())
 
 
 async def run(settings: Settings, *, force_sync: bool) -> int:
@@ -372,8 +452,11 @@ async def run(settings: Settings, *, force_sync: bool) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, functools.partial(shut_down, bot))
         try:
-            async with bot:
-                await bot.start(token)
+            try:
+                async with bot:
+                    await bot.start(token)
+            finally:
+                await _finish_shutdown(bot)
             return 0
         except discord.PrivilegedIntentsRequired:
             if not message_content:
@@ -387,6 +470,19 @@ async def run(settings: Settings, *, force_sync: bool) -> int:
         except discord.LoginFailure:
             log.error("Discord refused DISCORD_TOKEN: check the token in .env")
             return EXIT_CONFIG
+
+
+async def _finish_shutdown(bot: ImagineBot) -> None:
+    """Let a signal's shutdown task end before ``run`` returns: ``asyncio.Runner`` would
+    cancel it (a stop before ``setup_hook`` ended is still waiting for it)."""
+    task = bot.shutdown_task
+    if task is None:
+        return
+    if not bot.set_up.is_set():
+        task.cancel()
+    (outcome,) = await asyncio.gather(task, return_exceptions=True)
+    if isinstance(outcome, Exception):
+        log.error("the shutdown failed", exc_info=outcome)
 
 
 def main(argv: list[str] | None = None) -> int:
