@@ -27,12 +27,18 @@ and at every heartbeat, so none is lost with a signal.
 
 from __future__ import annotations
 
+import os
+import signal
+
+if __name__ == "__main__":
+    # As bot.py: a stop before ``run`` put the loop's handlers in place ends at once, quietly.
+    for _signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(_signum, lambda _signum, _frame: os._exit(0))
+
 import asyncio
 import contextlib
 import functools
 import logging
-import os
-import signal
 import socket
 import sys
 import time
@@ -142,16 +148,25 @@ class Worker:
         return task
 
     async def close(self) -> None:
+        """Close what ``start`` opened (as far as it got), each even if another fails."""
         tasks = list(self.tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self.roster.leave(self.name)
-        await self.signals.close()
-        await self.client.close()
-        await self.store.close()
-        await self.session.close()
+        closers = (
+            ("leaving the workers", lambda: self.roster.leave(self.name), "roster"),
+            ("the signal connection", lambda: self.signals.close(), "signals"),
+            ("the Discord client", lambda: self.client.close(), "client"),
+            ("the database", lambda: self.store.close(), "store"),
+            ("the HTTP session", lambda: self.session.close(), "session"),
+        )
+        for what, close, needs in closers:
+            if not hasattr(self, needs):
+                continue
+            try:
+                await close()
+            except Exception:
+                log.exception("could not close %s", what)
 
     # -- signals --------------------------------------------------------------------------
 
@@ -176,7 +191,8 @@ class Worker:
         while not self.closing:
             await self.slots.acquire()
             try:
-                claim = await self.queue.claim(self.name)
+                # A slot may come free as the worker begins to stop (a job handed back).
+                claim = None if self.closing else await self.queue.claim(self.name)
             except BaseException:
                 self.slots.release()
                 raise
@@ -446,7 +462,6 @@ async def run(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     worker = Worker(settings)
-    await worker.start()
     app = build_app(settings.database_url)
 
     async def run_next(job_id: int) -> None:
@@ -454,6 +469,7 @@ async def run(settings: Settings) -> int:
 
     app.task(name=TASK)(run_next)
     try:
+        await worker.start()
         async with app.open_async():
             await prepare_schema(app, worker.store)
             worker.app = app

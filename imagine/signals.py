@@ -46,6 +46,7 @@ class Signals:
         self._closed = False
         self._reconnect: asyncio.Task[None] | None = None
         self._catch_up: list[Callable[[], Awaitable[object]]] = []
+        self._settings_tasks: set[asyncio.Task[object]] = set()
 
     @classmethod
     async def connect(cls, url: str) -> Signals:
@@ -110,6 +111,8 @@ class Signals:
         self._closed = True
         if self._reconnect is not None:
             self._reconnect.cancel()
+        pending = list(self._settings_tasks)
+        await asyncio.gather(*pending, return_exceptions=True)  # reads under way end first
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close(timeout=5)
@@ -130,7 +133,7 @@ class Signals:
     async def follow_settings(self, store: Store) -> None:
         """Keep ``store``'s settings cache in step with changes made by other processes (all
         of it read again after a reconnection, which may have missed some)."""
-        tasks: set[asyncio.Task[object]] = set()
+        tasks = self._settings_tasks
 
         def changed(payload: str) -> None:
             if payload.startswith("u"):  # a member's own settings
@@ -141,6 +144,5 @@ class Signals:
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-        self._settings_tasks = tasks
         await self.listen(SETTINGS_CHANNEL, changed)
         self.on_reconnect(store.reload_settings)

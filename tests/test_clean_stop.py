@@ -240,14 +240,15 @@ async def test_the_bot_stopped_while_setting_up_stops_cleanly(tmp_path):
 IMPORTED_AIOHTTP = re.compile(r"\|\s*aiohttp$", re.MULTILINE)
 
 
+@pytest.mark.parametrize("program", ["bot.py", "worker.py"])
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
-async def test_the_bot_stopped_while_importing_exits_quietly(tmp_path, signame):
+async def test_a_process_stopped_while_importing_exits_quietly(tmp_path, signame, program):
     """The imports take most of a second before the event loop's handlers exist: a stop
     then printed a KeyboardInterrupt traceback (SIGINT) or killed the process (SIGTERM)."""
     async with running_bot(tmp_path, start=False) as h:
-        # -X importtime logs each import as it ends: aiohttp is one of bot.py's first, and
+        # -X importtime logs each import as it ends: aiohttp is one of the first, and
         # discord, the cogs and the engine still follow.
-        process, log = launch(h, tmp_path, ["-X", "importtime", "bot.py"])
+        process, log = launch(h, tmp_path, ["-X", "importtime", program])
         await until_logged(process, log, IMPORTED_AIOHTTP.search, within=30)
         await stop_cleanly(process, log, SIGNALS[signame])
         assert "logging in" not in read(log)  # it was stopped before it started
