@@ -279,11 +279,12 @@ class Worker:
         work = Work(fallback=claim.fallback, images=images, translate=translate)
         if job.id in self.handing_back:  # the worker began to stop meanwhile
             return
-        task = self.runner.start(job, ticket, reply, work)
-        current = await self.queue.get(job.id)  # a Cancel pressed between the claim and now
+        current = await self.queue.get(job.id)  # a Cancel pressed since the claim: no drawing
         if current is not None and current.cancel_requested:
-            self.cancel(job.id, current.cancel_by)
-        await task
+            self.local.release(ticket)
+            await self._cancelled(job, reply, current.cancel_by)
+            return
+        await self.runner.start(job, ticket, reply, work)  # later Cancels: signal, heartbeat
 
     async def _cancelled(self, job: JobRecord, reply: WebhookReply, by: str | None) -> None:
         with contextlib.suppress(discord.HTTPException):

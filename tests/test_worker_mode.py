@@ -11,7 +11,8 @@ import logging
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -436,3 +437,90 @@ async def test_check_reports_the_workers_it_sees(tmp_path, postgres_url):
 @pytest.fixture(autouse=True)
 def _quiet_logs() -> None:
     logging.getLogger("discord").setLevel(logging.WARNING)
+
+
+# -- in one process: the moments between a claim and the runner -------------------------------
+
+
+@asynccontextmanager
+async def worker_here(h: Harness) -> AsyncIterator[Any]:
+    """A ``Worker`` in this process (no procrastinate loop): the test claims and runs."""
+    from imagine.settings import Settings
+    from worker import Worker
+
+    worker = Worker(Settings.from_env(h.env))
+    await worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.close()
+
+
+async def test_a_cancel_pressed_between_the_claim_and_the_start_ends_the_job(
+    tmp_path, postgres_url
+):
+    async with running_bot(tmp_path, DATABASE_URL=postgres_url, **worker_env()) as h:
+        h.space.generation_delay = 5
+        async with worker_here(h) as worker:
+            asked = await h.slash({"prompt": "a painting cancelled early"}, user=h.alice)
+            await eventually(lambda: shows(asked, "in line"), 10)
+            claim = await worker.queue.claim(worker.name)
+            assert claim is not None
+            cancel = next(
+                c["custom_id"]
+                for r in asked.original.components
+                for c in r["components"]
+                if c.get("custom_id", "").startswith("imagine:cancel:")
+            )
+            await h.discord.press_button(asked.original, cancel, user=h.alice)
+            await asyncio.sleep(0.5)  # the signal arrives before the job has a runner
+            await worker.run(claim)
+            await h.discord.wait_until(lambda: shows(asked, "Cancelled by alice"), 10)
+            assert drawn(h, "a painting cancelled early") == 0
+            assert await h.job_state(claim.job_id, "cancelled") == "cancelled"
+            assert await queue_rows(h) == {}
+
+
+async def test_a_worker_failing_before_its_runner_starts_ends_the_job_visibly(
+    tmp_path, postgres_url
+):
+    async with (
+        running_bot(tmp_path, DATABASE_URL=postgres_url, **worker_env()) as h,
+        worker_here(h) as worker,
+    ):
+        asked = await h.slash({"prompt": "a painting that breaks"}, user=h.alice)
+        await eventually(lambda: shows(asked, "in line"), 10)
+
+        async def broken(job: Any) -> Any:
+            raise RuntimeError("a bug before the runner")
+
+        worker._inputs = broken  # type: ignore[method-assign]
+        claim = await worker.queue.claim(worker.name)
+        await worker.run(claim)
+        message = await h.discord.wait_until(lambda: ended(asked.original) and asked.original)
+        assert "Something went wrong" in message.embeds[0]["description"]
+        assert await h.job_state(claim.job_id, "failed") == "failed"
+        assert await queue_rows(h) == {}
+
+
+async def test_a_job_whose_lease_was_lost_leaves_the_runner_without_an_ending(
+    tmp_path, postgres_url
+):
+    async with running_bot(tmp_path, DATABASE_URL=postgres_url, **worker_env()) as h:
+        h.space.generation_delay = 10
+        async with worker_here(h) as worker:
+            asked = await h.slash({"prompt": "a painting let go"}, user=h.alice)
+            await eventually(lambda: shows(asked, "in line"), 10)
+            claim = await worker.queue.claim(worker.name)
+            running = asyncio.create_task(worker.run(claim))
+            await eventually(lambda: claim.job_id in worker.runner.active, 10)
+            (_taken,) = await worker.queue.take_over("elsewhere", now=claim.lease_until + 1)
+            leases = await worker.queue.heartbeat(worker.name, {claim.job_id})
+            assert not leases[claim.job_id].held
+            assert worker.runner.let_go(claim.job_id)
+            async with asyncio.timeout(5):
+                await running
+            assert claim.job_id not in worker.runner.active
+            assert not endings(asked.original)
+            row = (await queue_rows(h))[claim.job_id]
+            assert row.owner == "elsewhere"  # the new owner's row stays
