@@ -51,7 +51,7 @@ import procrastinate
 from dotenv import load_dotenv
 
 from discord_jobs.earlier_input import read_earlier_input
-from discord_jobs.recovery import INTERRUPTED, ended_state, reap_orphans
+from discord_jobs.recovery import INTERRUPTED, ending_shown, reap_orphans
 from discord_jobs.replies import WebhookReply
 from imagine.drawing import InputImage, Work
 from imagine.engine import Engine
@@ -324,11 +324,7 @@ class Worker:
 
     async def _resume(self, claim: Claim, job: JobRecord, reply: WebhookReply) -> bool:
         """A job taken over from a worker that died: True to run it again."""
-        try:
-            message = await reply.fetch()
-        except discord.HTTPException:
-            message = None
-        shown = ended_state(message) if message is not None else None
+        shown = await ending_shown(reply.fetch)
         if shown is not None:
             log.info("job %s already shows its ending (%s); log brought up to date", job.id, shown)
             await self.store.update_job(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -84,6 +85,15 @@ def ended_state(message: discord.Message) -> JobState | None:
     return None
 
 
+async def ending_shown(fetch: Callable[[], Awaitable[discord.Message | None]]) -> JobState | None:
+    """The ending a job's reply already shows, if any (None too when it cannot be read)."""
+    try:
+        message = await fetch()
+    except discord.HTTPException:
+        return None
+    return ended_state(message) if message is not None else None
+
+
 def in_every_language(text: Text) -> set[str]:
     """``text`` as each language shows it: a reply is read back in whichever it was sent."""
     return {texts(language).catalog.gettext(text.msgid) for language in Language}
@@ -107,10 +117,7 @@ async def recover_interrupted_jobs(bot: ImagineBot) -> int:
         if not bot.settings.runs_shard_of(job.guild_id):
             continue
         reply = _Reply(bot, job)
-        try:
-            shown = ended_state(await reply.fetch()) if reply.reachable else None
-        except discord.HTTPException:
-            shown = None
+        shown = await ending_shown(reply.fetch) if reply.reachable else None
         if shown is not None:
             await bot.store.update_job(job.id, state=shown, finished_at=time.time())
             continue
@@ -161,11 +168,7 @@ async def reap_orphans(
         if job is None:
             continue
         reply = WebhookReply(client, job, image_input=image_input)
-        try:
-            message = await reply.fetch()
-        except discord.HTTPException:
-            message = None
-        shown = ended_state(message) if message is not None else None
+        shown = await ending_shown(reply.fetch)
         if shown is not None:
             await store.update_job(job.id, state=shown, interaction_token=None)
             continue

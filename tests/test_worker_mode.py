@@ -91,6 +91,16 @@ def shows(interaction, text: str) -> bool:
     return message is not None and text in (message.content or "")
 
 
+def cancel_button(interaction) -> str:
+    """The custom id of the Cancel button on the interaction's reply."""
+    return next(
+        c["custom_id"]
+        for row in interaction.original.components
+        for c in row["components"]
+        if c.get("custom_id", "").startswith("imagine:cancel:")
+    )
+
+
 def job_id_of(interaction) -> int:
     for row in interaction.original.components:
         for component in row.get("components", []):
@@ -177,12 +187,7 @@ async def test_a_cut_off_worker_neither_ends_nor_releases_the_new_owners_job(
             row = (await queue_rows(h)).get(job_id)
             assert row is not None and f":{b.pid}:" in row.owner  # B's row, still there
             assert not endings(asked.original)  # A showed no ending for a job it lost
-            cancel = next(
-                c["custom_id"]
-                for r in asked.original.components
-                for c in r["components"]
-                if c.get("custom_id", "").startswith("imagine:cancel:")
-            )
+            cancel = cancel_button(asked)
             await h.discord.press_button(asked.original, cancel, user=h.alice)
             await h.discord.wait_until(lambda: shows(asked, "Cancelled by alice"), 10)
             assert not asked.original.attachments
@@ -303,12 +308,7 @@ async def test_a_cancel_pressed_while_the_workers_listener_is_down_still_ends_th
             asked = await h.slash({"prompt": "a painting to cancel"}, user=h.alice)
             await eventually(lambda: shows(asked, "Starting"), 30)
             assert await _drop_worker_listeners(h) >= 1
-            cancel = next(
-                c["custom_id"]
-                for r in asked.original.components
-                for c in r["components"]
-                if c.get("custom_id", "").startswith("imagine:cancel:")
-            )
+            cancel = cancel_button(asked)
             await h.discord.press_button(asked.original, cancel, user=h.alice)
             await h.discord.wait_until(lambda: shows(asked, "Cancelled by alice"), 10)
             assert await h.job_state(job_id_of(asked), "cancelled") == "cancelled"
@@ -466,12 +466,7 @@ async def test_a_cancel_pressed_between_the_claim_and_the_start_ends_the_job(
             await eventually(lambda: shows(asked, "in line"), 10)
             claim = await worker.queue.claim(worker.name)
             assert claim is not None
-            cancel = next(
-                c["custom_id"]
-                for r in asked.original.components
-                for c in r["components"]
-                if c.get("custom_id", "").startswith("imagine:cancel:")
-            )
+            cancel = cancel_button(asked)
             await h.discord.press_button(asked.original, cancel, user=h.alice)
             await asyncio.sleep(0.5)  # the signal arrives before the job has a runner
             await worker.run(claim)
