@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from imagine.store import job_queue, jobs
@@ -432,11 +431,6 @@ async def test_check_reports_the_workers_it_sees(tmp_path, postgres_url):
             assert seen.returncode == 0, seen.stdout
         finally:
             await workers.stop_all()
-
-
-@pytest.fixture(autouse=True)
-def _quiet_logs() -> None:
-    logging.getLogger("discord").setLevel(logging.WARNING)
 
 
 # -- in one process: the moments between a claim and the runner -------------------------------
