@@ -26,12 +26,15 @@ from .records import (
 )
 from .retention import Retention
 from .schema import (
+    daily_usage,
     guild_settings,
     job_ended_at,
     job_queue,
     jobs,
     meta,
     queue_users,
+    quota_rests,
+    user_secrets,
     user_settings,
     workers,
 )
@@ -54,6 +57,7 @@ __all__ = [
     "Store",
     "UserSettings",
     "async_url",
+    "daily_usage",
     "guild_settings",
     "job_ended_at",
     "job_queue",
@@ -61,6 +65,8 @@ __all__ = [
     "meta",
     "notify",
     "queue_users",
+    "quota_rests",
+    "user_secrets",
     "user_settings",
     "workers",
 ]

@@ -113,6 +113,36 @@ async def _workers(conn: AsyncConnection) -> None:
         await conn.execute(sa.text(statement))
 
 
+async def _free_gpu(conn: AsyncConnection) -> None:
+    """Version 7: daily budgets, members' own tokens (encrypted), quota rests shared by every
+    process, and what a job cost (kudos, images charged) and where it ran (age-restricted)."""
+    false = "FALSE" if conn.dialect.name == "postgresql" else "0"
+    for statement in (
+        "ALTER TABLE guild_settings ADD COLUMN daily_limit INTEGER",
+        f"ALTER TABLE jobs ADD COLUMN nsfw BOOLEAN NOT NULL DEFAULT {false}",
+        "ALTER TABLE jobs ADD COLUMN kudos FLOAT",
+        "ALTER TABLE jobs ADD COLUMN charged INTEGER NOT NULL DEFAULT 0",
+        "CREATE TABLE user_secrets ("
+        " user_id BIGINT NOT NULL PRIMARY KEY,"
+        " hf_token TEXT NOT NULL,"
+        " hf_account VARCHAR(200),"
+        " updated_at FLOAT)",
+        "CREATE TABLE daily_usage ("
+        " guild_id BIGINT NOT NULL,"
+        " user_id BIGINT NOT NULL,"
+        " day VARCHAR(10) NOT NULL,"
+        " images INTEGER NOT NULL,"
+        " PRIMARY KEY (guild_id, user_id, day))",
+        "CREATE TABLE quota_rests ("
+        " backend VARCHAR(200) NOT NULL,"
+        " account VARCHAR(64) NOT NULL,"
+        " until FLOAT NOT NULL,"
+        " reason TEXT,"
+        " PRIMARY KEY (backend, account))",
+    ):
+        await conn.execute(sa.text(statement))
+
+
 MIGRATIONS: list[Migration | None] = [
     None,  # version 1: the first tables; never run, a new database starts at the newest
     _index_jobs_by_end,  # version 2
@@ -120,6 +150,7 @@ MIGRATIONS: list[Migration | None] = [
     _shared_queue,  # version 4
     _members,  # version 5
     _workers,  # version 6
+    _free_gpu,  # version 7
 ]
 """``MIGRATIONS[v]`` takes the schema from version v to v + 1, so ``len(MIGRATIONS)`` is the
 newest version. Append, never edit. Each one gets the connection of the transaction it runs in

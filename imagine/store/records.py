@@ -49,6 +49,7 @@ class GuildSettings:
     default_count: int | None = None
     max_count: int | None = None
     translate_model: str | None = None
+    daily_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,9 @@ class JobRecord:
     translated_prompt: str | None = None
     input_channel_id: int | None = None
     input_message_id: int | None = None
+    nsfw: bool = False
+    kudos: float | None = None
+    charged: int = 0
 
     def results(self) -> list[Any]:
         """``result`` decoded: per-image records, or /describe's prompts."""

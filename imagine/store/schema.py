@@ -24,6 +24,7 @@ guild_settings = sa.Table(
     sa.Column("default_count", sa.Integer),  # images per /imagine; NULL = 1
     sa.Column("max_count", sa.Integer),  # the most a member may ask; NULL = 4
     sa.Column("translate_model", sa.String(100)),  # version 5; NULL = prompts never translated
+    sa.Column("daily_limit", sa.Integer),  # version 7: images per member per UTC day; NULL/0 = none
 )
 
 jobs = sa.Table(
@@ -67,6 +68,10 @@ jobs = sa.Table(
     # Version 6: where the input image was posted, to read a fresh signed URL from Discord.
     sa.Column("input_channel_id", sa.BigInteger),
     sa.Column("input_message_id", sa.BigInteger),
+    # Version 7: free GPU that lasts.
+    sa.Column("nsfw", sa.Boolean, nullable=False, server_default=sa.false()),  # age-restricted
+    sa.Column("kudos", sa.Float),  # what the AI Horde charged for it
+    sa.Column("charged", sa.Integer, nullable=False, server_default="0"),  # images on the budget
     sa.Index("ix_jobs_state", "state"),
     sa.Index("ix_jobs_user", "user_id", "id"),  # version 5: a member's latest job
 )
@@ -123,6 +128,36 @@ workers = sa.Table(
     sa.Column("concurrency", sa.Integer, nullable=False),
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("seen_at", sa.Float, nullable=False),
+)
+
+# Version 7: members' own secrets (a Hugging Face token), encrypted (Fernet, SECRETS_KEY).
+user_secrets = sa.Table(
+    "user_secrets",
+    metadata,
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hf_token", sa.Text, nullable=False),  # ciphertext, never the token
+    sa.Column("hf_account", sa.String(200)),  # the name whoami-v2 gave: what /settings shows
+    sa.Column("updated_at", sa.Float),
+)
+
+# Version 7: images each member made in each server on each UTC day (daily budgets).
+daily_usage = sa.Table(
+    "daily_usage",
+    metadata,
+    sa.Column("guild_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("day", sa.String(10), primary_key=True),  # YYYY-MM-DD, UTC
+    sa.Column("images", sa.Integer, nullable=False),
+)
+
+# Version 7: a ZeroGPU quota refusal rests one (backend, account) until the time it named.
+quota_rests = sa.Table(
+    "quota_rests",
+    metadata,
+    sa.Column("backend", sa.String(200), primary_key=True),
+    sa.Column("account", sa.String(64), primary_key=True),  # "bot", or a member's token hash
+    sa.Column("until", sa.Float, nullable=False),
+    sa.Column("reason", sa.Text),
 )
 
 meta = sa.Table(

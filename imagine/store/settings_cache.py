@@ -99,6 +99,7 @@ class SettingsCache(Database):
             default_count=row["default_count"],
             max_count=row["max_count"],
             translate_model=row["translate_model"],
+            daily_limit=row["daily_limit"],
         )
 
     async def change_guild(
@@ -239,6 +240,7 @@ def _guild_values(settings: GuildSettings) -> dict[str, Any]:
         "default_count": settings.default_count,
         "max_count": settings.max_count,
         "translate_model": settings.translate_model,
+        "daily_limit": settings.daily_limit,
     }
 
 
