@@ -6,6 +6,11 @@ Anonymous tokens come from the space page, where the hub embeds them HTML-escape
 instead. Tokens are JWTs with an ``exp``: they are cached per space until shortly before they
 expire, and concurrent jobs wait for one shared fetch rather than each hitting the hub
 (gpt4free fetches one per image).
+
+A member who connected their own Hugging Face token gets a cache of their own
+(``ZeroGPUTokens`` made with their token): their jobs spend their quota, and no token fetched
+with one account is ever handed to another's job. ``account`` names whose quota a cache
+spends, without the token: ``"bot"``, or a hash of the member's token.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import base64
 import binascii
 import functools
+import hashlib
 import json
 import logging
 import re
@@ -36,6 +42,16 @@ DEFAULT_TTL = 300.0
 """How long to keep a token whose expiry we cannot read."""
 MAX_REFRESH_MARGIN = 60.0
 """Refresh this long before ``exp`` at most (less for short-lived tokens)."""
+BOT_ACCOUNT = "bot"
+"""The ``account`` of the bot's own tokens (``HF_TOKEN``, or anonymous)."""
+
+
+def account_key(member_token: str | None) -> str:
+    """Whose quota a job spends, safe to store and log: ``"bot"``, or the SHA-256 of a
+    member's own token (64 hex digits)."""
+    if not member_token:
+        return BOT_ACCOUNT
+    return hashlib.sha256(member_token.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +106,14 @@ class ZeroGPUTokens:
         *,
         hf_token: str | None = None,
         timeout: aiohttp.ClientTimeout | None = None,
+        member: bool = False,
     ) -> None:
+        """``hf_token``: the account whose quota the tokens spend (``HF_TOKEN``; or a
+        member's own token, with ``member``); none: anonymous tokens from the Space pages."""
         self.hf_endpoint = hf_endpoint.rstrip("/")
         self._hf_token = hf_token
+        self.account = account_key(hf_token) if member else BOT_ACCOUNT
+        self._whose = "a member's own token" if member else "HF_TOKEN"
         self._timeout = timeout or aiohttp.ClientTimeout(total=30)
         self._cache: dict[str, ZeroGPUToken] = {}
         self._pending: dict[str, asyncio.Future[ZeroGPUToken]] = {}
@@ -169,7 +190,8 @@ class ZeroGPUTokens:
         async with session.get(url, headers=headers, timeout=self._timeout) as response:
             if not response.ok:
                 log.warning(
-                    "The hub refused HF_TOKEN for a %s GPU token (HTTP %s); using an anonymous one",
+                    "The hub refused %s for a %s GPU token (HTTP %s); using an anonymous one",
+                    self._whose,
                     space,
                     response.status,
                 )
