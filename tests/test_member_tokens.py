@@ -18,6 +18,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
 import bot as bot_module
@@ -26,7 +27,7 @@ from imagine.engine import Engine
 from imagine.i18n import Language, _, texts
 from imagine.member_tokens import TOKENS_OFF
 from imagine.settings import Settings
-from imagine.store import Store
+from imagine.store import Store, user_secrets
 from imagine.vault import Vault
 from imagine.zerogpu import BOT_ACCOUNT, account_key
 from tests.fakes.space import FakeSpace, JsonError
@@ -406,6 +407,9 @@ async def test_a_worker_draws_with_the_members_token(tmp_path, postgres_url):
             h.space.add_hub_user("alicehf", ALICE_HF)
             workers.start()
             await connected(h, h.alice, ALICE_HF, "alicehf")
+            async with h.bot.store.engine.connect() as conn:
+                stored = (await conn.execute(sa.select(user_secrets))).all()
+            assert len(stored) == 1 and ALICE_HF not in repr(stored)  # ciphertext only
             assert await drawn_on(h, h.alice, "worker, alice") == (ALICE_HF, "alicehf")
             assert await drawn_on(h, h.bob, "worker, bob") == (BOT_HF, None)
             await forget(h, h.alice)
