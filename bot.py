@@ -58,6 +58,7 @@ from imagine.runner import JobRunner
 from imagine.settings import Settings
 from imagine.shared import SharedScheduler
 from imagine.store import Store
+from imagine.store.quota_rests import SharedRests
 
 if TYPE_CHECKING:
     import procrastinate
@@ -152,6 +153,8 @@ class ImagineBot(commands.AutoShardedBot):
         self.engine = Engine(settings, session=self.session)
         await self.engine.discover_models()
         self.store = await Store.open(settings.database_url)
+        self.shared_rests = SharedRests(self.engine.rests, self.store)
+        await self.shared_rests.refresh()  # rests met before a restart, or by other processes
         self.languages = Languages(self.store)
         tree = cast(LocalizedTree, self.tree)
         tree.languages = self.languages
@@ -237,6 +240,7 @@ class ImagineBot(commands.AutoShardedBot):
                     self,
                     image_input=bool(self.engine.image_models()),
                 )
+                await self.shared_rests.refresh()  # what the workers' refusals taught them
                 if passes * lease / 3 >= SETTINGS_RELOAD_SECONDS:
                     passes = 0
                     await self.store.reload_settings()
@@ -407,6 +411,9 @@ class ImagineBot(commands.AutoShardedBot):
             await super().close()
         finally:
             closers: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+            shared_rests: SharedRests | None = getattr(self, "shared_rests", None)
+            if shared_rests is not None:
+                closers.append(("the quota rests being kept", shared_rests.close))
             if self.signals is not None:
                 closers.append(("the signal connection", self.signals.close))
             if self.procrastinate is not None:

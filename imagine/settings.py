@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 from .errors import BadInput
 
@@ -221,3 +222,10 @@ class Settings:
             for f in fields(self)
             if not f.repr and isinstance(getattr(self, f.name), str) and getattr(self, f.name)
         ]
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///…`` database URL (None: another database, or in memory)."""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url[len("sqlite:///") :])
+    return None

@@ -5,7 +5,8 @@ and a little bot state, on SQLite (the default, through aiosqlite) or PostgreSQL
 One file a job: ``schema`` (the tables), ``migrations`` (making and upgrading them),
 ``records`` (what rows mean as Python values), ``database`` (connection, writer,
 transactions), ``settings_cache`` (servers' and members' settings in memory), ``joblog`` (the
-jobs), ``retention`` (purging and clearing tokens), ``notify`` (signals to other processes).
+jobs), ``retention`` (purging and clearing tokens), ``quota_rests`` (ZeroGPU rests every process
+honours), ``notify`` (signals to other processes).
 ``Store`` is all of them, for a process's whole life: ``await Store.open(url)``, ``close()``.
 """
 
@@ -15,6 +16,7 @@ from .database import async_url
 from .joblog import JobLog
 from .migrations import MIGRATIONS
 from .notify import SETTINGS_CHANNEL, notify
+from .quota_rests import QuotaRestLog
 from .records import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -41,7 +43,7 @@ from .schema import (
 from .settings_cache import SettingsCache
 
 
-class Store(SettingsCache, JobLog, Retention):
+class Store(SettingsCache, JobLog, Retention, QuotaRestLog):
     """The bot's database, every part of it."""
 
 
