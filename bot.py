@@ -59,6 +59,7 @@ from imagine.runner import JobRunner
 from imagine.settings import Settings
 from imagine.shared import SharedScheduler
 from imagine.store import Store
+from imagine.store.quota_rests import SharedRests
 from imagine.vault import Vault
 from imagine.whoami import whoami
 
@@ -158,6 +159,8 @@ class ImagineBot(commands.AutoShardedBot):
         self.member_tokens = MemberTokens(self.store, Vault.from_setting(settings.secrets_key))
         await self.member_tokens.reseal_all()  # a key put in front of the old one: use it
         self.whoami = functools.partial(whoami, self.session, settings.hf_endpoint)
+        self.shared_rests = SharedRests(self.engine.rests, self.store)
+        await self.shared_rests.refresh()  # rests met before a restart, or by other processes
         self.languages = Languages(self.store)
         tree = cast(LocalizedTree, self.tree)
         tree.languages = self.languages
@@ -247,6 +250,7 @@ class ImagineBot(commands.AutoShardedBot):
                     self,
                     image_input=bool(self.engine.image_models()),
                 )
+                await self.shared_rests.refresh()  # what the workers' refusals taught them
                 if passes * lease / 3 >= SETTINGS_RELOAD_SECONDS:
                     passes = 0
                     await self.store.reload_settings()
@@ -417,6 +421,9 @@ class ImagineBot(commands.AutoShardedBot):
             await super().close()
         finally:
             closers: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+            shared_rests: SharedRests | None = getattr(self, "shared_rests", None)
+            if shared_rests is not None:
+                closers.append(("the quota rests being kept", shared_rests.close))
             if self.signals is not None:
                 closers.append(("the signal connection", self.signals.close))
             if self.procrastinate is not None:

@@ -69,6 +69,7 @@ from imagine.shared import Claim, SharedScheduler
 from imagine.signals import Signals
 from imagine.store import JobRecord, JobState, Store
 from imagine.store.database import retrying
+from imagine.store.quota_rests import SharedRests
 from imagine.tasks import TASK, build_app, clear_stalled, defer_missing, prepare_schema
 from imagine.vault import Vault
 
@@ -112,6 +113,8 @@ class Worker:
         self.engine = Engine(settings, session=self.session)
         await self.engine.discover_models()
         self.store = await Store.open(settings.database_url)
+        self.shared_rests = SharedRests(self.engine.rests, self.store)
+        await self.shared_rests.refresh()
         self.queue = SharedScheduler(
             self.store,
             settings.max_concurrent_jobs,
@@ -161,6 +164,7 @@ class Worker:
             ("leaving the workers", lambda: self.roster.leave(self.name), "roster"),
             ("the signal connection", lambda: self.signals.close(), "signals"),
             ("the Discord client", lambda: self.client.close(), "client"),
+            ("the quota rests being kept", lambda: self.shared_rests.close(), "shared_rests"),
             ("the database", lambda: self.store.close(), "store"),
             ("the HTTP session", lambda: self.session.close(), "session"),
         )
@@ -402,6 +406,10 @@ class Worker:
             await self.look_after_others()
 
     async def look_after_others(self) -> None:
+        try:
+            await self.shared_rests.refresh()  # quota rests other workers met
+        except Exception as exc:
+            log.warning("could not read the quota rests (%s)", exc)
         try:
             taken = await self.queue.take_over(self.name)
         except Exception as exc:

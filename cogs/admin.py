@@ -22,7 +22,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from discord_jobs.language import texts_of
-from discord_jobs.render import NO_PINGS, clip
+from discord_jobs.render import NO_PINGS, clip, rest_line
 from imagine.errors import BadInput, message_of
 from imagine.flags import MAX_COUNT
 from imagine.i18n import Shown, Texts, Verbatim, _, joined, n_
@@ -145,6 +145,12 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
             embed.add_field(
                 name=tr(_("Backends")), value=text[:1021] + "…" if len(text) > 1024 else text
             )
+        rests = [
+            rest_line(rest, self.bot.engine.label(rest.backend), tr)
+            for rest in await self.bot.store.quota_rests()
+        ]
+        if rests:
+            embed.add_field(name=tr(_("GPU quota")), value=clip("\n".join(rests), 1024))
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="model", description="The model /imagine uses by default here")

@@ -14,8 +14,9 @@ from typing import Any
 
 import discord
 
-from imagine.i18n import ENGLISH, Number, Shown, Texts, Verbatim, _, n_
+from imagine.i18n import ENGLISH, Moment, Number, Shown, Texts, Verbatim, _, n_
 from imagine.outcomes import Delivery, Described, Failure, Picture
+from imagine.quota import Rest
 from imagine.store import JobKind, JobRecord
 
 NO_PINGS = discord.AllowedMentions.none()
@@ -364,3 +365,16 @@ def failure_embed(failure: Failure, tr: Texts = ENGLISH) -> discord.Embed:
     )
     embed.add_field(name=tr(_("Model")), value=failure.job.model)
     return embed
+
+
+def rest_line(rest: Rest, label: str, tr: Texts = ENGLISH) -> str:
+    """One quota rest as an admin reads it: the backend, whose account, until when."""
+    whose = _("the bot's account") if rest.mine else _("a member's own account")
+    return tr(
+        _(
+            "{backend}: out of GPU quota for {whose} until {when}",
+            backend=Verbatim(label),
+            whose=whose,
+            when=Moment(rest.until),
+        )
+    )

@@ -6,7 +6,8 @@ Spaces, FLUX.1 Kontext, the official Janus-Pro-7B), an OpenAI-compatible API sti
 models we use, and, with ``--generate``, a tiny image really comes back (an edit of a tiny
 image for the models that edit; prompts for a tiny image for describe backends). Prints a
 table; the exit status is non-zero when a configured backend is down. With workers
-(PostgreSQL), it also lists the workers alive, and fails when none is.
+(PostgreSQL), it also lists the workers alive, and fails when none is; and the ZeroGPU
+quota rests the bot's processes met.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from .http import MAX_PAGE_BYTES, raise_for_status, read_capped
 from .i18n import Verbatim
 from .providers.openai import list_models
 from .responses import Description, ImageResponse
-from .settings import Settings
+from .settings import Settings, sqlite_path
 
 
 @dataclass
@@ -189,24 +190,45 @@ async def check(engine: Engine, out: TextIO, *, generate: bool = False) -> int:
     return 0 if all(p.ok for p in probes) else 1
 
 
-async def check_workers(settings: Settings, out: TextIO) -> int:
-    """With workers (``DATABASE_URL=postgresql://…``): the workers the database has seen
-    alive, with the jobs each runs, and the jobs waiting; 1 when none is alive (every job
-    would wait for ever), 0 otherwise or without workers."""
-    if not settings.uses_workers:
-        return 0
+async def check_job_service(settings: Settings, out: TextIO) -> int:
+    """What the bot's database knows (when it has one): the ZeroGPU quota rests its
+    processes met (which Space rests for whose account, until when), and with workers
+    (``DATABASE_URL=postgresql://…``) the workers seen alive, with the jobs each runs and the
+    jobs waiting. 1 when workers are expected and none is alive (every job would wait for
+    ever), 0 otherwise."""
+    path = sqlite_path(settings.database_url)
+    if path is not None and not path.exists():
+        return 0  # no bot has run here: nothing to read (and nothing to make)
     from .roster import Roster  # the database layer: only for this part of the check
     from .shared import SharedScheduler
     from .store import Store
 
     store = await Store.open(settings.database_url)
     try:
-        alive = await Roster(store).alive(settings.job_lease_seconds)
-        queue = SharedScheduler(store, settings.max_concurrent_jobs)
-        waiting, running = await queue.counts()
-        owners = await queue.owners()
+        rests = await store.quota_rests()
+        if settings.uses_workers:
+            alive = await Roster(store).alive(settings.job_lease_seconds)
+            queue = SharedScheduler(store, settings.max_concurrent_jobs)
+            waiting, running = await queue.counts()
+            owners = await queue.owners()
     finally:
         await store.close()
+    out.write(f"\nGPU quota rests: {len(rests)}\n")
+    if rests:
+        now = time.time()
+        rows = [("backend", "account", "until", "in")]
+        rows += [
+            (
+                rest.backend,
+                "the bot's" if rest.mine else "a member's",
+                time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(rest.until)),
+                f"{(rest.until - now) / 60:.0f} min",
+            )
+            for rest in rests
+        ]
+        _write_rows(rows, out)
+    if not settings.uses_workers:
+        return 0
     out.write(f"\nworkers: {len(alive)} alive; jobs: {running} running, {waiting} waiting\n")
     if not alive:
         out.write("NO WORKER IS RUNNING: queued jobs wait until one starts (python worker.py)\n")

@@ -15,7 +15,7 @@ from typing import TextIO
 
 from dotenv import find_dotenv, load_dotenv
 
-from .check import check, check_workers
+from .check import check, check_job_service
 from .engine import Engine
 from .errors import BadInput, ImagineError
 from .images import image_size
@@ -169,7 +169,7 @@ async def describe(args: argparse.Namespace, status: StatusLine, out: TextIO) ->
 async def _check(settings: Settings, *, generate: bool) -> int:
     async with Engine(settings) as engine:
         backends = await check(engine, sys.stdout, generate=generate)
-    return backends | await check_workers(settings, sys.stdout)
+    return backends | await check_job_service(settings, sys.stdout)
 
 
 async def _models(settings: Settings) -> list[str]:

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
@@ -44,17 +45,18 @@ from .fetch import FetchedImage, fetch_image
 from .gradio import Limits
 from .health import Breaker
 from .http import new_session
-from .i18n import Shown, Text, Verbatim, _, joined
+from .i18n import Moment, Shown, Text, Verbatim, _, joined
 from .logsafe import Redactor
 from .media import check_media
 from .providers.base import ImageProvider, ImageRequest
 from .providers.chat import chat_completion
 from .providers.describe import DescribeProvider
 from .providers.openai import list_models as list_openai_models
+from .quota import BOT_ACCOUNT, QuotaRests, Rest, account_of
 from .responses import Description, ImagePreview, ImageResponse, Notice, Reasoning, Response
 from .settings import Settings
 from .translate import Translation, checked_answer, needs_translation, translation_payload
-from .zerogpu import ZeroGPUTokens, account_key
+from .zerogpu import ZeroGPUTokens
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,8 @@ class Engine:
         self.table = table or BackendTable.build(self.settings)
         self.redact = self._redactor()
         self.health: dict[str, Breaker] = {}
+        self.rests = QuotaRests()
+        """ZeroGPU quota rests by (backend, account): nothing is sent to a resting pair."""
         self.endpoints: dict[Any, Any] = {}
         self.retry_backoff = RETRY_BACKOFF
         self.translate_timeout = TRANSLATE_SECONDS
@@ -132,17 +136,16 @@ class Engine:
 
     def zerogpu_tokens(self, hf_token: str | None) -> ZeroGPUTokens:
         """The ZeroGPU token cache of the account ``hf_token`` (a member's own), or the bot's
-        when None: each account's tokens stay in its own cache, kept by the token's hash."""
+        when None: each member token's ZeroGPU tokens stay in a cache of their own."""
         if not hf_token:
             return self.tokens
-        key = account_key(hf_token)
-        tokens = self._member_tokens.get(key)
+        tokens = self._member_tokens.get(hf_token)
         if tokens is None:
             tokens = ZeroGPUTokens(self.settings.hf_endpoint, hf_token=hf_token, member=True)
-            self._member_tokens[key] = tokens
+            self._member_tokens[hf_token] = tokens
             while len(self._member_tokens) > MEMBER_CACHES:
                 self._member_tokens.popitem(last=False)
-        self._member_tokens.move_to_end(key)
+        self._member_tokens.move_to_end(hf_token)
         return tokens
 
     def _redactor(self) -> Redactor:
@@ -260,7 +263,8 @@ class Engine:
         tried. The request is checked at once: ``BadInput`` is raised by this call, not later.
         ``avoid`` names backends this job must not use (they stalled earlier in it); the engine
         adds every backend that stalls now, so a caller trying another model passes it on.
-        ``hf_token``: the requester's own Hugging Face token, whose quota ZeroGPU spends.
+        ``hf_token``: a member's own Hugging Face token, whose account's ZeroGPU quota the job
+        spends (and whose quota rests it meets); None: the bot's.
         """
         request = self.prepare(
             model, messages, prompt=prompt, width=width, height=height, seed=seed,
@@ -273,10 +277,11 @@ class Engine:
         )  # fmt: skip
         backends = self.table.backends_for(request.model, images=bool(request.images))
         avoid = set() if avoid is None else avoid
+        account = account_of(hf_token)
         # Image routes hold image backends only, which yield nothing but ``Response`` items.
         return cast(
             AsyncGenerator[Response, None],
-            self._route(request.model, {**job, **options}, avoid, backends),
+            self._route(request.model, {**job, **options}, avoid, backends, account),
         )
 
     def describing(
@@ -305,9 +310,8 @@ class Engine:
         }
         avoid = set() if avoid is None else avoid
         # Describe routes hold describe backends only: statuses and one Description.
-        return cast(
-            AsyncGenerator[Reasoning | Description, None], self._route(name, job, avoid, backends)
-        )
+        route = self._route(name, job, avoid, backends, account_of(hf_token))
+        return cast(AsyncGenerator[Reasoning | Description, None], route)
 
     async def describe(
         self,
@@ -382,19 +386,27 @@ class Engine:
         raise AssertionError("unreachable: the last backend returns or raises")
 
     async def _route(
-        self, model: str, job: dict[str, Any], avoid: set[str], backends: list[Backend]
+        self,
+        model: str,
+        job: dict[str, Any],
+        avoid: set[str],
+        backends: list[Backend],
+        account: str = BOT_ACCOUNT,
     ) -> AsyncGenerator[Item, None]:
         """Try the model's backends in order; see the module notes. A breaker is asked only
         right before its backend would be tried, so a backend this job never reaches does not
-        take the one trial a recovering backend allows."""
+        take the one trial a recovering backend allows. A backend resting for ``account``'s
+        quota is never sent anything: the job is told, and goes on with the next one."""
         errors: list[tuple[Backend, ImagineError]] = []
         backends = [b for b in backends if b.name not in avoid]
         queue = list(backends)
         tried = retried = False
+        rested: Rest | None = None  # the first backend passed over for its quota rest
         while True:
-            backend = self._next_allowed(queue)
+            backend, resting = self._next_allowed(queue, account)
+            rested = rested or resting
             if backend is None and not tried:
-                backend = self._resting_soonest(backends)
+                backend = self._resting_soonest(backends, account)
             if backend is None and not retried:
                 backend = retry_candidate(errors)
                 if backend is not None:
@@ -411,7 +423,14 @@ class Engine:
             if backend is None:
                 break
             if errors and errors[-1][0] is not backend:
-                yield Notice(failover_notice(*errors[-1], backend))
+                failed, error = errors[-1]
+                rest = self.rests.resting(failed.name, account)
+                if isinstance(error, QuotaExceeded) and rest is not None:
+                    yield Notice(quota_notice(failed, rest, backend))
+                else:
+                    yield Notice(failover_notice(failed, error, backend))
+            elif not errors and rested is not None and not tried:
+                yield Notice(quota_notice(self.backend(rested.backend), rested, backend))
             tried = True
             breaker = self.breaker(backend.name)
             try:
@@ -427,7 +446,8 @@ class Engine:
                 if isinstance(error, BackendTimeout):
                     avoid.add(backend.name)  # it already cost a watchdog period: not again
                 if isinstance(error, QuotaExceeded):
-                    breaker.failure(short(error), retry_after=error.retry_after, quota=True)
+                    breaker.release_probe()  # the backend works: this account's quota is out
+                    self.rests.rest(backend.name, account, error.retry_after, short(error))
                 elif isinstance(error, BackendError) and (error.transient or error.unavailable):
                     breaker.failure(short(error))
                 else:
@@ -438,21 +458,37 @@ class Engine:
             except BaseException:
                 breaker.release_probe()
                 raise
-        raise combined(model, errors, backends, self)
+        raise combined(model, errors, backends, self, account)
 
-    def _next_allowed(self, queue: list[Backend]) -> Backend | None:
-        """The next backend in line whose breaker lets a job through now."""
+    def _next_allowed(
+        self, queue: list[Backend], account: str
+    ) -> tuple[Backend | None, Rest | None]:
+        """The next backend in line that is not resting for ``account``'s quota and whose
+        breaker lets a job through now; and the first quota rest passed over."""
+        passed: Rest | None = None
         while queue:
             backend = queue.pop(0)
+            rest = self.rests.resting(backend.name, account)
+            if rest is not None:
+                passed = passed or rest
+                continue
             if self.breaker(backend.name).allows():
-                return backend
-        return None
+                return backend, passed
+        return None, passed
 
-    def _resting_soonest(self, backends: list[Backend]) -> Backend | None:
+    def _resting_soonest(self, backends: list[Backend], account: str) -> Backend | None:
         """Every backend is resting: with nowhere else to go, the one back soonest gets a try
         anyway, unless a quota refusal said when it will work again."""
-        unquota = [b for b in backends if not self.breaker(b.name).quota]
+        unquota = [b for b in backends if self.rests.resting(b.name, account) is None]
         return min(unquota, key=lambda b: self.breaker(b.name).remaining(), default=None)
+
+    def backend(self, name: str) -> Backend:
+        return self.table.backends[name]
+
+    def label(self, name: str) -> str:
+        """A backend's name as people know it (its key when it is no longer configured)."""
+        backend = self.table.backends.get(name)
+        return backend.label if backend is not None else name
 
     def public(self, error: ImagineError) -> ImagineError:
         """The error as people may see it: no secret, and backends by name, not address."""
@@ -570,17 +606,32 @@ def short(error: BaseException, limit: int = 160) -> Shown:
     return Verbatim(text[: limit - 1] + "…")
 
 
+def quota_notice(failed: Backend, rest: Rest, to: Backend) -> Text:
+    """What a job is told when a backend's quota is out for its account."""
+    return _(
+        "{failed} is out of GPU quota until {when}; {other} draws instead",
+        failed=failed.label,
+        when=Moment(rest.until),
+        other=to.label,
+    )
+
+
 def combined(
-    model: str, errors: list[tuple[Backend, ImagineError]], backends: list[Backend], engine: Engine
+    model: str,
+    errors: list[tuple[Backend, ImagineError]],
+    backends: list[Backend],
+    engine: Engine,
+    account: str = BOT_ACCOUNT,
 ) -> ImagineError:
     """The error to raise once no backend could draw ``model``."""
     if not backends:  # each one already stalled earlier in this job
         return BackendTimeout(_("No backend for {model} is answering right now", model=model))
-    if not errors:  # every backend refused for quota a moment ago
-        soonest = min(engine.breaker(b.name).remaining() for b in backends)
+    if not errors:  # every backend rests for quota (a refusal a moment ago said until when)
+        rests = [engine.rests.resting(b.name, account) for b in backends]
+        soonest = min((r.until for r in rests if r is not None), default=time.time())
         return QuotaExceeded(
             _("Every backend for {model} is out of GPU quota for now", model=model),
-            retry_after=soonest,
+            retry_after=max(0.0, soonest - time.time()),
         )
     unique: dict[str, tuple[Backend, ImagineError]] = {}
     for backend, error in errors:

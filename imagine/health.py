@@ -1,9 +1,9 @@
 """Circuit breakers: a backend that just failed is left alone for a while.
 
-A transient failure or a quota refusal opens the breaker of that backend: new jobs skip it
-(and go to the model's next backend) until the window passes; then one job may try again
-(half-open), and a success closes it. Each failure in a row doubles the window, up to a cap.
-A quota refusal keeps it open until the time the Space named.
+A transient failure opens the breaker of that backend: new jobs skip it (and go to the model's
+next backend) until the window passes; then one job may try again (half-open), and a success
+closes it. Each failure in a row doubles the window, up to a cap. A quota refusal is not a
+failure of the backend: it rests that backend for one account only (``imagine.quota``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ class Breaker:
     last_error: Shown | None = None
     last_failure_at: float | None = None
     successes: int = 0
-    quota: bool = False  # open because of a quota refusal (it said when to come back)
     _probing: bool = field(default=False, repr=False)
 
     @property
@@ -55,15 +54,11 @@ class Breaker:
         self.failures = 0
         self.open_until = 0.0
         self._probing = False
-        self.quota = False
         self.successes += 1
 
-    def failure(
-        self, error: Shown, *, retry_after: float | None = None, quota: bool = False
-    ) -> None:
+    def failure(self, error: Shown, *, retry_after: float | None = None) -> None:
         self.failures += 1
         self._probing = False
-        self.quota = quota
         window = min(self.base_window * 2 ** (self.failures - 1), self.max_window)
         if retry_after is not None:
             window = max(window, retry_after)

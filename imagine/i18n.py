@@ -22,6 +22,7 @@ English messages themselves.
 from __future__ import annotations
 
 import gettext
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -70,6 +71,21 @@ class Number:
 
     def __str__(self) -> str:
         return format_number(self.value, self.digits, DEFAULT_LANGUAGE)
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """A point in time shown to people: on Discord as ``<t:…:R>`` ("in 9 minutes", which the
+    client renders in the reader's language and time zone); in English text (a log, the CLI)
+    as a UTC clock time."""
+
+    epoch: float
+
+    def __str__(self) -> str:
+        return time.strftime("%H:%M UTC", time.gmtime(self.epoch))
+
+    def discord(self) -> str:
+        return f"<t:{int(self.epoch)}:R>"
 
 
 def format_number(value: float, digits: int, language: Language) -> str:
@@ -175,6 +191,8 @@ class Texts:
             return self(value)
         if isinstance(value, Number):
             return format_number(value.value, value.digits, self.language)
+        if isinstance(value, Moment):
+            return value.discord()
         return str(value)
 
 

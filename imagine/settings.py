@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 from .errors import BadInput
 
@@ -226,3 +227,10 @@ class Settings:
                 found.append(value)
                 found += [part.strip() for part in value.split(",") if "," in value]
         return [value for value in found if value]
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///…`` database URL (None: another database, or in memory)."""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url[len("sqlite:///") :])
+    return None

@@ -10,7 +10,7 @@ expire, and concurrent jobs wait for one shared fetch rather than each hitting t
 A member who connected their own Hugging Face token gets a cache of their own
 (``ZeroGPUTokens`` made with their token): their jobs spend their quota, and no token fetched
 with one account is ever handed to another's job. ``account`` names whose quota a cache
-spends, without the token: ``"bot"``, or a hash of the member's token.
+spends, without the token (``imagine.quota.account_of``: the bot's, or a member's digest).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import asyncio
 import base64
 import binascii
 import functools
-import hashlib
 import json
 import logging
 import re
@@ -30,6 +29,7 @@ import aiohttp
 
 from .errors import BackendError, BackendTimeout
 from .http import MAX_JSON_BYTES, MAX_PAGE_BYTES, decode_text, raise_for_status, read_capped
+from .quota import BOT_ACCOUNT, account_of
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +42,6 @@ DEFAULT_TTL = 300.0
 """How long to keep a token whose expiry we cannot read."""
 MAX_REFRESH_MARGIN = 60.0
 """Refresh this long before ``exp`` at most (less for short-lived tokens)."""
-BOT_ACCOUNT = "bot"
-"""The ``account`` of the bot's own tokens (``HF_TOKEN``, or anonymous)."""
-
-
-def account_key(member_token: str | None) -> str:
-    """Whose quota a job spends, safe to store and log: ``"bot"``, or the SHA-256 of a
-    member's own token (64 hex digits)."""
-    if not member_token:
-        return BOT_ACCOUNT
-    return hashlib.sha256(member_token.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +102,7 @@ class ZeroGPUTokens:
         member's own token, with ``member``); none: anonymous tokens from the Space pages."""
         self.hf_endpoint = hf_endpoint.rstrip("/")
         self._hf_token = hf_token
-        self.account = account_key(hf_token) if member else BOT_ACCOUNT
+        self.account = account_of(hf_token) if member else BOT_ACCOUNT
         self._whose = "a member's own token" if member else "HF_TOKEN"
         self._timeout = timeout or aiohttp.ClientTimeout(total=30)
         self._cache: dict[str, ZeroGPUToken] = {}

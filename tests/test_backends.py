@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from imagine.backends import BackendTable
 from imagine.engine import Engine
 from imagine.errors import BackendError, BadInput, UnknownModel
 from imagine.health import Breaker
+from imagine.quota import BOT_ACCOUNT, QuotaRests, Rest, account_of
 from imagine.responses import ImageResponse, Reasoning
 from imagine.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
@@ -118,14 +120,25 @@ def test_breaker_opens_rests_and_recovers():
     assert breaker.state == "closed" and breaker.allows()
 
 
-def test_quota_keeps_the_breaker_open_until_the_named_time():
-    now = [0.0]
-    breaker = Breaker("x", clock=lambda: now[0], base_window=10)
-    breaker.failure("quota", retry_after=588, quota=True)
-    now[0] = 500
-    assert not breaker.allows()
-    now[0] = 589
-    assert breaker.allows()
+def test_a_quota_rest_lasts_until_the_named_time_for_that_account_only():
+    now = [1000.0]
+    rests = QuotaRests(clock=lambda: now[0])
+    told: list[Rest] = []
+    rests.on_rest(told.append)
+    member = account_of("hf_member_token")
+    assert member != BOT_ACCOUNT and "hf_member_token" not in member
+    rests.rest("x", BOT_ACCOUNT, 588, "quota")
+    assert [r.until for r in told] == [1588.0]
+    assert rests.resting("x", member) is None  # a member's own quota is not the bot's
+    now[0] = 1500
+    assert rests.resting("x", BOT_ACCOUNT) is not None
+    rests.rest("x", BOT_ACCOUNT, 10, "quota again")  # a shorter rest does not cut it
+    assert rests.resting("x", BOT_ACCOUNT).until == 1588.0 and len(told) == 1
+    rests.adopt([Rest("y", member, 1700.0)])  # another process's, told to nobody here
+    assert rests.resting("y", member) is not None and len(told) == 1
+    now[0] = 1589
+    assert rests.resting("x", BOT_ACCOUNT) is None
+    assert [r.backend for r in rests.current()] == ["y"]
 
 
 # -- the OpenAI-compatible API ---------------------------------------------------------------
@@ -255,12 +268,22 @@ async def test_second_backend_draws_and_the_breaker_opens(space, all_backends, k
         first, second = engine.table.backends_for("flux-dev")
         items, image = await draw(engine, "flux-dev")
         assert image.backend == second.label
-        notice = next(i.status for i in items if isinstance(i, Reasoning) and "trying" in i.status)
-        what = "is not answering" if kind == "timeout" else "is unavailable"
-        assert f"{first.label} {what}" in notice and second.label in notice
-        assert engine.breaker(first.name).state == "open"
-        if kind == "quota":
-            assert engine.breaker(first.name).remaining() > 580
+        if kind == "quota":  # the backend works; the bot's quota on it is out until then
+            notice = next(
+                i.status for i in items if isinstance(i, Reasoning) and "quota" in i.status
+            )
+            assert f"{first.label} is out of GPU quota until" in notice
+            assert f"{second.label} draws instead" in notice
+            rest = engine.rests.resting(first.name, BOT_ACCOUNT)
+            assert rest is not None and rest.until - time.time() > 580
+            assert engine.breaker(first.name).state == "closed"
+        else:
+            notice = next(
+                i.status for i in items if isinstance(i, Reasoning) and "trying" in i.status
+            )
+            what = "is not answering" if kind == "timeout" else "is unavailable"
+            assert f"{first.label} {what}" in notice and second.label in notice
+            assert engine.breaker(first.name).state == "open"
         # The next job does not touch the broken backend.
         before = len(space.joins(first.name if first.name != "g4f-flux-dev" else "flux-dev"))
         _, again = await draw(engine, "flux-dev")

@@ -26,10 +26,10 @@ from imagine import logsafe
 from imagine.engine import Engine
 from imagine.i18n import Language, _, texts
 from imagine.member_tokens import TOKENS_OFF
+from imagine.quota import BOT_ACCOUNT, account_of
 from imagine.settings import Settings
 from imagine.store import Store, user_secrets
 from imagine.vault import Vault
-from imagine.zerogpu import BOT_ACCOUNT, account_key
 from tests.fakes.space import FakeSpace, JsonError
 from tests.harness import Harness, running_bot
 from tests.test_worker_mode import Workers, worker_env
@@ -222,7 +222,7 @@ async def test_the_engine_fetches_each_accounts_zerogpu_tokens_with_its_own_toke
             assert engine.tokens.account == BOT_ACCOUNT
             alice = engine.zerogpu_tokens(ALICE_HF)
             assert alice is engine.zerogpu_tokens(ALICE_HF)  # kept
-            assert alice.account == account_key(ALICE_HF) != account_key(BOB_HF)
+            assert alice.account == account_of(ALICE_HF) != account_of(BOB_HF)
             whose = {"alice": ALICE_HF, "bob": BOB_HF, "nobody": None, "alice again": ALICE_HF}
             for prompt, token in whose.items():
                 async for _item in engine.generate("flux-dev", prompt=prompt, hf_token=token):

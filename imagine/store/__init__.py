@@ -6,7 +6,8 @@ One file a job: ``schema`` (the tables), ``migrations`` (making and upgrading th
 ``records`` (what rows mean as Python values), ``database`` (connection, writer,
 transactions), ``settings_cache`` (servers' and members' settings in memory),
 ``member_secrets`` (members' own tokens, sealed), ``joblog`` (the jobs), ``retention``
-(purging and clearing tokens), ``notify`` (signals to other processes).
+(purging and clearing tokens), ``quota_rests`` (ZeroGPU rests every process honours),
+``notify`` (signals to other processes).
 ``Store`` is all of them, for a process's whole life: ``await Store.open(url)``, ``close()``.
 """
 
@@ -17,6 +18,7 @@ from .joblog import JobLog
 from .member_secrets import MemberSecrets, SealedToken
 from .migrations import MIGRATIONS
 from .notify import SETTINGS_CHANNEL, notify
+from .quota_rests import QuotaRestLog
 from .records import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -43,7 +45,7 @@ from .schema import (
 from .settings_cache import SettingsCache
 
 
-class Store(SettingsCache, MemberSecrets, JobLog, Retention):
+class Store(SettingsCache, MemberSecrets, JobLog, Retention, QuotaRestLog):
     """The bot's database, every part of it."""
 
 

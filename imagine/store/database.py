@@ -19,13 +19,13 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from ..settings import sqlite_path
 from .migrations import migrate
 from .schema import meta
 
@@ -109,12 +109,6 @@ def async_url(url: str) -> str:
     return url
 
 
-def _sqlite_path(url: str) -> Path | None:
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        return Path(url[len("sqlite:///") :])
-    return None
-
-
 class Database:
     """The bot's database. Open with ``await Store.open(url)``; ``close()`` at the end."""
 
@@ -128,7 +122,7 @@ class Database:
 
     @classmethod
     async def open(cls, url: str) -> Self:
-        path = _sqlite_path(url)
+        path = sqlite_path(url)
         options: dict[str, Any] = {}
         if url.startswith("sqlite"):
             if path is not None:
