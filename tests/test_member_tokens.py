@@ -30,7 +30,7 @@ from imagine.quota import BOT_ACCOUNT, account_of
 from imagine.settings import Settings
 from imagine.store import Store, user_secrets
 from imagine.vault import Vault
-from tests.fakes.space import FakeSpace, JsonError
+from tests.fakes.space import FakeSpace, JsonError, QuotaExceeded
 from tests.harness import Harness, running_bot
 from tests.test_worker_mode import Workers, worker_env
 
@@ -375,6 +375,24 @@ async def test_rotating_the_key_keeps_every_token(tmp_path):
         assert secret_rows(h)[0][1] == under_new  # nothing left to reseal: left as it was
         assert hugging_face_field(await open_settings(h, h.alice)) == "connected as alicehf"
         assert await drawn_on(h, h.alice, "after the rotation") == (ALICE_HF, "alicehf")
+
+
+async def test_when_a_members_quota_runs_out_only_their_account_rests(tmp_path):
+    """Part 2's routing with a member's own account: a ZeroGPU refusal of her token rests the
+    Space for her alone; her job goes on with the next backend, and the bot's account (Bob's
+    job) still draws on that Space."""
+    async with running_bot(tmp_path, all_backends=True, SECRETS_KEY=KEY, HF_TOKEN=BOT_HF) as h:
+        h.space.add_hub_user("alicehf", ALICE_HF)
+        await connected(h, h.alice, ALICE_HF, "alicehf")
+        first, second = h.bot.engine.table.backends_for("flux")[:2]
+        h.space.set_fault("g4f-flux", QuotaExceeded("0:09:48"), times=1)
+        mine = await h.final(await h.slash({"prompt": "her fox", "model": "flux"}, user=h.alice))
+        assert mine.attachments and second.label in mine.embeds[0]["footer"]["text"]
+        assert h.bot.engine.rests.resting(first.name, account_of(ALICE_HF)) is not None
+        assert h.bot.engine.rests.resting(first.name, BOT_ACCOUNT) is None
+        [refused] = h.space.joins("g4f-flux")
+        assert h.space.issued_for(refused.headers.get("x-zerogpu-token")).bearer == ALICE_HF
+        assert await drawn_on(h, h.bob, "his fox") == (BOT_HF, None)  # the Space, for the bot
 
 
 # -- other processes ----------------------------------------------------------------------------
