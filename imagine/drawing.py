@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .engine import Engine
@@ -42,6 +42,9 @@ class Work:
     images: tuple[InputImage, ...] = ()  # input images (image to image, /describe)
     upload_limit: int = DEFAULT_UPLOAD_LIMIT
     translate: str | None = None  # the chat model that puts a non-English prompt in English
+    hf_token: str | None = field(default=None, repr=False)
+    """The requester's own Hugging Face token (their ZeroGPU quota), opened when the job's
+    turn came; None: the bot's. Never in ``repr``: a Work may be logged."""
 
 
 def image_seed(seed: int | None, index: int) -> int | None:
@@ -175,6 +178,7 @@ class Drawing:
                 height=job.height,
                 seed=image_seed(job.seed, index),
                 avoid=self.avoid,
+                hf_token=self.work.hf_token,
                 **self._generation_options(),
             )
             async with contextlib.aclosing(generation) as items:
@@ -240,12 +244,16 @@ class Drawing:
 
 
 async def describe_image(
-    engine: Engine, job: JobRecord, images: Sequence[InputImage], status: JobStatus
+    engine: Engine,
+    job: JobRecord,
+    images: Sequence[InputImage],
+    status: JobStatus,
+    hf_token: str | None = None,
 ) -> Described:
-    """Prompts read off the job's input image."""
+    """Prompts read off the job's input image (on the requester's quota with ``hf_token``)."""
     status.progress(_("Looking at the image"))
     started = time.monotonic()
-    description = await engine.describe(images[0], count=4)
+    description = await engine.describe(images[0], count=4, hf_token=hf_token)
     return Described(
         job=job,
         prompts=tuple(description.prompts),

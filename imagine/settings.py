@@ -103,6 +103,7 @@ class Settings:
     janus_official_space_id: str = "deepseek-ai/Janus-Pro-7B"
     hf_endpoint: str = "https://huggingface.co"
     hf_token: str | None = field(default=None, repr=False)
+    secrets_key: str | None = field(default=None, repr=False)  # Fernet keys, newest first
     log_level: str = "INFO"
     max_concurrent_jobs: int = 4
     max_jobs_per_user: int = 3
@@ -170,6 +171,7 @@ class Settings:
             ),
             hf_endpoint=_text_or(env, "HF_ENDPOINT", d.hf_endpoint),
             hf_token=_text(env, "HF_TOKEN"),
+            secrets_key=_text(env, "SECRETS_KEY"),
             log_level=_text_or(env, "LOG_LEVEL", d.log_level).upper(),
             max_concurrent_jobs=_integer(
                 env, "MAX_CONCURRENT_JOBS", d.max_concurrent_jobs, minimum=1
@@ -216,12 +218,15 @@ class Settings:
         return (guild_id >> 22) % self.shard_count in self.shard_ids
 
     def secrets(self) -> list[str]:
-        """The secret values set here, so logging can redact them wherever they turn up."""
-        return [
-            getattr(self, f.name)
-            for f in fields(self)
-            if not f.repr and isinstance(getattr(self, f.name), str) and getattr(self, f.name)
-        ]
+        """The secret values set here, so logging can redact them wherever they turn up (each
+        key of a comma-separated ``SECRETS_KEY`` too)."""
+        found: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not f.repr and isinstance(value, str) and value:
+                found.append(value)
+                found += [part.strip() for part in value.split(",") if "," in value]
+        return [value for value in found if value]
 
 
 def sqlite_path(url: str) -> Path | None:
