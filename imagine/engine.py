@@ -226,6 +226,7 @@ class Engine:
         images: InputImages | None = None,
         proxy: str | None = None,
         avoid: set[str] | None = None,
+        nsfw: bool = False,
         **options: Any,
     ) -> AsyncGenerator[Response, None]:
         """Statuses, maybe previews, then one ``ImageResponse`` (see the providers).
@@ -233,7 +234,9 @@ class Engine:
         ``negative`` is a negative prompt (a backend that cannot use it says so in
         ``ImageResponse.ignored``); ``images`` an input image as ``[(bytes, filename)]`` for
         the models that take one (``image_models()``): only their image-taking backends are
-        tried. The request is checked at once: ``BadInput`` is raised by this call, not later.
+        tried. ``nsfw``: the image is for an age-restricted place (the AI Horde then lets
+        workers draw adult content instead of censoring it); False everywhere else. The
+        request is checked at once: ``BadInput`` is raised by this call, not later.
         ``avoid`` names backends this job must not use (they stalled earlier in it); the engine
         adds every backend that stalls now, so a caller trying another model passes it on.
         """
@@ -243,7 +246,7 @@ class Engine:
         )  # fmt: skip
         job = dict(
             prompt=request.prompt, width=width, height=height, seed=seed, proxy=proxy,
-            negative=request.negative, media=list(request.images),
+            negative=request.negative, media=list(request.images), nsfw=nsfw,
         )  # fmt: skip
         backends = self.table.backends_for(request.model, images=bool(request.images))
         avoid = set() if avoid is None else avoid
