@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from imagine.backends import BackendTable
+from imagine.check import probe
 from imagine.engine import Engine
 from imagine.errors import BackendError
 from imagine.responses import ImageResponse, Notice, Reasoning
@@ -284,6 +285,22 @@ def test_another_horde_in_the_backends_file_gets_its_own_key(tmp_path, monkeypat
     assert table.backends["my-horde"].settings.horde_api_key == ANONYMOUS_HORDE_KEY
     assert table.backends["keyed-horde"].settings.horde_api_key == "other-horde-key-42"
     assert table.backends["horde"].settings.horde_api_key == "our-own-key-1234567"
+
+
+async def test_check_probes_heartbeat_and_models(space, horde, tmp_path):
+    settings = horde_settings(space, horde, tmp_path, HORDE_MODELS="Deliberate, Ghost Model")
+    async with Engine(settings) as engine:
+        backend = engine.table.backends["horde"]
+        result = await probe(engine, backend)
+        assert result.reachable and result.api == "missing Ghost Model"
+        assert result.error == "no worker serves Ghost Model" and not result.ok
+    paths = [r.path for r in horde.requests]
+    assert paths == ["/api/v2/status/heartbeat", "/api/v2/status/models"]
+    settings = horde_settings(space, horde, tmp_path)
+    async with Engine(settings) as engine:
+        result = await probe(engine, engine.table.backends["horde"], generate=True)
+    assert result.ok and result.api == "ok" and result.generated.startswith("ok (")
+    assert "image/webp" in result.generated
 
 
 def test_the_fake_image_is_webp():
