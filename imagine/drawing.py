@@ -149,8 +149,10 @@ class Drawing:
             try:
                 picture = await self._attempt(index, model)
             except ImagineError as exc:  # the engine already retried and failed over
+                self._spent(getattr(exc, "kudos", None))
                 error = exc
                 continue
+            self._spent(picture.kudos)
             self.grid.finished()
             if attempt:
                 return replace(picture, fallback_from=self.models[0], fallback_reason=naming(error))
@@ -158,8 +160,13 @@ class Drawing:
         assert error is not None
         raise error
 
+    def _spent(self, kudos: float | None) -> None:
+        """Count what the AI Horde charged for one attempt into the job (the log keeps it)."""
+        if kudos is not None:
+            self.job.kudos = (self.job.kudos or 0.0) + kudos
+
     def _generation_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"nsfw": self.job.nsfw}
         if self.work.images:
             options["images"] = list(self.work.images)
         if self.job.negative:
@@ -214,6 +221,7 @@ class Drawing:
             backend=result.backend,
             reencoded=reencoded,
             ignored=tuple(getattr(result, "ignored", ()) or ()),
+            kudos=kudos_of(result),
         )
 
     async def _download(
@@ -260,6 +268,12 @@ async def describe_image(
         backend=description.backend,
         elapsed=time.monotonic() - started,
     )
+
+
+def kudos_of(result: ImageResponse) -> float | None:
+    """What the AI Horde charged for the image (its results carry ``extra["kudos"]``)."""
+    kudos = result.extra.get("kudos")
+    return float(kudos) if isinstance(kudos, int | float) else None
 
 
 def naming_any(error: BaseException) -> Shown:

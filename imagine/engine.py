@@ -253,6 +253,7 @@ class Engine:
         proxy: str | None = None,
         avoid: set[str] | None = None,
         hf_token: str | None = None,
+        nsfw: bool = False,
         **options: Any,
     ) -> AsyncGenerator[Response, None]:
         """Statuses, maybe previews, then one ``ImageResponse`` (see the providers).
@@ -260,7 +261,9 @@ class Engine:
         ``negative`` is a negative prompt (a backend that cannot use it says so in
         ``ImageResponse.ignored``); ``images`` an input image as ``[(bytes, filename)]`` for
         the models that take one (``image_models()``): only their image-taking backends are
-        tried. The request is checked at once: ``BadInput`` is raised by this call, not later.
+        tried. ``nsfw``: the image is for an age-restricted place (the AI Horde then lets
+        workers draw adult content instead of censoring it); False everywhere else. The
+        request is checked at once: ``BadInput`` is raised by this call, not later.
         ``avoid`` names backends this job must not use (they stalled earlier in it); the engine
         adds every backend that stalls now, so a caller trying another model passes it on.
         ``hf_token``: a member's own Hugging Face token, whose account's ZeroGPU quota the job
@@ -272,7 +275,7 @@ class Engine:
         )  # fmt: skip
         job = dict(
             prompt=request.prompt, width=width, height=height, seed=seed, proxy=proxy,
-            negative=request.negative, media=list(request.images),
+            negative=request.negative, media=list(request.images), nsfw=nsfw,
             tokens=self.zerogpu_tokens(hf_token),
         )  # fmt: skip
         backends = self.table.backends_for(request.model, images=bool(request.images))

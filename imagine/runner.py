@@ -242,6 +242,7 @@ class JobRunner:
                 result_backend=first.backend,
                 result=json.dumps([picture_record(p) for p in delivery.pictures]),
                 translated_prompt=delivery.job.translated_prompt,
+                kudos=delivery.job.kudos,
             )
             try:
                 await self._safely(reply.deliver(delivery), delivery.job)
@@ -294,6 +295,7 @@ class JobRunner:
                 state=JobState.FAILED,
                 finished_at=time.time(),
                 error=failure.message[:1000],
+                kudos=job.kudos,  # a censored image is paid for all the same
                 interaction_token=None,
             )
 
