@@ -264,11 +264,11 @@ async def _second_wave(h, store, users, home, processes, launch, server) -> None
     print(f"{len(handed_back)} job(s) handed back by the stopped worker")
     assert handed_back  # the stop did interrupt running jobs, and they were drawn again
     ids = {await _job_id_of(store, i) for i in wave}
+    await _until_queue_empty(store)  # each job's log is written before it leaves the queue
     async with store.engine.connect() as conn:
         states = dict(
             (await conn.execute(sa.select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(ids)))).all()
         )
-    await _until_queue_empty(store)
     assert set(states.values()) == {"done"}, states
     assert fake.count_429 == 0
 
