@@ -23,11 +23,13 @@ from discord.ext import commands
 
 from discord_jobs.language import texts_of
 from discord_jobs.render import NO_PINGS, clip, rest_line
+from discord_jobs.usage_embed import usage_embed
 from imagine.errors import BadInput, message_of
 from imagine.flags import MAX_COUNT
 from imagine.i18n import Shown, Text, Texts, Verbatim, _, joined, n_
 from imagine.settings import MAX_SIDE
 from imagine.store import GuildSettings
+from imagine.usage import usage_report
 from imagine.wordfilter import matching_form
 
 if TYPE_CHECKING:
@@ -161,6 +163,18 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         if rests:
             embed.add_field(name=tr(_("GPU quota")), value=clip("\n".join(rests), 1024))
         await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @app_commands.command(name="usage", description="Images made here, quota rests, top members")
+    async def usage(self, interaction: discord.Interaction) -> None:
+        """This server's usage only, privately: its members are shown as mentions that ping
+        nobody."""
+        budget = self.bot.launcher.budget
+        report = await usage_report(self.bot.store, server_of(interaction), budget.clock())
+        await interaction.response.send_message(
+            embed=usage_embed(report, texts_of(interaction)),
+            ephemeral=True,
+            allowed_mentions=NO_PINGS,
+        )
 
     @app_commands.command(name="model", description="The model /imagine uses by default here")
     @app_commands.describe(model="A model name")
