@@ -9,11 +9,15 @@ import asyncio
 import re
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from imagine.store import jobs
 from tests.fakes.space import JsonError, ServerError
 from tests.harness import MANAGE_GUILD, Harness, running_bot
+from tests.processes import ended
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -145,6 +149,20 @@ async def test_the_count_survives_a_restart(tmp_path):
         )
 
 
+async def test_a_job_cut_off_by_a_restart_gives_its_images_back(tmp_path):
+    async with running_bot(tmp_path) as h:
+        await set_limit(h, 2)
+        h.space.generation_delay = 30
+        asked = await h.slash({"prompt": "a fox cut off", "count": 2})
+        await h.discord.wait_until(lambda: asked.original and asked.original.components, 10)
+        assert await used(h, h.alice) == 2
+        await h.stop_bot()
+        await h.start_bot()
+        message = await h.final(asked)
+        assert not message.attachments  # told it was interrupted
+        assert await used(h, h.alice, settled=0) == 0
+
+
 async def test_the_day_resets_at_utc_midnight(tmp_path):
     """The budget's clock stands a second before midnight, then just after."""
     midnight = datetime(2026, 5, 1, tzinfo=UTC).timestamp()
@@ -160,3 +178,63 @@ async def test_the_day_resets_at_utc_midnight(tmp_path):
         assert today_field(await settings_page(h, h.alice, guild_id=h.guild.id)) == (
             "1 of 1 image today"
         )
+
+
+async def test_with_workers_the_limit_holds_and_a_job_failing_on_a_worker_gives_back(
+    tmp_path, postgres_url
+):
+    """PostgreSQL, the gateway here and a real ``python worker.py``: four requests at once
+    against a limit of 3 (exactly one refused, privately, before any acknowledgement); the
+    worker fails one of the three, and its image comes back to the member's day."""
+    from tests.test_worker_mode import Workers, worker_env
+
+    async with running_bot(tmp_path, DATABASE_URL=postgres_url, **worker_env()) as h:
+        workers = Workers(h, tmp_path)
+        try:
+            await set_limit(h, 3)
+            workers.start()
+            h.space.set_fault("g4f-flux", JsonError(400, "this one is refused"), times=1)
+            asked = await asyncio.gather(*(h.slash({"prompt": f"fox {i}"}) for i in range(4)))
+            callbacks = [await a.wait_callback(5) for a in asked]
+            refused = [a for a, c in zip(asked, callbacks, strict=True) if c["type"] == 4]
+            assert len(refused) == 1
+            text = callbacks[asked.index(refused[0])]["data"]["content"]
+            assert "You have used all 3 images" in text
+            accepted = [a for a in asked if a not in refused]
+            await h.discord.wait_until(
+                lambda: all(a.original and not a.original.loading and a.original.embeds
+                            for a in accepted),
+                40,
+            )  # fmt: skip
+            delivered = [a for a in accepted if a.original.attachments]
+            assert len(delivered) == 2  # the third failed on the worker
+            assert await used(h, h.alice, settled=2) == 2
+            async with h.bot.store.engine.connect() as conn:
+                charged = sorted(await conn.scalars(sa.select(jobs.c.charged)))
+            assert charged == [0, 1, 1]
+            text = await h.ephemeral(await h.slash({"prompt": "two more", "count": 2}))
+            assert "1 left" in text
+        finally:
+            await workers.stop_all()
+
+
+async def test_a_job_reaped_as_lost_gives_its_images_back(tmp_path, postgres_url):
+    """The gateway acknowledges and logs the job but never queues it: the reaper ends it as
+    lost, and its charge comes back."""
+    from tests.test_worker_mode import worker_env
+
+    async with running_bot(tmp_path, DATABASE_URL=postgres_url, **worker_env()) as h:
+        await set_limit(h, 2)
+        hang = asyncio.Event()
+
+        async def never(*args: Any, **kwargs: Any) -> None:
+            await hang.wait()
+
+        h.bot.launcher.queue.submit = never  # type: ignore[method-assign]
+        asked = await h.slash({"prompt": "a fox never queued", "count": 2})
+        assert (await asked.wait_callback(5))["type"] == 5
+        assert await used(h, h.alice) == 2
+        message = await h.discord.wait_until(lambda: ended(asked.original) and asked.original, 30)
+        assert "lost" in message.embeds[0]["description"]
+        assert await used(h, h.alice, settled=0) == 0
+        hang.set()
