@@ -171,7 +171,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         budget = self.bot.launcher.budget
         report = await usage_report(self.bot.store, server_of(interaction), budget.clock())
         await interaction.response.send_message(
-            embed=usage_embed(report, texts_of(interaction)),
+            embed=usage_embed(report, texts_of(interaction), self.bot.engine.label),
             ephemeral=True,
             allowed_mentions=NO_PINGS,
         )

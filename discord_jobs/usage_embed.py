@@ -4,12 +4,14 @@ its admins, in their language. Members are mentions, which the message sends wit
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import discord
 
 from imagine.i18n import Number, Text, Texts, _, n_
 from imagine.usage import WEEK_DAYS, Tally, UsageReport
 
-from .render import COLOR_OK, clip
+from .render import COLOR_OK, clip, rest_line
 
 FIELD_LIMIT = 1024
 MAX_LINES = 10
@@ -32,7 +34,8 @@ def lines(rows: list[tuple[str, Tally]], tr: Texts) -> str:
     return clip("\n".join(shown), FIELD_LIMIT)
 
 
-def usage_embed(report: UsageReport, tr: Texts) -> discord.Embed:
+def usage_embed(report: UsageReport, tr: Texts, label: Callable[[str], str]) -> discord.Embed:
+    """``label``: a backend's name as people know it (``Engine.label``), for the rests."""
     embed = discord.Embed(title=tr(_("Imagine usage on this server")), color=COLOR_OK)
     embed.description = tr(
         _(
@@ -56,7 +59,7 @@ def usage_embed(report: UsageReport, tr: Texts) -> discord.Embed:
     embed.add_field(
         name=tr(_("Horde kudos spent")), value=tr(counts(report.kudos, 1)), inline=False
     )
-    embed.add_field(name=tr(_("Quota rests now")), value=rests(report, tr), inline=False)
+    embed.add_field(name=tr(_("Quota rests now")), value=rests(report, tr, label), inline=False)
     top = report.top_members()
     if top:
         ranked = [
@@ -79,20 +82,11 @@ def usage_embed(report: UsageReport, tr: Texts) -> discord.Embed:
     return embed
 
 
-def rests(report: UsageReport, tr: Texts) -> str:
+def rests(report: UsageReport, tr: Texts, label: Callable[[str], str]) -> str:
+    """As ``/imagine-config show`` words them: the backend, whose account, until when."""
     if not report.rests:
         return tr(_("none: every backend has quota"))
-    shown = [
-        tr(
-            _(
-                "`{backend}` ({account}) until {when}",
-                backend=rest.backend,
-                account=_("the bot's account") if rest.bots else _("a member's account"),
-                when=f"<t:{int(rest.until)}:R>",
-            )
-        )
-        for rest in report.rests[:MAX_LINES]
-    ]
+    shown = [rest_line(rest, label(rest.backend), tr) for rest in report.rests[:MAX_LINES]]
     if len(report.rests) > MAX_LINES:
         shown.append(tr(n_("…and {n} more", "…and {n} more", len(report.rests) - MAX_LINES)))
     return clip("\n".join(shown), FIELD_LIMIT)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .i18n import Text, n_
+from .i18n import Moment, Text, n_
 from .store import JobKind, Store, day_start, utc_day
 from .store.usage import DAY_SECONDS
 
@@ -44,7 +44,7 @@ class OverBudget(Exception):
         super().__init__(self.message())
 
     def message(self) -> Text:
-        when = f"<t:{int(self.resets_at)}:R>"
+        when = Moment(self.resets_at)
         if self.left <= 0:
             return n_(
                 "You have used the {n} image this server allows each member per day. "

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .store import JobKind, JobState, JobUse, QuotaRest, Store, day_start
+from .quota import Rest
+from .store import JobKind, JobState, JobUse, Store, day_start
 from .store.records import json_list
 from .store.usage import DAY_SECONDS
 
@@ -43,7 +44,7 @@ class UsageReport:
     backends: dict[str, Tally] = field(default_factory=dict)
     kudos: Tally = field(default_factory=Tally)
     members: dict[int, Tally] = field(default_factory=dict)
-    rests: list[QuotaRest] = field(default_factory=list)
+    rests: list[Rest] = field(default_factory=list)
 
     def top_members(self, count: int = TOP_MEMBERS) -> list[tuple[int, Tally]]:
         """The members who made the most images this week (ties: most today, then first
@@ -86,5 +87,5 @@ async def usage_report(store: Store, guild_id: int, now: float) -> UsageReport:
         for key, tallies in ((0, report.models), (1, report.backends)):
             for name, n in Counter(p[key] for p in drawn).items():
                 tallies.setdefault(name, Tally()).add(n, on_today)
-    report.rests = await store.quota_rests_after(now)
+    report.rests = await store.quota_rests()
     return report

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from imagine.store import Store, daily_usage, quota_rests, utc_day
+from imagine.store import Store, daily_usage, utc_day
 from tests.processes import ROOT
 
 GUILD, OTHER_GUILD, ALICE, BOB = 10, 20, 1, 2
@@ -165,7 +165,7 @@ async def test_a_usage_count_never_goes_below_zero(database_url):
         await store.close()
 
 
-async def test_the_report_reads_one_servers_jobs_and_the_rests_still_running(database_url):
+async def test_the_report_reads_one_servers_jobs_of_the_week(database_url):
     store = await Store.open(database_url)
     try:
         mine = await _job(store, charged=0, created_at=NOON)
@@ -174,17 +174,6 @@ async def test_the_report_reads_one_servers_jobs_and_the_rests_still_running(dat
         await store.update_job(mine.id, state="done", kudos=12.5)
         (job,) = await store.guild_jobs_since(GUILD, NOON - 7 * 86400)
         assert (job.user_id, job.state, job.kudos) == (ALICE, "done", 12.5)
-        async with store.engine.begin() as conn:
-            await conn.execute(
-                quota_rests.insert(),
-                [
-                    {"backend": "g4f-flux", "account": "bot", "until": NOON + 600},
-                    {"backend": "flux-dev", "account": "abc123", "until": NOON + 60},
-                    {"backend": "janus", "account": "bot", "until": NOON - 1},  # over
-                ],
-            )
-        rests = await store.quota_rests_after(NOON)
-        assert [(r.backend, r.bots) for r in rests] == [("flux-dev", False), ("g4f-flux", True)]
     finally:
         await store.close()
 

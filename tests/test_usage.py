@@ -67,7 +67,7 @@ async def test_usage_counts_one_servers_images_kudos_rests_and_members(tmp_path)
                 quota_rests.insert(),
                 [
                     {"backend": "g4f-flux", "account": "bot", "until": now + 3600},
-                    {"backend": "g4f-flux-dev", "account": "9f2c" * 8, "until": now + 600},
+                    {"backend": "g4f-flux-dev", "account": "member:9f2c9f2c", "until": now + 600},
                     {"backend": "g4f-janus", "account": "bot", "until": now - 60},  # over
                 ],
             )
@@ -79,9 +79,9 @@ async def test_usage_counts_one_servers_images_kudos_rests_and_members(tmp_path)
         assert field(embed, "By backend") == "`G4F flux`: 3 today · 4 in 7 days"
         assert field(embed, "Horde kudos spent") == "16.5 today · 16.5 in 7 days"
         rests = field(embed, "Quota rests now").splitlines()
-        assert rests == [
-            f"`g4f-flux-dev` (a member's account) until <t:{int(now + 600)}:R>",
-            f"`g4f-flux` (the bot's account) until <t:{int(now + 3600)}:R>",
+        assert rests == [  # as /imagine-config show words them, by the backends' names
+            f"FLUX.1-dev: out of GPU quota for a member's own account until <t:{int(now + 600)}:R>",
+            f"G4F flux: out of GPU quota for the bot's account until <t:{int(now + 3600)}:R>",
         ]
         assert field(embed, "Top members, last 7 days").splitlines() == [
             f"1. <@{alice}>: 3 (2 today)",

@@ -44,7 +44,7 @@ from .schema import (
     workers,
 )
 from .settings_cache import SettingsCache
-from .usage import JobUse, QuotaRest, Usage, day_start, utc_day
+from .usage import JobUse, Usage, day_start, utc_day
 
 
 class Store(SettingsCache, MemberSecrets, JobLog, Usage, Retention, QuotaRestLog):
@@ -63,7 +63,6 @@ __all__ = [
     "JobState",
     "JobUse",
     "MemberSecrets",
-    "QuotaRest",
     "SealedToken",
     "Store",
     "UserSettings",

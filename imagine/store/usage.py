@@ -1,6 +1,6 @@
 """Daily budgets and what a server used: images charged to a member's UTC day (one atomic
 statement, so two gateways cannot both take the last image), a job's charge given back once,
-and the rows ``/imagine-config usage`` reads (a server's jobs, the quota rests).
+and the jobs ``/imagine-config usage`` reads (the quota rests it shows are ``quota_rests``'s).
 
 Days are ``YYYY-MM-DD`` in UTC. A job's charge belongs to the day of its ``created_at``,
 which the launcher sets to the moment of the charge: a job charged at 23:59 and failing at
@@ -17,11 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .database import Database
-from .schema import daily_usage, jobs, quota_rests
+from .schema import daily_usage, jobs
 
 DAY_SECONDS = 86400
-BOT_ACCOUNT = "bot"
-"""``quota_rests.account`` of the bot's own token (or address); anything else is a member's."""
 
 
 def utc_day(at: float) -> str:
@@ -46,19 +44,6 @@ class JobUse:
     result_model: str | None
     result_backend: str | None
     kudos: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class QuotaRest:
-    """A backend resting for one account until ``until`` (a ZeroGPU quota ran out)."""
-
-    backend: str
-    account: str
-    until: float
-
-    @property
-    def bots(self) -> bool:
-        return self.account == BOT_ACCOUNT
 
 
 async def give_back_charge(conn: AsyncConnection, job_id: int) -> int:
@@ -163,17 +148,6 @@ class Usage(Database):
         async with self.engine.connect() as conn:
             rows = await conn.execute(query)
             return [JobUse(**row._mapping) for row in rows]
-
-    async def quota_rests_after(self, now: float) -> list[QuotaRest]:
-        """The quota rests still running at ``now``, the soonest to end first."""
-        query = (
-            sa.select(quota_rests.c.backend, quota_rests.c.account, quota_rests.c.until)
-            .where(quota_rests.c.until > now)
-            .order_by(quota_rests.c.until, quota_rests.c.backend)
-        )
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(query)
-            return [QuotaRest(**row._mapping) for row in rows]
 
     async def purge_usage(self, before_day: str) -> int:
         """Forget the days before ``before_day`` (only today's budget is ever checked);
