@@ -4,13 +4,14 @@ written as the schema has them (the Horde's kudos and the quota rests come from 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from imagine.store import jobs, quota_rests
+from imagine.store import ACTIVE_STATES, jobs, quota_rests
 from tests.fakes.space import ServerError
 from tests.harness import MANAGE_GUILD, Harness, running_bot
 
@@ -31,6 +32,16 @@ async def usage(h: Harness, guild_id: int) -> tuple[Any, dict]:
     assert callback["type"] == 4 and callback["data"]["flags"] & 64, callback  # private
     message = await h.discord.wait_until(lambda: asked.original, 5)
     return message, callback["data"]["embeds"][0]
+
+
+async def settled(h: Harness) -> None:
+    """Until every job's ending is in the log (a reply shows its ending first)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while await h.bot.store.jobs_in_states(ACTIVE_STATES):
+        assert loop.time() < deadline, "jobs still active"
+        await asyncio.sleep(0.02)
+    await h.bot.store.flush()
 
 
 async def job_ids(h: Harness) -> list[int]:
@@ -54,7 +65,7 @@ async def test_usage_counts_one_servers_images_kudos_rests_and_members(tmp_path)
         await h.final(await h.slash({"prompt": "an old fox"}))  # moved back a week below
         # Elsewhere: alice draws 3 (none of it may show here).
         await h.final(await h.slash({"prompt": "three crows", "count": 3}, guild_id=other.id))
-        await h.bot.store.flush()
+        await settled(h)
         _grid, single, owl, failed, old, crows = await job_ids(h)
         now = time.time()
         await h.bot.store.update_job(old, created_at=now - 7 * 86400)  # before the 7 days
@@ -118,3 +129,19 @@ async def test_usage_is_for_admins_only(tmp_path):
             permissions=0,
         )  # fmt: skip
         assert "Manage Server" in await h.ephemeral(asked)
+
+
+async def test_usage_shows_what_the_ai_horde_drew_and_the_kudos_it_charged(tmp_path):
+    async with running_bot(tmp_path, horde=True) as h:
+        assert h.horde is not None
+        h.horde.queue_places = 1
+        asked = await h.slash({"prompt": "a lighthouse", "model": "horde:Deliberate", "count": 2})
+        assert len((await h.final(asked, within=30)).attachments) == 2
+        charged = sum(job.kudos for job in h.horde.jobs.values())
+        assert charged > 0
+        await settled(h)
+        _message, embed = await usage(h, h.guild.id)
+        assert field(embed, "By model") == "`horde:Deliberate`: 2 today · 2 in 7 days"
+        assert field(embed, "By backend") == "`AI Horde`: 2 today · 2 in 7 days"
+        kudos = f"{charged:,.1f}"
+        assert field(embed, "Horde kudos spent") == f"{kudos} today · {kudos} in 7 days"
