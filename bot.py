@@ -49,6 +49,7 @@ from discord_jobs.render import NO_PINGS, JobButton
 from discord_jobs.shared_launch import SharedLauncher
 from imagine import logsafe
 from imagine.backends import BackendTable
+from imagine.budget import Budget
 from imagine.engine import Engine
 from imagine.errors import BadInput, message_of
 from imagine.http import new_session
@@ -58,7 +59,7 @@ from imagine.member_tokens import MemberTokens
 from imagine.runner import JobRunner
 from imagine.settings import Settings
 from imagine.shared import SharedScheduler
-from imagine.store import Store
+from imagine.store import Store, utc_day
 from imagine.store.quota_rests import SharedRests
 from imagine.vault import Vault
 from imagine.whoami import whoami
@@ -87,6 +88,9 @@ SETTINGS_RELOAD_SECONDS = 60.0
 """Gateway mode: servers' and members' settings are read again this often (a missed notice)."""
 HOUSEKEEPING_SECONDS = 3600.0
 """How often the job log is tidied (stale tokens cleared, old jobs purged)."""
+USAGE_DAYS_KEPT = 8
+"""Days of members' daily-budget counts kept (only today's is checked; yesterday's takes
+back the charges of jobs that end after midnight)."""
 
 
 def point_at_api(base_url: str) -> None:
@@ -182,6 +186,7 @@ class ImagineBot(commands.AutoShardedBot):
             "store": self.store,
             "scheduler": self.scheduler,
             "runner": self.runner,
+            "budget": Budget(self.store),
             "fallback_model": usable_fallback(self.engine, settings.fallback_model),
         }
         self.launcher: Launcher = (
@@ -272,6 +277,7 @@ class ImagineBot(commands.AutoShardedBot):
         cleared = await self.store.clear_stale_tokens(now)
         days = self.settings.job_retention_days
         purged = await self.store.purge_jobs(now - days * 86400) if days > 0 else 0
+        await self.store.purge_usage(utc_day(now - USAGE_DAYS_KEPT * 86400))
         if cleared or purged:
             log.info("job log: %d stale token(s) cleared, %d old job(s) purged", cleared, purged)
 

@@ -23,11 +23,13 @@ from discord.ext import commands
 
 from discord_jobs.language import texts_of
 from discord_jobs.render import NO_PINGS, clip, rest_line
+from discord_jobs.usage_embed import usage_embed
 from imagine.errors import BadInput, message_of
 from imagine.flags import MAX_COUNT
-from imagine.i18n import Shown, Texts, Verbatim, _, joined, n_
+from imagine.i18n import Shown, Text, Texts, Verbatim, _, joined, n_
 from imagine.settings import MAX_SIDE
 from imagine.store import GuildSettings
+from imagine.usage import usage_report
 from imagine.wordfilter import matching_form
 
 if TYPE_CHECKING:
@@ -40,6 +42,8 @@ NONE = "none"
 NOTHING = _("none")
 """What is shown for no model, no words: in the reader's language."""
 MAX_BLOCKED_WORDS = 200
+MAX_DAILY_LIMIT = 10_000
+"""The largest daily limit an admin may set (images per member per day)."""
 
 
 class Refused(Exception):
@@ -82,8 +86,15 @@ def describe(settings: GuildSettings, bot_fallback: str | None, tr: Texts) -> st
             most=settings.max_count or MAX_COUNT,
         ),
         _("**Translate prompts with:** {model}", model=settings.translate_model or none),
+        _("**Daily limit:** {limit}", limit=shown_daily_limit(settings.daily_limit)),
     ]
     return "\n".join(tr(line) for line in lines)
+
+
+def shown_daily_limit(images: int | None) -> Text:
+    if not images:
+        return _("none")
+    return n_("{n} image per member per UTC day", "{n} images per member per UTC day", images)
 
 
 @app_commands.guild_only()
@@ -152,6 +163,18 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
         if rests:
             embed.add_field(name=tr(_("GPU quota")), value=clip("\n".join(rests), 1024))
         await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @app_commands.command(name="usage", description="Images made here, quota rests, top members")
+    async def usage(self, interaction: discord.Interaction) -> None:
+        """This server's usage only, privately: its members are shown as mentions that ping
+        nobody."""
+        budget = self.bot.launcher.budget
+        report = await usage_report(self.bot.store, server_of(interaction), budget.clock())
+        await interaction.response.send_message(
+            embed=usage_embed(report, texts_of(interaction), self.bot.engine.label),
+            ephemeral=True,
+            allowed_mentions=NO_PINGS,
+        )
 
     @app_commands.command(name="model", description="The model /imagine uses by default here")
     @app_commands.describe(model="A model name")
@@ -346,6 +369,31 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
             if lowered:
                 said.append(_("The default is now {n} too.", n=lowered[0]))
             await say(interaction, joined(" ", said))
+
+    @app_commands.command(
+        name="daily-limit", description="Images each member may make here per UTC day"
+    )
+    @app_commands.describe(images=f"0 for no limit (the default), up to {MAX_DAILY_LIMIT}")
+    async def daily_limit(
+        self,
+        interaction: discord.Interaction,
+        images: app_commands.Range[int, 0, MAX_DAILY_LIMIT],
+    ) -> None:
+        if await self.update(interaction, daily_limit=int(images) or None) is None:
+            return
+        if not images:
+            await say(interaction, _("No daily limit here: members may make any number of images."))
+            return
+        await say(
+            interaction,
+            n_(
+                "Each member may make **{n}** image here per UTC day (each image of a grid "
+                "counts; a request that makes nothing is given back).",
+                "Each member may make **{n}** images here per UTC day (each image of a grid "
+                "counts; a request that makes nothing is given back).",
+                images,
+            ),
+        )
 
     @app_commands.command(name="fallback", description="The model a failed job falls back to")
     @app_commands.describe(model="A model name, or 'none'")

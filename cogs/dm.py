@@ -89,8 +89,8 @@ class DirectMessages(commands.Cog):
                 member=member,
                 language=language,
             )
-            ticket = await launcher.admit(plan)
-            await launcher.launch_in_channel(channel, plan, ticket, reference=message)
+            admitted = await launcher.admit(plan)
+            await launcher.launch_in_channel(channel, plan, admitted, reference=message)
         except Refusal as refusal:
             if not isinstance(refusal, Throttled) or self.notices.hit(message.author.id) == 0:
                 text = texts(language)(message_of(refusal))

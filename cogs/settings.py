@@ -106,6 +106,11 @@ def token_text(token: TokenState) -> Text:
     return _("connected as {account}", account=account)
 
 
+def used_of(used: int, limit: int) -> Text:
+    """A member's use of the server's daily limit: "3 of 20 images today"."""
+    return n_("{used} of {n} image today", "{used} of {n} images today", limit, used=used)
+
+
 def language_options(member: UserSettings, tr: Texts) -> list[discord.SelectOption]:
     options = [first_option(tr(_("Follow Discord")), FOLLOW_DISCORD, member.language is None)]
     options += [
@@ -130,8 +135,11 @@ class SettingsPage:
         locale: str,
         bot_default: str,
         token: TokenState,
+        used_today: int | None = None,
     ) -> None:
         self.member = member
+        self.used_today = used_today
+        """Images charged to the member here today (None: no daily limit here, or a DM)."""
         self.server = server
         self.allowed = allowed
         self.token = token
@@ -169,6 +177,9 @@ class SettingsPage:
         if member.language is None:
             language_name = tr(_("{language} (following Discord)", language=language_name))
         embed.add_field(name=tr(_("Language")), value=language_name)
+        limit = self.server.daily_limit if self.server else None
+        if limit and self.used_today is not None:
+            embed.add_field(name=tr(_("Today")), value=tr(used_of(self.used_today, limit)))
         embed.add_field(name="Hugging Face", value=tr(token_text(self.token)), inline=False)
         return embed
 
@@ -308,7 +319,11 @@ class SettingsHandler:
         server = await self.launcher.guild_settings(interaction.guild_id)
         allowed = allowed_models(self.launcher.engine, server)
         token = self.tokens.state(interaction.user.id)
-        return SettingsPage(member, server, allowed, str(interaction.locale), DEFAULT_MODEL, token)
+        used = None
+        if server is not None and server.daily_limit:
+            used = await self.launcher.budget.used_today(server.guild_id, member.user_id)
+        locale = str(interaction.locale)
+        return SettingsPage(member, server, allowed, locale, DEFAULT_MODEL, token, used)
 
     async def show(self, interaction: discord.Interaction) -> None:
         page = await self.page(interaction, member_of(interaction))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import discord
 
 from imagine.aspects import size_for_aspect
+from imagine.budget import Budget, Charge, OverBudget, images_of
 from imagine.drawing import Work
 from imagine.engine import Engine
 from imagine.errors import BadInput, message_of
@@ -110,6 +111,15 @@ class Plan:
     def work(self) -> Work:
         images = () if self.input is None else (self.input.as_media(),)
         return Work(fallback=self.fallback, images=images, translate=self.translate)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """An admitted plan: its place in the queue, and what it took from the member's daily
+    budget (None: nothing). The job made of it carries the charge (``jobs.charged``)."""
+
+    ticket: Ticket
+    charge: Charge | None = None
 
 
 def allowed_models(engine: Engine, settings: GuildSettings | None) -> list[str]:
@@ -214,10 +224,12 @@ class Launcher:
         store: Store,
         scheduler: Scheduler,
         runner: JobRunner,
+        budget: Budget,
         fallback_model: str | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
+        self.budget = budget
         self.scheduler = scheduler
         self.runner = runner
         self.fallback_model = fallback_model
@@ -485,21 +497,38 @@ class Launcher:
             counted=request.counted,
         )
 
-    async def admit(self, plan: Plan) -> Ticket:
-        """Rate limits, the server's cooldown and the queue; ``Refusal`` when over. A plan
-        already ``counted`` (its image was read on its behalf) is not counted twice."""
+    async def admit(self, plan: Plan) -> Admission:
+        """Rate limits, the server's cooldown, the queue, then the member's daily budget
+        (charged now, in the database: the last check, so no other refusal follows a
+        charge); ``Refusal`` when over. A plan already ``counted`` (its image was read on
+        its behalf) is not counted twice."""
         if plan.counted:
             if plan.guild_id is not None:
                 await self.check_cooldown(plan.user_id, plan.guild_id)
             await self.check_queue(plan.user_id)
         else:
             await self.count(plan.user_id, plan.guild_id)
-        ticket = self.take_place(plan)
+        settings = await self.guild_settings(plan.guild_id)
+        charge = await self.charge(plan, settings)
+        try:
+            ticket = self.take_place(plan)
+        except BaseException:
+            await self.budget.give_back(charge)
+            raise
         if plan.guild_id is not None:
-            settings = await self.guild_settings(plan.guild_id)
             cooldown = settings.cooldown_seconds if settings else 0.0
             self.cooldowns.start((plan.guild_id, plan.user_id), cooldown)
-        return ticket
+        return Admission(ticket, charge)
+
+    async def charge(self, plan: Plan, settings: GuildSettings | None) -> Charge | None:
+        """The plan's images taken from the member's day in this server (``Throttled`` when
+        that would pass the server's daily limit); None when there is nothing to take."""
+        limit = settings.daily_limit if settings else None
+        images = images_of(plan.kind, plan.count)
+        try:
+            return await self.budget.charge(plan.guild_id, plan.user_id, limit, images)
+        except OverBudget as over:
+            raise Throttled(over.message()) from None
 
     def take_place(self, plan: Plan) -> Ticket:
         """The job's place in this process's queue."""
@@ -508,7 +537,9 @@ class Launcher:
         except (QueueFull, SchedulerBusy, SchedulerClosed) as exc:
             raise Throttled(message_of(exc)) from None
 
-    async def _create_job(self, plan: Plan, **extra):
+    async def _create_job(self, plan: Plan, charge: Charge | None, **extra):
+        if charge is not None:  # the charge's day is the day of the job's creation
+            extra.update(charged=charge.images, created_at=charge.at)
         return await self.store.create_job(
             user_id=plan.user_id,
             guild_id=plan.guild_id,
@@ -534,34 +565,52 @@ class Launcher:
             **extra,
         )
 
-    async def launch(self, interaction: discord.Interaction, plan: Plan, ticket: Ticket) -> None:
+    async def launch(
+        self, interaction: discord.Interaction, plan: Plan, admitted: Admission
+    ) -> None:
         """Acknowledge at once (unless done already), then run the job in the interaction's
         own reply."""
+        ticket = admitted.ticket
         try:
-            job, reply = await self._acknowledged_job(interaction, plan)
+            job, reply = await self._acknowledged_job(interaction, plan, admitted.charge)
         except BaseException:
             self.scheduler.release(ticket)
             raise
         ticket.job_id = job.id
         self.runner.start(job, ticket, reply, plan.work())
 
+    async def _create_job_or_give_back(self, plan: Plan, charge: Charge | None) -> JobRecord:
+        """The job's row with its charge; the charge given back if no row could be made (once
+        made, the job's ending gives it back)."""
+        try:
+            return await self._create_job(plan, charge)
+        except BaseException:
+            await self.budget.give_back(charge)
+            raise
+
     async def _acknowledged_job(
-        self, interaction: discord.Interaction, plan: Plan
+        self, interaction: discord.Interaction, plan: Plan, charge: Charge | None
     ) -> tuple[JobRecord, InteractionReply]:
-        """The interaction acknowledged ("thinking…"), the job logged with its token, and the
-        reply that will show it."""
-        if interaction.response.is_done():
-            message_id: int | None = (await interaction.original_response()).id
-        else:
-            response = await interaction.response.defer(thinking=True, ephemeral=plan.private)
-            message_id = getattr(response, "message_id", None)
-        job = await self._create_job(
-            plan,
-            application_id=interaction.application_id,
-            interaction_token=interaction.token,
-            token_expires_at=interaction.created_at.timestamp() + 15 * 60,
-            message_id=message_id,
-        )
+        """The interaction acknowledged ("thinking…"), the job logged with its token and its
+        charge, and the reply that will show it. A charge no job could be made for is given
+        back."""
+        try:
+            if interaction.response.is_done():
+                message_id: int | None = (await interaction.original_response()).id
+            else:
+                response = await interaction.response.defer(thinking=True, ephemeral=plan.private)
+                message_id = getattr(response, "message_id", None)
+            job = await self._create_job(
+                plan,
+                charge,
+                application_id=interaction.application_id,
+                interaction_token=interaction.token,
+                token_expires_at=interaction.created_at.timestamp() + 15 * 60,
+                message_id=message_id,
+            )
+        except BaseException:
+            await self.budget.give_back(charge)
+            raise
         reply = InteractionReply(
             interaction,
             job,
@@ -575,14 +624,15 @@ class Launcher:
         self,
         channel: discord.abc.Messageable,
         plan: Plan,
-        ticket: Ticket,
+        admitted: Admission,
         *,
         reference: discord.Message | None = None,
     ) -> None:
         """Run a job in a message the bot sends (DM prompts): one reply, then edits."""
+        ticket = admitted.ticket
         job = None
         try:
-            job = await self._create_job(plan)
+            job = await self._create_job_or_give_back(plan, admitted.charge)
             reply = MessageReply(
                 channel,
                 job,

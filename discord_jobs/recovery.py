@@ -177,5 +177,6 @@ async def reap_orphans(
             await reply.fail(Failure(job, LOST))
         except discord.HTTPException as exc:
             log.info("could not tell lost job %s (%s)", job.id, exc)
-        await store.update_job(job.id, error=LOST, interaction_token=None)
+        # The state again (the queue set it): the ending that gives back a budget charge.
+        await store.update_job(job.id, state=JobState.FAILED, error=LOST, interaction_token=None)
     return len(reaped)

@@ -24,7 +24,7 @@ from imagine.shared import JobGone, SharedScheduler
 from imagine.store import JobRecord, JobState
 from imagine.store.database import retrying
 
-from .launch import Launcher, Plan
+from .launch import Admission, Launcher, Plan
 from .replies import MessageReply
 
 if TYPE_CHECKING:
@@ -94,19 +94,21 @@ class SharedLauncher(Launcher):
     def take_place(self, plan: Plan) -> Ticket:
         return Ticket(plan.user_id, 0)  # the place is taken in the database, with the job
 
-    async def launch(self, interaction: discord.Interaction, plan: Plan, ticket: Ticket) -> None:
-        job, reply = await self._acknowledged_job(interaction, plan)
+    async def launch(
+        self, interaction: discord.Interaction, plan: Plan, admitted: Admission
+    ) -> None:
+        job, reply = await self._acknowledged_job(interaction, plan, admitted.charge)
         await self.enqueue(job, plan, reply)
 
     async def launch_in_channel(
         self,
         channel: discord.abc.Messageable,
         plan: Plan,
-        ticket: Ticket,
+        admitted: Admission,
         *,
         reference: discord.Message | None = None,
     ) -> None:
-        job = await self._create_job(plan)
+        job = await self._create_job_or_give_back(plan, admitted.charge)
         reply = MessageReply(
             channel,
             job,

@@ -72,11 +72,11 @@ async def start_job(launcher: Launcher, interaction: discord.Interaction, reques
             language=language_of_interaction(interaction),
             nsfw=age_restricted(interaction.channel),
         )
-        ticket = await launcher.admit(plan)
+        admitted = await launcher.admit(plan)
     except Refusal as refusal:
         await refuse(interaction, refusal)
         return
-    await launcher.launch(interaction, plan, ticket)
+    await launcher.launch(interaction, plan, admitted)
 
 
 def input_limit(interaction: discord.Interaction, message: discord.Message | None) -> int:

@@ -5,9 +5,9 @@ and a little bot state, on SQLite (the default, through aiosqlite) or PostgreSQL
 One file a job: ``schema`` (the tables), ``migrations`` (making and upgrading them),
 ``records`` (what rows mean as Python values), ``database`` (connection, writer,
 transactions), ``settings_cache`` (servers' and members' settings in memory),
-``member_secrets`` (members' own tokens, sealed), ``joblog`` (the jobs), ``retention``
-(purging and clearing tokens), ``quota_rests`` (ZeroGPU rests every process honours),
-``notify`` (signals to other processes).
+``member_secrets`` (members' own tokens, sealed), ``joblog`` (the jobs), ``usage`` (daily
+budgets and what a server used), ``retention`` (purging and clearing tokens), ``quota_rests``
+(ZeroGPU rests every process honours), ``notify`` (signals to other processes).
 ``Store`` is all of them, for a process's whole life: ``await Store.open(url)``, ``close()``.
 """
 
@@ -22,6 +22,7 @@ from .quota_rests import QuotaRestLog
 from .records import (
     ACTIVE_STATES,
     FINAL_STATES,
+    NOTHING_MADE,
     GuildSettings,
     JobKind,
     JobRecord,
@@ -43,9 +44,10 @@ from .schema import (
     workers,
 )
 from .settings_cache import SettingsCache
+from .usage import JobUse, Usage, day_start, utc_day
 
 
-class Store(SettingsCache, MemberSecrets, JobLog, Retention, QuotaRestLog):
+class Store(SettingsCache, MemberSecrets, JobLog, Usage, Retention, QuotaRestLog):
     """The bot's database, every part of it."""
 
 
@@ -53,17 +55,20 @@ __all__ = [
     "ACTIVE_STATES",
     "FINAL_STATES",
     "MIGRATIONS",
+    "NOTHING_MADE",
     "SETTINGS_CHANNEL",
     "GuildSettings",
     "JobKind",
     "JobRecord",
     "JobState",
+    "JobUse",
     "MemberSecrets",
     "SealedToken",
     "Store",
     "UserSettings",
     "async_url",
     "daily_usage",
+    "day_start",
     "guild_settings",
     "job_ended_at",
     "job_queue",
@@ -74,5 +79,6 @@ __all__ = [
     "quota_rests",
     "user_secrets",
     "user_settings",
+    "utc_day",
     "workers",
 ]

@@ -15,8 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .database import Database
-from .records import JobRecord, JobState
+from .records import NOTHING_MADE, JobRecord, JobState
 from .schema import jobs
+from .usage import give_back_charge
 
 _JOB_FIELDS = tuple(c.name for c in jobs.columns if c.name != "id")
 _INSERT_JOB = jobs.insert()
@@ -39,10 +40,18 @@ class JobLog(Database):
         return JobRecord(id=job_id, **fields)
 
     def update_job(self, job_id: int, **values: Any) -> asyncio.Future[None]:
-        """Queue a change to a job's row; await the result to know it is committed."""
+        """Queue a change to a job's row; await the result to know it is committed.
+
+        Every ending of a job passes through here, in every process (the runner, a worker's
+        own endings, recovery, the reaper): one that sets a state without an image
+        (``NOTHING_MADE``) gives the job's daily-budget charge back in the same transaction,
+        once, however many endings a job is given."""
+        ends_empty = values.get("state") in NOTHING_MADE
 
         async def update(conn: AsyncConnection) -> None:
             await conn.execute(_UPDATE_JOB, {**values, "job_id_": job_id})
+            if ends_empty:
+                await give_back_charge(conn, job_id)
 
         return self._write(update)
 

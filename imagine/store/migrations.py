@@ -143,6 +143,13 @@ async def _free_gpu(conn: AsyncConnection) -> None:
         await conn.execute(sa.text(statement))
 
 
+async def _usage_by_server(conn: AsyncConnection) -> None:
+    """Version 8: ``ix_jobs_guild_created``, so ``/imagine-config usage`` reads one server's
+    jobs of the last week rather than every job the log keeps (no other index starts with
+    the server)."""
+    await conn.execute(sa.text("CREATE INDEX ix_jobs_guild_created ON jobs (guild_id, created_at)"))
+
+
 MIGRATIONS: list[Migration | None] = [
     None,  # version 1: the first tables; never run, a new database starts at the newest
     _index_jobs_by_end,  # version 2
@@ -151,6 +158,7 @@ MIGRATIONS: list[Migration | None] = [
     _members,  # version 5
     _workers,  # version 6
     _free_gpu,  # version 7
+    _usage_by_server,  # version 8
 ]
 """``MIGRATIONS[v]`` takes the schema from version v to v + 1, so ``len(MIGRATIONS)`` is the
 newest version. Append, never edit. Each one gets the connection of the transaction it runs in

@@ -32,6 +32,9 @@ class JobKind(StrEnum):
 
 ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 FINAL_STATES = (JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED)
+NOTHING_MADE = (JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED)
+"""Endings without an image: a job that ends so gives its daily-budget charge back (a grid
+with any image delivered is ``DONE``, and keeps it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,7 @@ jobs = sa.Table(
     sa.Column("charged", sa.Integer, nullable=False, server_default="0"),  # images on the budget
     sa.Index("ix_jobs_state", "state"),
     sa.Index("ix_jobs_user", "user_id", "id"),  # version 5: a member's latest job
+    sa.Index("ix_jobs_guild_created", "guild_id", "created_at"),  # version 8: a server's usage
 )
 job_ended_at = sa.func.coalesce(jobs.c.finished_at, jobs.c.created_at)
 """When a job ended (or began, if it never recorded an end): what the retention purge compares,
