@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image, PngImagePlugin
@@ -22,6 +23,7 @@ from imagine.settings import Settings
 from tests.conftest import space_settings
 from tests.fakes import retouch
 from tests.fakes.space import FakeSpace, HtmlError, QuotaExceeded, ServerError
+from tests.test_cli import run_cli
 
 RED, BLUE, WHITE = (200, 30, 30), (20, 40, 220), (255, 255, 255)
 UPSCALER = "Finegrain Image Enhancer"
@@ -415,3 +417,66 @@ async def test_check_probes_both_spaces_and_generates_on_them(space, settings):
     lines = {line.split()[0]: line for line in out.getvalue().splitlines()[1:]}
     assert " changed " in lines["fill"] and "inputs are now (edit_images, prompt)" in lines["fill"]
     assert " NO " in lines["upscaler"] and "Response 503" in lines["upscaler"]
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+
+
+async def test_cli_upscales_zooms_pans_and_repaints(space, tmp_path: Path):
+    (tmp_path / "photo.png").write_bytes(png(picture((40, 24))))
+    (tmp_path / "square.png").write_bytes(png(picture((300, 300))))
+    code, out, err = await run_cli(space, "--upscale", "photo.png", "-o", "big.png", cwd=tmp_path)
+    assert code == 0, err
+    assert out.strip() == "Saved big.png (upscale, 80x48)"
+    assert "Preparing the image" in err.splitlines() and "Uploading the image" in err.splitlines()
+    assert opened((tmp_path / "big.png").read_bytes()).size == (80, 48)
+
+    code, out, err = await run_cli(
+        space, "--zoom-out", "1.5", "square.png", "a fox in snow", "--seed", "4", cwd=tmp_path
+    )
+    assert code == 0, err
+    assert out.strip() == "Saved square-zoom-1.5x.png (flux-fill-dev, 1024x1024, seed 4)"
+    assert space.fills[-1].prompt == "a fox in snow"
+    assert opened(space.fills[-1].mask).tobytes() == (
+        mask_of((1024, 1024), (170, 170, 853, 853)).tobytes()
+    )
+
+    code, out, err = await run_cli(space, "--pan", "left", "square.png", cwd=tmp_path)
+    assert code == 0, err
+    assert out.startswith("Saved square-pan-left.png (flux-fill-dev, 1024x688, seed ")
+    code, out, err = await run_cli(
+        space, "--region", "middle-center,top-left", "square.png", "a window", cwd=tmp_path
+    )
+    assert code == 0, err
+    assert out.startswith("Saved square-region.png (flux-fill-dev, 1024x1024, seed ")
+    mask = opened(space.fills[-1].mask)
+    assert mask.getpixel((500, 500)) == mask.getpixel((10, 10)) == 255
+    assert mask.getpixel((900, 500)) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--zoom-out", "abc", "square.png"), "zoom factor must be a number from 1.1 to 2"),
+        (("--zoom-out", "3", "square.png"), "not 3"),
+        (("--pan", "sideways", "square.png"), "Pan goes left, right, up, down"),
+        (("--region", "middle", "square.png", "x"), "named top-left"),
+        (("--upscale", "missing.png"), "cannot read missing.png"),
+        (("--upscale", "square.png", "a prompt"), "--upscale takes no prompt"),
+        (("--upscale", "square.png", "--pan", "up", "square.png"), "not allowed with argument"),
+    ],
+)
+async def test_cli_bad_input_exits_2_with_a_clear_message(space, tmp_path, args, words):
+    (tmp_path / "square.png").write_bytes(png(picture((300, 300))))
+    code, _, err = await run_cli(space, *args, cwd=tmp_path)
+    assert code == 2, err
+    assert words in err
+    assert [r for r in space.requests if r.space in ("upscaler", "fill")] == []
+
+
+async def test_cli_a_failing_backend_exits_1_with_its_words(space, tmp_path):
+    (tmp_path / "square.png").write_bytes(png(picture((300, 300))))
+    space.set_fault("fill", HtmlError(503))
+    code, _, err = await run_cli(space, "--pan", "down", "square.png", cwd=tmp_path)
+    assert code == 1
+    assert err.splitlines()[-1] == "error: Response 503: HTML content"
