@@ -21,7 +21,7 @@ from typing import NamedTuple
 from PIL import Image
 
 from .errors import BadInput
-from .i18n import Text, _
+from .i18n import Number, Text, _
 
 FILL_LONG_SIDE = 1024
 """The Space's fixed long side."""
@@ -136,7 +136,7 @@ def fill_size(width: float, height: float) -> Size:
             _(
                 "That would be {ratio}:1, too wide or too tall for the fill model, which draws "
                 "shapes from 9:16 to 16:9.",
-                ratio=f"{long / short:.2f}",
+                ratio=Number(long / short, 2),
             )
         )
     return (FILL_LONG_SIDE, side) if width >= height else (side, FILL_LONG_SIDE)

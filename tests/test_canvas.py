@@ -5,6 +5,7 @@ Vary (Region) white on exactly the chosen thirds."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -29,7 +30,8 @@ from imagine.canvas import (
     region,
     space_fill_size,
 )
-from imagine.errors import BadInput
+from imagine.errors import BadInput, message_of
+from imagine.i18n import texts
 from tests.fakes import retouch
 
 sides = st.integers(min_value=1, max_value=4096)
@@ -90,8 +92,14 @@ def test_fill_size_is_a_size_the_space_draws_at_as_it_is(size):
     assert space_fill_size(*size) == size
 
 
-def test_shapes_past_16_9_are_refused_with_the_reason():
+def test_shapes_past_16_9_are_refused_with_the_reason_in_the_readers_language():
     assert fill_size(1820, 1024) == (1024, 576)  # 1.78: just inside
+    with pytest.raises(BadInput) as caught:
+        fill_size(1536, 640)
+    assert texts("ru")(message_of(caught.value)) == (
+        "Получилось бы 2,40:1 — слишком широко или слишком высоко для модели дорисовки: "
+        "она рисует форматы от 9:16 до 16:9."
+    )
     for size in ((1536, 640), (640, 1536), (2048, 1000)):  # 21:9, 9:21, 2.05:1
         assert not fits(*size)
         try:
