@@ -345,7 +345,8 @@ class Engine:
         """The same picture ``factor`` times larger (the upscaler's own rule first brings a
         shorter side above 768 down to 768): statuses, then one ``ImageResponse`` whose size
         is left to read off the image. ``image`` is ``(bytes, filename)``; its pixels are sent
-        as they are (decoded safely, as PNG). Checked at once like ``generate``: the model,
+        as they are (decoded safely, as PNG; like every input image, one over 2048 pixels a
+        side is first brought down to 2048). Checked at once like ``generate``: the model,
         the factor (1..4) and the image's bytes, type and pixel caps raise ``BadInput`` from
         this call. Routing, health, quota rests, ``avoid`` and ``hf_token`` as ``generate``."""
         name = self.table.resolve_task(UPSCALE, model)

@@ -224,9 +224,7 @@ PANS = {  # a 300x300 image: the canvas 450x300 (or 300x450) at the Space's size
 
 
 @pytest.mark.parametrize("direction", list(Direction))
-async def test_pan_puts_the_image_at_the_far_side_and_masks_the_new_half(
-    space, engine, direction
-):
+async def test_pan_puts_the_image_at_the_far_side_and_masks_the_new_half(space, engine, direction):
     original = picture((300, 300))
     items = await collect(engine.pan(png(original), direction.value, "more of the room"))
     (call,) = space.fills
