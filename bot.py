@@ -54,11 +54,14 @@ from imagine.errors import BadInput, message_of
 from imagine.http import new_session
 from imagine.i18n import _
 from imagine.jobs import Scheduler
+from imagine.member_tokens import MemberTokens
 from imagine.runner import JobRunner
 from imagine.settings import Settings
 from imagine.shared import SharedScheduler
 from imagine.store import Store
 from imagine.store.quota_rests import SharedRests
+from imagine.vault import Vault
+from imagine.whoami import whoami
 
 if TYPE_CHECKING:
     import procrastinate
@@ -153,6 +156,9 @@ class ImagineBot(commands.AutoShardedBot):
         self.engine = Engine(settings, session=self.session)
         await self.engine.discover_models()
         self.store = await Store.open(settings.database_url)
+        self.member_tokens = MemberTokens(self.store, Vault.from_setting(settings.secrets_key))
+        await self.member_tokens.reseal_all()  # a key put in front of the old one: use it
+        self.whoami = functools.partial(whoami, self.session, settings.hf_endpoint)
         self.shared_rests = SharedRests(self.engine.rests, self.store)
         await self.shared_rests.refresh()  # rests met before a restart, or by other processes
         self.languages = Languages(self.store)
@@ -165,7 +171,11 @@ class ImagineBot(commands.AutoShardedBot):
             max_total=settings.max_queued_jobs,
         )
         self.runner = JobRunner(
-            self.engine, self.store, self.scheduler, redact=self.engine.redact.shown
+            self.engine,
+            self.store,
+            self.scheduler,
+            redact=self.engine.redact.shown,
+            member_token=self.member_tokens.token_for,
         )
         launching: dict[str, Any] = {
             "engine": self.engine,

@@ -59,6 +59,7 @@ from imagine.errors import BadInput, FetchError, message_of
 from imagine.http import new_session
 from imagine.i18n import Shown, _
 from imagine.jobs import Scheduler
+from imagine.member_tokens import MemberTokens
 from imagine.outcomes import Failure
 from imagine.progress import StatusEditor
 from imagine.roster import Roster
@@ -70,6 +71,7 @@ from imagine.store import JobRecord, JobState, Store
 from imagine.store.database import retrying
 from imagine.store.quota_rests import SharedRests
 from imagine.tasks import TASK, build_app, clear_stalled, defer_missing, prepare_schema
+from imagine.vault import Vault
 
 log = logging.getLogger("imagine.worker")
 
@@ -121,6 +123,7 @@ class Worker:
             lease_seconds=settings.job_lease_seconds,
         )
         self.roster = Roster(self.store)
+        tokens = MemberTokens(self.store, Vault.from_setting(settings.secrets_key))
         # The shared queue decides what runs; the runner's own scheduler never makes it wait.
         self.local = Scheduler(1_000_000, max_queued_per_user=1_000_000)
         self.runner = JobRunner(
@@ -130,6 +133,7 @@ class Worker:
             redact=self.engine.redact.shown,
             editor_factory=functools.partial(StatusEditor, per_window=WORKER_EDITS),
             still_mine=self._still_mine,
+            member_token=tokens.token_for,  # a member's own token, read at the job's turn
         )
         self.client = discord.Client(intents=discord.Intents.none())
         await self.client.login(settings.discord_token or "")  # REST only: no gateway

@@ -125,7 +125,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
     async def model_choices(self, current: str, *, with_none: bool = False):
         names = self.bot.engine.models() + ([NONE] if with_none else [])
         current = current.casefold()
-        return [app_commands.Choice(name=n, value=n) for n in names if current in n][:25]
+        return [app_commands.Choice(name=n, value=n) for n in names if current in n.casefold()][:25]
 
     @app_commands.command(name="show", description="Show this server's Imagine settings")
     async def show(self, interaction: discord.Interaction) -> None:
@@ -465,7 +465,7 @@ class Admin(commands.GroupCog, group_name="imagine-config", group_description="I
     async def translate_autocomplete(self, interaction: discord.Interaction, current: str):
         names = [*self.bot.engine.translation_models(), NONE]
         current = current.casefold()
-        return [app_commands.Choice(name=n, value=n) for n in names if current in n][:25]
+        return [app_commands.Choice(name=n, value=n) for n in names if current in n.casefold()][:25]
 
 
 async def setup(bot: ImagineBot) -> None:

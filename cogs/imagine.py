@@ -126,7 +126,7 @@ class Imagine(commands.Cog):
         return [
             app_commands.Choice(name=name, value=name)
             for name in allowed_models(self.bot.engine, settings)
-            if current in name
+            if current in name.casefold()
         ][:25]
 
     async def conversation_prompt(self, interaction: discord.Interaction) -> str:

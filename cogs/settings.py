@@ -5,6 +5,11 @@ member > server > bot): the model (only where the server allows it), the shape, 
 of images (within the server's most), whether results are private (an ephemeral reply), and
 the language the bot speaks to them. ``Reset`` goes back to the server's defaults.
 
+``Hugging Face`` takes the member's own token in a modal (``cogs.utils.hugging_face``): once
+the hub names its account, it is kept sealed and their ZeroGPU jobs spend their own quota. The
+page then shows only "connected as <account>"; ``Forget token`` deletes it. Without a usable
+``SECRETS_KEY`` the button says the feature is off.
+
 The menus' custom ids are fixed and the view is registered at start, so a menu still works
 on a message shown before a restart. That one registered view answers every page: a page is
 sent with a view that discord.py does not keep (``components_only``), or each page and each
@@ -13,7 +18,7 @@ change would leave a view in its store for ever.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -22,14 +27,18 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from discord_jobs.language import LANGUAGE, MEMBER, Languages, member_of
+from cogs.utils.hugging_face import TokenModal
+from discord_jobs.language import LANGUAGE, MEMBER, Languages, member_of, texts_of
 from discord_jobs.launch import DEFAULT_MODEL, Launcher, allowed_models
-from discord_jobs.render import COLOR_OK, NO_PINGS
+from discord_jobs.render import COLOR_OK, NO_PINGS, shown_prompt
 from discord_jobs.starting import refuse
 from imagine.aspects import ASPECT_CHOICES
+from imagine.errors import ImagineError
 from imagine.flags import MAX_COUNT
 from imagine.i18n import LANGUAGE_NAMES, Language, Text, Texts, _, language_for, n_, texts
+from imagine.member_tokens import TOKENS_OFF, MemberTokens, Standing, TokenState
 from imagine.store import GuildSettings, UserSettings
+from imagine.whoami import HubAccount
 
 if TYPE_CHECKING:
     from bot import ImagineBot
@@ -38,6 +47,8 @@ DEFAULT = "default"
 """The menu value that means "no choice of mine: the server's default"."""
 FOLLOW_DISCORD = "discord"
 MAX_OPTIONS = 25
+SHOWN_ACCOUNT = 100
+"""The most of an account name the page shows."""
 
 
 def first_option(label: str, value: str, chosen: bool) -> discord.SelectOption:
@@ -83,6 +94,18 @@ def n_images(n: int) -> Text:
     return n_("{n} image", "{n} images", n)
 
 
+def token_text(token: TokenState) -> Text:
+    """What the page says of the member's Hugging Face token: never the token."""
+    if token.standing is Standing.OFF:
+        return _("off on this bot")
+    if token.standing is Standing.NONE:
+        return _("not connected: your ZeroGPU jobs use the bot's quota")
+    if token.standing is Standing.UNREADABLE:
+        return _("your token can no longer be read: connect it again")
+    account = shown_prompt(token.account or "?", SHOWN_ACCOUNT)
+    return _("connected as {account}", account=account)
+
+
 def language_options(member: UserSettings, tr: Texts) -> list[discord.SelectOption]:
     options = [first_option(tr(_("Follow Discord")), FOLLOW_DISCORD, member.language is None)]
     options += [
@@ -106,10 +129,12 @@ class SettingsPage:
         allowed: list[str],
         locale: str,
         bot_default: str,
+        token: TokenState,
     ) -> None:
         self.member = member
         self.server = server
         self.allowed = allowed
+        self.token = token
         self.language = language_for(member.language, locale)
         self.tr = texts(self.language)
         self.server_model = (server.default_model if server else None) or bot_default
@@ -144,6 +169,7 @@ class SettingsPage:
         if member.language is None:
             language_name = tr(_("{language} (following Discord)", language=language_name))
         embed.add_field(name=tr(_("Language")), value=language_name)
+        embed.add_field(name="Hugging Face", value=tr(token_text(self.token)), inline=False)
         return embed
 
 
@@ -165,6 +191,7 @@ class SettingsView(discord.ui.View):
         self.handler = handler
         tr = page.tr if page else texts(None)
         member = page.member if page else UserSettings(0)
+        token = page.token if page else TokenState(Standing.CONNECTED)  # every button
         selects: list[tuple[Menu, str, list[discord.SelectOption]]] = [
             (
                 Menu.MODEL,
@@ -204,7 +231,31 @@ class SettingsView(discord.ui.View):
         )
         reset.callback = self._reset  # type: ignore[method-assign]
         self.add_item(private)
+        self.add_item(self._hugging_face_button(token, tr))
+        if token.standing in (Standing.CONNECTED, Standing.UNREADABLE):
+            forget: discord.ui.Button[SettingsView] = discord.ui.Button(
+                custom_id="settings:hf-forget",
+                label=tr(_("Forget token")),
+                style=discord.ButtonStyle.secondary,
+                row=4,
+            )
+            forget.callback = self._forget_token  # type: ignore[method-assign]
+            self.add_item(forget)
         self.add_item(reset)
+
+    def _hugging_face_button(self, token: TokenState, tr: Texts) -> discord.ui.Button[SettingsView]:
+        """Connect a token (another one, when connected); says so when the feature is off."""
+        off = token.standing is Standing.OFF
+        button: discord.ui.Button[SettingsView] = discord.ui.Button(
+            custom_id="settings:hf",
+            label=tr(_("Hugging Face: off")) if off else "Hugging Face",
+            style=discord.ButtonStyle.secondary
+            if off or token.standing is Standing.CONNECTED
+            else discord.ButtonStyle.primary,
+            row=4,
+        )
+        button.callback = self._hugging_face  # type: ignore[method-assign]
+        return button
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
         await self.handler.languages.prepare(interaction)  # before any answer
@@ -222,6 +273,12 @@ class SettingsView(discord.ui.View):
     async def _reset(self, interaction: discord.Interaction) -> None:
         await self.handler.change(interaction, UserSettings.cleared)
 
+    async def _hugging_face(self, interaction: discord.Interaction) -> None:
+        await self.handler.ask_for_token(interaction)
+
+    async def _forget_token(self, interaction: discord.Interaction) -> None:
+        await self.handler.forget_token(interaction)
+
 
 def components_only(view: SettingsView) -> SettingsView:
     """``view`` stopped before it is sent: discord.py then sends its menus but keeps nothing
@@ -234,14 +291,24 @@ def components_only(view: SettingsView) -> SettingsView:
 class SettingsHandler:
     """Applies a member's choices and shows the page again."""
 
-    def __init__(self, launcher: Launcher, languages: Languages) -> None:
+    def __init__(
+        self,
+        launcher: Launcher,
+        languages: Languages,
+        tokens: MemberTokens,
+        whoami: Callable[[str], Awaitable[HubAccount]],
+    ) -> None:
         self.launcher = launcher
         self.languages = languages
+        self.tokens = tokens
+        self.whoami = whoami
+        """Asks the hub whose token a member typed (``imagine.whoami``)."""
 
     async def page(self, interaction: discord.Interaction, member: UserSettings) -> SettingsPage:
         server = await self.launcher.guild_settings(interaction.guild_id)
         allowed = allowed_models(self.launcher.engine, server)
-        return SettingsPage(member, server, allowed, str(interaction.locale), DEFAULT_MODEL)
+        token = self.tokens.state(interaction.user.id)
+        return SettingsPage(member, server, allowed, str(interaction.locale), DEFAULT_MODEL, token)
 
     async def show(self, interaction: discord.Interaction) -> None:
         page = await self.page(interaction, member_of(interaction))
@@ -290,17 +357,49 @@ class SettingsHandler:
         )
         interaction.extras[MEMBER] = member
         interaction.extras[LANGUAGE] = language_for(member.language, str(interaction.locale))
-        page = await self.page(interaction, member)
-        await interaction.response.edit_message(
-            embed=page.embed(),
-            view=components_only(SettingsView(self, page)),
-            allowed_mentions=NO_PINGS,
-        )
+        await self.show_again(interaction)
+
+    async def show_again(self, interaction: discord.Interaction) -> None:
+        """The page, shown anew in place (the answer to a menu, a button or a modal)."""
+        page = await self.page(interaction, member_of(interaction))
+        embed, view = page.embed(), components_only(SettingsView(self, page))
+        if interaction.response.is_done():  # deferred while the hub was asked
+            await interaction.edit_original_response(
+                embed=embed, view=view, allowed_mentions=NO_PINGS
+            )
+        else:
+            await interaction.response.edit_message(
+                embed=embed, view=view, allowed_mentions=NO_PINGS
+            )
+
+    # -- the member's own Hugging Face token ----------------------------------------------
+
+    async def ask_for_token(self, interaction: discord.Interaction) -> None:
+        """The modal that takes a token; when the feature is off, says so instead."""
+        if not self.tokens.enabled:
+            await refuse(interaction, TOKENS_OFF)
+            return
+        await interaction.response.send_modal(TokenModal(self, texts_of(interaction)))
+
+    async def connect_token(self, interaction: discord.Interaction, typed: str) -> None:
+        """Check the typed token with the hub, keep it sealed, show the page again; a token
+        the hub refuses (or cannot check) is told privately and nothing is stored."""
+        await interaction.response.defer()  # the page is updated once the hub has answered
+        try:
+            await self.tokens.connect(interaction.user.id, typed, self.whoami)
+        except ImagineError as exc:
+            await refuse(interaction, exc)
+            return
+        await self.show_again(interaction)
+
+    async def forget_token(self, interaction: discord.Interaction) -> None:
+        await self.tokens.forget(interaction.user.id)
+        await self.show_again(interaction)
 
 
 class MemberSettings(commands.Cog):
     def __init__(self, bot: ImagineBot) -> None:
-        self.handler = SettingsHandler(bot.launcher, bot.languages)
+        self.handler = SettingsHandler(bot.launcher, bot.languages, bot.member_tokens, bot.whoami)
         self.bot = bot
 
     async def cog_load(self) -> None:

@@ -105,6 +105,7 @@ class Plan:
     private: bool = False  # the reply only the requester sees
     translate: str | None = None  # the model that puts a non-English prompt into English
     counted: bool = False  # already counted against the bursts: ``admit`` does not again
+    nsfw: bool = False  # asked in an age-restricted channel (never in a DM)
 
     def work(self) -> Work:
         images = () if self.input is None else (self.input.as_media(),)
@@ -299,9 +300,11 @@ class Launcher:
         request: Request,
         member: UserSettings | None = None,
         language: Language = DEFAULT_LANGUAGE,
+        nsfw: bool = False,
     ) -> Plan:
         """Everything checked and defaults applied (what was asked, else the member's own
-        defaults, else the server's, else the bot's); ``Refusal`` says what is wrong."""
+        defaults, else the server's, else the bot's); ``Refusal`` says what is wrong.
+        ``nsfw``: asked in an age-restricted channel (see ``starting.age_restricted``)."""
         settings = await self.guild_settings(guild_id)
         if settings and settings.channels and channel_id not in settings.channels:
             places = ", ".join(f"<#{c}>" for c in settings.channels[:10])
@@ -366,6 +369,7 @@ class Launcher:
             language=language,
             private=member.private,
             counted=request.counted,
+            nsfw=nsfw,
         )
 
     def check_image_model(self, model: str | None) -> None:
@@ -526,6 +530,7 @@ class Launcher:
             input_message_id=plan.input_message_id,
             language=plan.language.value,
             private=plan.private,
+            nsfw=plan.nsfw,
             **extra,
         )
 

@@ -53,6 +53,13 @@ def may_manage(interaction: discord.Interaction, owner_id: int) -> bool:
     return interaction.guild_id is not None and interaction.permissions.manage_messages
 
 
+def age_restricted(channel: object) -> bool:
+    """Whether ``channel`` is age-restricted (a server's channel marked so, or a thread in
+    one); never a DM or group DM, nor a channel discord.py could not resolve."""
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else False
+
+
 async def start_job(launcher: Launcher, interaction: discord.Interaction, request: Request) -> None:
     """Check, admit and launch a job in this interaction's reply (or refuse, ephemerally)."""
     try:
@@ -63,6 +70,7 @@ async def start_job(launcher: Launcher, interaction: discord.Interaction, reques
             request=request,
             member=member_of(interaction),
             language=language_of_interaction(interaction),
+            nsfw=age_restricted(interaction.channel),
         )
         ticket = await launcher.admit(plan)
     except Refusal as refusal:

@@ -3,12 +3,13 @@
 The built-in table keeps the seed's routing first (``flux`` → the G4F flux endpoint,
 ``flux-dev`` → the FluxDev Space, ``janus-pro-7b-image`` → Janus-Pro-7B) and adds the official
 Spaces behind it, so a model lives on when a community Space sleeps, vanishes or runs out of
-quota. ``flux-kontext-dev`` edits an input image. Describe models (image to prompts,
-``janus-pro-7b``), the upscaler (``upscale``) and the fill model (``flux-fill-dev``: Zoom Out,
-Pan, Vary (Region)) have routes of their own, one table per task: they are not drawing models,
-so ``models()`` (what /imagine offers) does not list them. An optional TOML file
-(``IMAGINE_BACKENDS``) adds backends (a duplicated Space is just a URL), maps models to ordered
-lists of backends, and disables built-in ones::
+quota; the AI Horde (``HORDE_FLUX_MODEL``) stands last behind ``flux`` and ``flux-dev``, and
+serves the models of ``HORDE_MODELS`` as ``horde:<name>``. ``flux-kontext-dev`` edits an input
+image. Describe models (image to prompts, ``janus-pro-7b``), the upscaler (``upscale``) and the
+fill model (``flux-fill-dev``: Zoom Out, Pan, Vary (Region)) have routes of their own, one table
+per task: they are not drawing models, so ``models()`` (what /imagine offers) does not list
+them. An optional TOML file (``IMAGINE_BACKENDS``) adds backends (a duplicated Space is just a
+URL), maps models to ordered lists of backends, and disables built-in ones::
 
     disable = ["sd-3.5-large"]
 
@@ -51,12 +52,13 @@ from .providers.describe import (
 from .providers.fill import FluxFill
 from .providers.flux_dev import FluxDev
 from .providers.g4f import G4F
+from .providers.horde import Horde, horde_models
 from .providers.infer import FluxDevOfficial, FluxSchnell, StableDiffusion35Large
 from .providers.janus import JanusPro7B
 from .providers.kontext import FluxKontext
 from .providers.openai import OpenAIImages
 from .providers.upscale import FinegrainUpscaler
-from .settings import Settings
+from .settings import ANONYMOUS_HORDE_KEY, Settings
 
 Provider = type[ImageProvider] | type[DescribeProvider]
 
@@ -104,6 +106,7 @@ KINDS: dict[str, Kind] = {
     "sd-3.5-large": _space_kind(StableDiffusion35Large),
     "flux-kontext-dev": _space_kind(FluxKontext),
     "openai": Kind(OpenAIImages, (), "openai_base_url", None),
+    "horde": Kind(Horde, (), "horde_url", None),
     "janus-describe": _describe_kind(JanusDescribe),
     "janus-official-describe": _describe_kind(JanusOfficialDescribe),
     "openai-vision": Kind(OpenAIVision, (DESCRIBE_MODEL,), "openai_base_url", None, DESCRIBE),
@@ -188,12 +191,17 @@ class BackendTable:
         return names
 
     def resolve(self, name: str | None) -> str:
-        """The canonical model for ``name`` (default ``flux``); ``UnknownModel`` otherwise."""
+        """The canonical model for ``name`` (default ``flux``), case aside (the Horde's model
+        names have capitals); ``UnknownModel`` otherwise."""
         raw = (name or "flux").strip()
         for candidate in (raw, raw.lower()):
             candidate = ALIASES.get(candidate, candidate)
             if candidate in self.routes:
                 return candidate
+        folded = raw.casefold()
+        for model in self.routes:
+            if model.casefold() == folded:
+                return model
         known = ", ".join(sorted(self.models(aliases=True)))
         raise UnknownModel(
             _("Unknown model {name}. Available models: {known}.", name=repr(name), known=known)
@@ -308,6 +316,9 @@ class BackendTable:
                 backends["openai-vision"] = Backend(
                     "openai-vision", "openai-vision", models, settings
                 )
+        horde = horde_models(settings)
+        if horde:  # last: behind every Space of flux and flux-dev
+            backends["horde"] = Backend("horde", "horde", horde, settings)
         for name, backend in backends.items():
             _route(backend, name, tables)
         if settings.imagine_backends:
@@ -398,6 +409,13 @@ def _backend_from(name: str, spec: Any, settings: Settings) -> Backend:
         if key_env is not None and not isinstance(key_env, str):
             raise BadInput(f"IMAGINE_BACKENDS: backends.{name}.api_key_env must be a name")
         changes["openai_api_key"] = os.environ.get(key_env) if key_env else None
+    if kind_name == "horde":
+        # The same rule for HORDE_API_KEY: another Horde gets its own key, or none (anonymous).
+        key_env = spec.get("api_key_env")
+        if key_env is not None and not isinstance(key_env, str):
+            raise BadInput(f"IMAGINE_BACKENDS: backends.{name}.api_key_env must be a name")
+        key = os.environ.get(key_env) if key_env else None
+        changes["horde_api_key"] = key or ANONYMOUS_HORDE_KEY
     models = spec.get("models", list(kind.models))
     if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
         raise BadInput(f"IMAGINE_BACKENDS: backends.{name}.models must list model names")

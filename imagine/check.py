@@ -3,9 +3,10 @@
 For each backend (image and describe ones alike): its page or API is reachable, its API
 description still matches the payload we send (Spaces reached by API name: the ``/infer``
 Spaces, FLUX.1 Kontext, the official Janus-Pro-7B), an OpenAI-compatible API still lists the
-models we use, and, with ``--generate``, a tiny image really comes back (an edit of a tiny
-image for the models that edit; prompts for a tiny image for describe backends; a tiny image
-upscaled, or its right half filled). Prints a
+models we use, the AI Horde answers its heartbeat and has workers for each model we offer on
+it, and, with ``--generate``, a tiny image really comes back (an edit of a tiny image for the
+models that edit; prompts for a tiny image for describe backends; a tiny image upscaled, or its
+right half filled). Prints a
 table; the exit status is non-zero when a configured backend is down. With workers
 (PostgreSQL), it also lists the workers alive, and fails when none is; and the ZeroGPU
 quota rests the bot's processes met.
@@ -29,8 +30,10 @@ from .backends import DESCRIBE, FILL, UPSCALE, Backend
 from .engine import Engine
 from .errors import ImagineError
 from .gradio import Limits, describe_endpoint, translated_errors
+from .horde import HordeClient
 from .http import MAX_PAGE_BYTES, raise_for_status, read_capped
 from .i18n import Verbatim
+from .providers.horde import horde_model
 from .providers.openai import list_models
 from .responses import Description, ImageResponse
 from .settings import Settings, sqlite_path
@@ -80,6 +83,8 @@ async def probe(engine: Engine, backend: Backend, *, generate: bool = False) -> 
             wanted = [backend.settings.openai_vision_model or ""] if vision else backend.models
             missing = [m for m in wanted if m not in models]
             result.api = f"missing {', '.join(missing)}" if missing else "ok"
+        elif backend.kind == "horde":
+            await _probe_horde(engine, backend, result)
         else:
             if backend.space:
                 page = f"{engine.settings.hf_endpoint.rstrip('/')}/spaces/{backend.space}"
@@ -116,6 +121,24 @@ async def probe(engine: Engine, backend: Backend, *, generate: bool = False) -> 
         result.error = f"{type(exc).__name__}: {exc}"
     result.latency_ms = (time.monotonic() - started) * 1000
     return result
+
+
+async def _probe_horde(engine: Engine, backend: Backend, result: Probe) -> None:
+    """The Horde's heartbeat, then its image models: each Horde model we offer (``horde:…``,
+    and the one behind ``flux``) must have a worker, or its jobs could not be drawn."""
+    settings = backend.settings
+    client = HordeClient(
+        engine.session, settings.horde_url, settings.horde_api_key,
+        limits=Limits(total=30, connect=10, idle=30), max_image_bytes=settings.max_image_bytes,
+    )  # fmt: skip
+    await client.heartbeat()
+    served = await client.models()
+    result.reachable = True
+    wanted = dict.fromkeys(horde_model(model, settings) for model in backend.models)
+    missing = [name for name in wanted if served.get(name, 0) < 1]
+    result.api = f"missing {', '.join(missing)}" if missing else "ok"
+    if missing:
+        result.error = f"no worker serves {', '.join(missing)}"
 
 
 @functools.cache

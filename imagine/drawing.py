@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .engine import Engine
@@ -42,6 +42,9 @@ class Work:
     images: tuple[InputImage, ...] = ()  # input images (image to image, /describe)
     upload_limit: int = DEFAULT_UPLOAD_LIMIT
     translate: str | None = None  # the chat model that puts a non-English prompt in English
+    hf_token: str | None = field(default=None, repr=False)
+    """The requester's own Hugging Face token (their ZeroGPU quota), opened when the job's
+    turn came; None: the bot's. Never in ``repr``: a Work may be logged."""
 
 
 def image_seed(seed: int | None, index: int) -> int | None:
@@ -146,8 +149,10 @@ class Drawing:
             try:
                 picture = await self._attempt(index, model)
             except ImagineError as exc:  # the engine already retried and failed over
+                self._spent(getattr(exc, "kudos", None))
                 error = exc
                 continue
+            self._spent(picture.kudos)
             self.grid.finished()
             if attempt:
                 return replace(picture, fallback_from=self.models[0], fallback_reason=naming(error))
@@ -155,8 +160,13 @@ class Drawing:
         assert error is not None
         raise error
 
+    def _spent(self, kudos: float | None) -> None:
+        """Count what the AI Horde charged for one attempt into the job (the log keeps it)."""
+        if kudos is not None:
+            self.job.kudos = (self.job.kudos or 0.0) + kudos
+
     def _generation_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"nsfw": self.job.nsfw}
         if self.work.images:
             options["images"] = list(self.work.images)
         if self.job.negative:
@@ -175,6 +185,7 @@ class Drawing:
                 height=job.height,
                 seed=image_seed(job.seed, index),
                 avoid=self.avoid,
+                hf_token=self.work.hf_token,
                 **self._generation_options(),
             )
             async with contextlib.aclosing(generation) as items:
@@ -210,6 +221,7 @@ class Drawing:
             backend=result.backend,
             reencoded=reencoded,
             ignored=tuple(getattr(result, "ignored", ()) or ()),
+            kudos=kudos_of(result),
         )
 
     async def _download(
@@ -240,18 +252,28 @@ class Drawing:
 
 
 async def describe_image(
-    engine: Engine, job: JobRecord, images: Sequence[InputImage], status: JobStatus
+    engine: Engine,
+    job: JobRecord,
+    images: Sequence[InputImage],
+    status: JobStatus,
+    hf_token: str | None = None,
 ) -> Described:
-    """Prompts read off the job's input image."""
+    """Prompts read off the job's input image (on the requester's quota with ``hf_token``)."""
     status.progress(_("Looking at the image"))
     started = time.monotonic()
-    description = await engine.describe(images[0], count=4)
+    description = await engine.describe(images[0], count=4, hf_token=hf_token)
     return Described(
         job=job,
         prompts=tuple(description.prompts),
         backend=description.backend,
         elapsed=time.monotonic() - started,
     )
+
+
+def kudos_of(result: ImageResponse) -> float | None:
+    """What the AI Horde charged for the image (its results carry ``extra["kudos"]``)."""
+    kudos = result.extra.get("kudos")
+    return float(kudos) if isinstance(kudos, int | float) else None
 
 
 def naming_any(error: BaseException) -> Shown:

@@ -13,6 +13,10 @@ say) are raised as they are: another backend would not change them.
 
 ``translate_prompt`` asks a chat model for a prompt's English: one plain request, no route or
 breaker (see ``imagine.translate``).
+
+A job may bring a member's own Hugging Face token (``hf_token``): its ZeroGPU tokens then come
+from that member's own cache (``zerogpu_tokens``), fetched with their token, never from the
+bot's nor another member's.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import inspect
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
@@ -69,6 +74,8 @@ from .zerogpu import ZeroGPUTokens
 
 log = logging.getLogger(__name__)
 
+MEMBER_CACHES = 256
+"""Members whose ZeroGPU tokens are kept (the least recently used are dropped first)."""
 RETRY_BACKOFF = 1.5
 """Seconds before the one retry of a transient failure (when no other backend is left)."""
 TRANSLATE_SECONDS = 30.0
@@ -97,6 +104,7 @@ class Engine:
         self._session = session
         self._owns_session = session is None
         self.tokens = ZeroGPUTokens(self.settings.hf_endpoint, hf_token=self.settings.hf_token)
+        self._member_tokens: OrderedDict[str, ZeroGPUTokens] = OrderedDict()
         self.table = table or BackendTable.build(self.settings)
         self.redact = self._redactor()
         self.health: dict[str, Breaker] = {}
@@ -139,6 +147,20 @@ class Engine:
         self.table = BackendTable.build(settings, openai_models=models)
         self.redact = self._redactor()
         return models
+
+    def zerogpu_tokens(self, hf_token: str | None) -> ZeroGPUTokens:
+        """The ZeroGPU token cache of the account ``hf_token`` (a member's own), or the bot's
+        when None: each member token's ZeroGPU tokens stay in a cache of their own."""
+        if not hf_token:
+            return self.tokens
+        tokens = self._member_tokens.get(hf_token)
+        if tokens is None:
+            tokens = ZeroGPUTokens(self.settings.hf_endpoint, hf_token=hf_token, member=True)
+            self._member_tokens[hf_token] = tokens
+            while len(self._member_tokens) > MEMBER_CACHES:
+                self._member_tokens.popitem(last=False)
+        self._member_tokens.move_to_end(hf_token)
+        return tokens
 
     def _redactor(self) -> Redactor:
         return Redactor(self.table.secrets(), addresses=self.table.addresses(), hide_urls=True)
@@ -245,6 +267,7 @@ class Engine:
         proxy: str | None = None,
         avoid: set[str] | None = None,
         hf_token: str | None = None,
+        nsfw: bool = False,
         **options: Any,
     ) -> AsyncGenerator[Response, None]:
         """Statuses, maybe previews, then one ``ImageResponse`` (see the providers).
@@ -252,7 +275,9 @@ class Engine:
         ``negative`` is a negative prompt (a backend that cannot use it says so in
         ``ImageResponse.ignored``); ``images`` an input image as ``[(bytes, filename)]`` for
         the models that take one (``image_models()``): only their image-taking backends are
-        tried. The request is checked at once: ``BadInput`` is raised by this call, not later.
+        tried. ``nsfw``: the image is for an age-restricted place (the AI Horde then lets
+        workers draw adult content instead of censoring it); False everywhere else. The
+        request is checked at once: ``BadInput`` is raised by this call, not later.
         ``avoid`` names backends this job must not use (they stalled earlier in it); the engine
         adds every backend that stalls now, so a caller trying another model passes it on.
         ``hf_token``: a member's own Hugging Face token, whose account's ZeroGPU quota the job
@@ -264,7 +289,8 @@ class Engine:
         )  # fmt: skip
         job = dict(
             prompt=request.prompt, width=width, height=height, seed=seed, proxy=proxy,
-            negative=request.negative, media=list(request.images),
+            negative=request.negative, media=list(request.images), nsfw=nsfw,
+            tokens=self.zerogpu_tokens(hf_token),
         )  # fmt: skip
         backends = self.table.backends_for(request.model, images=bool(request.images))
         avoid = set() if avoid is None else avoid
@@ -283,20 +309,26 @@ class Engine:
         model: str | None = None,
         proxy: str | None = None,
         avoid: set[str] | None = None,
+        hf_token: str | None = None,
     ) -> AsyncGenerator[Reasoning | Description, None]:
         """Statuses, then one ``Description``: up to ``count`` prompts that would draw an
-        image like ``image`` (``(bytes, filename)``). Checked at once, like ``generate``."""
+        image like ``image`` (``(bytes, filename)``). Checked at once, like ``generate``;
+        ``hf_token`` as there."""
         name = self.table.resolve_describer(model)
         backends = self.table.describers_for(name)
         request = describe_provider(backends[0]).prepare(
             name, [image], count=count, max_image_bytes=self.settings.max_image_bytes
         )
-        job = {"media": [request.image], "count": request.count, "proxy": proxy}
+        job = {
+            "media": [request.image],
+            "count": request.count,
+            "proxy": proxy,
+            "tokens": self.zerogpu_tokens(hf_token),
+        }
         avoid = set() if avoid is None else avoid
         # Describe routes hold describe backends only: statuses and one Description.
-        return cast(
-            AsyncGenerator[Reasoning | Description, None], self._route(name, job, avoid, backends)
-        )
+        route = self._route(name, job, avoid, backends, account_of(hf_token))
+        return cast(AsyncGenerator[Reasoning | Description, None], route)
 
     async def describe(
         self,
@@ -305,11 +337,12 @@ class Engine:
         count: int = 4,
         model: str | None = None,
         on_status: Callable[[Reasoning], object] | None = None,
+        hf_token: str | None = None,
     ) -> Description:
         """``describing`` to its end: the ``Description``. ``on_status`` (optional, plain or
         async) is called with each status, failover notices included."""
         result: Description | None = None
-        stream = self.describing(image, count=count, model=model)
+        stream = self.describing(image, count=count, model=model, hf_token=hf_token)
         async with contextlib.aclosing(stream) as items:
             async for item in items:
                 if isinstance(item, Description):
@@ -494,14 +527,16 @@ class Engine:
         hf_token: str | None,
     ) -> AsyncGenerator[Response, None]:
         """Make the images ready (in a thread: decoding is CPU work), then route the job as
-        every other is routed (health, failover, quota rests for ``hf_token``'s account)."""
+        every other is routed (health, failover; ``hf_token``'s ZeroGPU tokens and quota
+        rests)."""
         yield Reasoning(_("Preparing the image"))
         try:
             media = await asyncio.to_thread(prepare)
         except ImagineError as exc:
             raise self.public(exc) from None
         avoid = set() if avoid is None else avoid
-        route = self._route(model, {**job, "media": media}, avoid, backends, account_of(hf_token))
+        job = {**job, "media": media, "tokens": self.zerogpu_tokens(hf_token)}
+        route = self._route(model, job, avoid, backends, account_of(hf_token))
         async with contextlib.aclosing(route) as items:
             async for item in items:
                 # Upscale and fill routes hold image backends only: no Description here.
@@ -668,15 +703,15 @@ class Engine:
     def _start(
         self, backend: Backend, model: str, job: dict[str, Any]
     ) -> AsyncGenerator[Item, None]:
-        """One backend's own stream for this job (no wrapper: routing adds no layer per item)."""
+        """One backend's own stream for this job (no wrapper: routing adds no layer per item).
+        ZeroGPU tokens: the job's own cache (a member's), else the bot's."""
         return backend.provider.start(
             backend_model(backend, model),
             None,
             session=self.session,
             settings=backend.settings,
-            tokens=self.tokens,
             endpoints=self.endpoints,
-            **job,
+            **{"tokens": self.tokens, **job},
         )
 
     async def attempt(

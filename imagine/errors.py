@@ -27,7 +27,9 @@ class BackendError(ImagineError):
 
     ``status`` is the HTTP status when there was one; ``transient`` is true when the same
     request may well succeed shortly (connection trouble, 5xx, 429, a cut stream);
-    ``unavailable`` when this backend cannot serve anyone now (its API changed, say).
+    ``unavailable`` when this backend cannot serve anyone now (its API changed, say);
+    ``kudos`` what the AI Horde charged for the attempt all the same (a censored image is
+    paid for), so the job log can count it.
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class BackendError(ImagineError):
         transient: bool = False,
         unavailable: bool = False,
         backend: str | None = None,
+        kudos: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -45,6 +48,7 @@ class BackendError(ImagineError):
         self.transient = transient
         self.unavailable = unavailable
         self.backend = backend
+        self.kudos = kudos
 
 
 class BackendTimeout(BackendError):

@@ -5,6 +5,13 @@ values (the bot token, HF_TOKEN, API keys), token-shaped URL parts (Discord webh
 interaction tokens) and ``"token": "…"`` fields of logged payloads become ``[redacted]``.
 It runs on handlers, so it also covers records of libraries (discord.py logs request URLs
 and gateway payloads at DEBUG; those carry interaction tokens).
+
+Secrets known only once the program runs (a member's own Hugging Face token, when it is
+loaded) are handed to ``remember``: every redactor, of logs and of shown text, hides them from
+then on. A secret typed into a modal arrives before anyone could remember it, and discord.py
+logs the whole gateway event at DEBUG: the ``custom_id`` of such a field is named with
+``secret_input``, and its ``value`` is taken out of a logged payload before the record is
+formatted.
 """
 
 from __future__ import annotations
@@ -22,6 +29,60 @@ BEARER = re.compile(r"((?:Bearer|Bot)\s+)[A-Za-z0-9_.\-]{16,}", re.IGNORECASE)
 TOKEN_FIELDS = re.compile(r"""(['"](?:\w+_)?token['"]\s*:\s*['"])[^'"]{8,}""", re.IGNORECASE)
 """``"token": "…"`` in logged payloads (discord.py logs gateway events, with interaction
 tokens, at DEBUG; Spaces' JWTs travel the same way)."""
+
+
+class LearnedSecrets:
+    """Secrets learned at run time, one pattern for all of them (rebuilt when one is added)."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+
+    def add(self, secret: str) -> None:
+        if not secret or len(secret) < 6 or secret in self._values:
+            return
+        self._values.add(secret)
+        ordered = sorted(self._values, key=len, reverse=True)  # the longest wins an overlap
+        self._pattern = re.compile("|".join(re.escape(value) for value in ordered))
+
+    def hide(self, text: str) -> str:
+        pattern = self._pattern
+        return text if pattern is None else pattern.sub(REDACTED, text)
+
+
+LEARNED = LearnedSecrets()
+"""This process's learned secrets: every ``Redactor`` hides them."""
+
+
+def remember(secret: str) -> None:
+    """Redact ``secret`` from every log record and every shown text from now on."""
+    LEARNED.add(secret)
+
+
+SECRET_INPUTS: set[str] = set()
+"""``custom_id`` of the modal fields whose values are secrets (``secret_input``)."""
+
+
+def secret_input(custom_id: str) -> None:
+    """The value typed into the modal field ``custom_id`` is a secret: never logged."""
+    SECRET_INPUTS.add(custom_id)
+
+
+def without_secret_inputs(value: Any) -> Any:
+    """``value`` (a logged payload) with the values of secret modal fields redacted; parts
+    with nothing to hide are the same objects."""
+    if isinstance(value, dict):
+        scrubbed = {key: without_secret_inputs(item) for key, item in value.items()}
+        if scrubbed.get("custom_id") in SECRET_INPUTS and "value" in scrubbed:
+            scrubbed["value"] = REDACTED
+        changed = any(scrubbed[key] is not value[key] for key in value)
+        return scrubbed if changed else value
+    if isinstance(value, list | tuple):
+        items = [without_secret_inputs(item) for item in value]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return items if isinstance(value, list) else tuple(items)
+    return value
 
 
 URL = re.compile(r"\b(?:https?|wss?)://[^\s'\"<>()\[\]]+", re.IGNORECASE)
@@ -53,6 +114,7 @@ class Redactor:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        text = LEARNED.hide(text)
         text = TOKEN_PATHS.sub(rf"\g<1>{REDACTED}", text)
         text = TOKEN_FIELDS.sub(rf"\g<1>{REDACTED}", text)
         text = BEARER.sub(rf"\g<1>{REDACTED}", text)
@@ -87,6 +149,10 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        secret_inputs = SECRET_INPUTS and isinstance(record.args, tuple | dict)
+        if secret_inputs and any(custom_id in message for custom_id in SECRET_INPUTS):
+            record.args = without_secret_inputs(record.args)
+            message = record.getMessage()
         clean = self.redact(message)
         if clean != message:
             record.msg, record.args = clean, None

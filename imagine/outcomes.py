@@ -30,6 +30,7 @@ class Picture:
     fallback_from: str | None = None  # the job's own model, when the fallback drew this
     fallback_reason: Shown | None = None
     ignored: tuple[str, ...] = ()  # options the backend could not use ("negative prompt")
+    kudos: float | None = None  # what the AI Horde charged for it
 
     def close(self) -> None:
         if self.image is not None:

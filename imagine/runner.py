@@ -95,6 +95,7 @@ class JobRunner:
         ] = StatusEditor,
         redact: Callable[[Shown], Shown] = as_is,
         still_mine: Callable[[JobRecord], Awaitable[bool]] | None = None,
+        member_token: Callable[[int], Awaitable[str | None]] | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -104,6 +105,9 @@ class JobRunner:
         self.still_mine = still_mine
         """Asked just before an ending is shown (a worker: is the job's lease still ours?);
         False leaves the reply and the log to the job's new owner."""
+        self.member_token = member_token
+        """The requester's own Hugging Face token (``MemberTokens.token_for``), read when a
+        job's turn comes; None: every job uses the bot's account."""
         self.active: dict[int, ActiveJob] = {}
 
     def start(
@@ -238,6 +242,7 @@ class JobRunner:
                 result_backend=first.backend,
                 result=json.dumps([picture_record(p) for p in delivery.pictures]),
                 translated_prompt=delivery.job.translated_prompt,
+                kudos=delivery.job.kudos,
             )
             try:
                 await self._safely(reply.deliver(delivery), delivery.job)
@@ -290,6 +295,7 @@ class JobRunner:
                 state=JobState.FAILED,
                 finished_at=time.time(),
                 error=failure.message[:1000],
+                kudos=job.kudos,  # a censored image is paid for all the same
                 interaction_token=None,
             )
 
@@ -338,9 +344,25 @@ class JobRunner:
         if job.started_at is None:  # a shared queue stamps it when a worker claims the job
             self.store.update_job(job.id, state=JobState.RUNNING, started_at=time.time())
         status.progress(_("Starting"))
+        work = replace(work, hf_token=await self._member_token(job))
         if job.kind == JobKind.DESCRIBE:
-            return await describe_image(self.engine, job, work.images, status)
+            return await describe_image(self.engine, job, work.images, status, work.hf_token)
         return await Drawing(self.engine, job, work, status).run()
+
+    async def _member_token(self, job: JobRecord) -> str | None:
+        """The requester's own token, read now (connected or forgotten a moment ago counts);
+        the bot's account when it cannot be read."""
+        if self.member_token is None:
+            return None
+        try:
+            return await self.member_token(job.user_id)
+        except Exception as exc:
+            log.warning(
+                "job %s: could not read its requester's token (%s); using the bot's",
+                job.id,
+                type(exc).__name__,
+            )
+            return None
 
 
 def picture_record(picture: Picture) -> dict[str, object]:

@@ -15,6 +15,11 @@ from .errors import BadInput
 
 MAX_SIDE = 2048
 """The largest width or height anyone may ask for (before a Space's own range applies)."""
+ANONYMOUS_HORDE_KEY = "0000000000"
+"""The AI Horde's anonymous API key: free, lowest priority, and no secret."""
+HORDE_FLUX_MODEL = "Flux.1-Schnell fp8 (Compact)"
+"""The AI Horde's FLUX.1-schnell (its model reference's name): the Horde model behind
+``flux`` and ``flux-dev`` unless ``HORDE_FLUX_MODEL`` names another (or ``none``)."""
 
 
 def _text(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
@@ -47,6 +52,11 @@ def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 
     if value != int(value):
         raise BadInput(f"{name} must be a whole number, not {value:g}")
     return int(value)
+
+
+def _unless_none(value: str | None) -> str | None:
+    """A setting that ``none`` turns off (an empty value means "the default", as elsewhere)."""
+    return None if value is None or value.casefold() == "none" else value
 
 
 def _shards(env: Mapping[str, str]) -> tuple[int | None, tuple[int, ...] | None]:
@@ -109,6 +119,7 @@ class Settings:
     fill_space_id: str = "black-forest-labs/FLUX.1-Fill-dev"
     hf_endpoint: str = "https://huggingface.co"
     hf_token: str | None = field(default=None, repr=False)
+    secrets_key: str | None = field(default=None, repr=False)  # Fernet keys, newest first
     log_level: str = "INFO"
     max_concurrent_jobs: int = 4
     max_jobs_per_user: int = 3
@@ -126,6 +137,11 @@ class Settings:
     openai_image_models: str | None = None
     openai_vision_model: str | None = None
     imagine_backends: str | None = None
+    # The AI Horde: community GPUs (anonymous use is free and slowest).
+    horde_url: str = "https://aihorde.net/api"
+    horde_api_key: str = field(default=ANONYMOUS_HORDE_KEY, repr=False)
+    horde_models: str | None = None  # comma-separated Horde model names, offered as horde:<name>
+    horde_flux_model: str | None = HORDE_FLUX_MODEL  # behind flux and flux-dev; None: not used
     shard_count: int | None = None
     shard_ids: tuple[int, ...] | None = None
     workers: str | None = None  # "inline": one process even on PostgreSQL
@@ -180,6 +196,7 @@ class Settings:
             fill_space_id=_text_or(env, "FILL_SPACE_ID", d.fill_space_id),
             hf_endpoint=_text_or(env, "HF_ENDPOINT", d.hf_endpoint),
             hf_token=_text(env, "HF_TOKEN"),
+            secrets_key=_text(env, "SECRETS_KEY"),
             log_level=_text_or(env, "LOG_LEVEL", d.log_level).upper(),
             max_concurrent_jobs=_integer(
                 env, "MAX_CONCURRENT_JOBS", d.max_concurrent_jobs, minimum=1
@@ -205,6 +222,10 @@ class Settings:
             openai_image_models=_text(env, "OPENAI_IMAGE_MODELS"),
             openai_vision_model=_text(env, "OPENAI_VISION_MODEL"),
             imagine_backends=_text(env, "IMAGINE_BACKENDS"),
+            horde_url=_text_or(env, "HORDE_URL", d.horde_url),
+            horde_api_key=_text_or(env, "HORDE_API_KEY", d.horde_api_key),
+            horde_models=_text(env, "HORDE_MODELS"),
+            horde_flux_model=_unless_none(_text(env, "HORDE_FLUX_MODEL", d.horde_flux_model)),
             shard_count=shard_count,
             shard_ids=shard_ids,
             workers=_text(env, "WORKERS"),
@@ -226,12 +247,20 @@ class Settings:
         return (guild_id >> 22) % self.shard_count in self.shard_ids
 
     def secrets(self) -> list[str]:
-        """The secret values set here, so logging can redact them wherever they turn up."""
-        return [
-            getattr(self, f.name)
-            for f in fields(self)
-            if not f.repr and isinstance(getattr(self, f.name), str) and getattr(self, f.name)
-        ]
+        """The secret values set here, so logging can redact them wherever they turn up (each
+        key of a comma-separated ``SECRETS_KEY`` too). The AI Horde's anonymous key is
+        everyone's, not a secret (and ten zeros would otherwise be redacted out of any number
+        that holds them)."""
+        found: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.repr or not isinstance(value, str) or not value:
+                continue
+            if f.name == "horde_api_key" and value == ANONYMOUS_HORDE_KEY:
+                continue
+            found.append(value)
+            found += [part.strip() for part in value.split(",") if "," in value]
+        return [value for value in found if value]
 
 
 def sqlite_path(url: str) -> Path | None:

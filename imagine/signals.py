@@ -6,7 +6,8 @@ transactions (``imagine.store.notify``), so a signal goes out when its change co
 - ``imagine_cancel`` (``job_id:who``): the process running that job stops it.
 - ``imagine_positions``: the shared queue changed; waiting jobs' places may have moved and a
   slot may be free.
-- ``imagine_settings`` (a server id): every process reads that server's settings again.
+- ``imagine_settings`` (a server id; ``u<id>`` a member's settings, ``s<id>`` a member's own
+  token): every process reads them again.
 
 A lost connection is opened again (listeners re-added) after a short pause; signals sent
 meanwhile are lost, so whoever relies on them registers ``on_reconnect`` to read again what
@@ -136,8 +137,11 @@ class Signals:
         tasks = self._settings_tasks
 
         def changed(payload: str) -> None:
+            refresh: Coroutine[Any, Any, object]
             if payload.startswith("u"):  # a member's own settings
-                refresh: Coroutine[Any, Any, object] = store.refresh_user(int(payload[1:]))
+                refresh = store.refresh_user(int(payload[1:]))
+            elif payload.startswith("s"):  # a member's own token, connected or forgotten
+                refresh = store.refresh_sealed_token(int(payload[1:]))
             else:
                 refresh = store.refresh_guild(int(payload))
             task = asyncio.get_running_loop().create_task(refresh)

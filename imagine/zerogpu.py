@@ -6,6 +6,11 @@ Anonymous tokens come from the space page, where the hub embeds them HTML-escape
 instead. Tokens are JWTs with an ``exp``: they are cached per space until shortly before they
 expire, and concurrent jobs wait for one shared fetch rather than each hitting the hub
 (gpt4free fetches one per image).
+
+A member who connected their own Hugging Face token gets a cache of their own
+(``ZeroGPUTokens`` made with their token): their jobs spend their quota, and no token fetched
+with one account is ever handed to another's job. ``account`` names whose quota a cache
+spends, without the token (``imagine.quota.account_of``: the bot's, or a member's digest).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import aiohttp
 
 from .errors import BackendError, BackendTimeout
 from .http import MAX_JSON_BYTES, MAX_PAGE_BYTES, decode_text, raise_for_status, read_capped
+from .quota import BOT_ACCOUNT, account_of
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +96,14 @@ class ZeroGPUTokens:
         *,
         hf_token: str | None = None,
         timeout: aiohttp.ClientTimeout | None = None,
+        member: bool = False,
     ) -> None:
+        """``hf_token``: the account whose quota the tokens spend (``HF_TOKEN``; or a
+        member's own token, with ``member``); none: anonymous tokens from the Space pages."""
         self.hf_endpoint = hf_endpoint.rstrip("/")
         self._hf_token = hf_token
+        self.account = account_of(hf_token) if member else BOT_ACCOUNT
+        self._whose = "a member's own token" if member else "HF_TOKEN"
         self._timeout = timeout or aiohttp.ClientTimeout(total=30)
         self._cache: dict[str, ZeroGPUToken] = {}
         self._pending: dict[str, asyncio.Future[ZeroGPUToken]] = {}
@@ -169,7 +180,8 @@ class ZeroGPUTokens:
         async with session.get(url, headers=headers, timeout=self._timeout) as response:
             if not response.ok:
                 log.warning(
-                    "The hub refused HF_TOKEN for a %s GPU token (HTTP %s); using an anonymous one",
+                    "The hub refused %s for a %s GPU token (HTTP %s); using an anonymous one",
+                    self._whose,
                     space,
                     response.status,
                 )

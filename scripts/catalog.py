@@ -78,6 +78,8 @@ async def _command_strings() -> list[str]:
     bot = commands.Bot(command_prefix="!", intents=discord.Intents.none())
     bot.launcher = None  # type: ignore[attr-defined]  # the cogs only keep these
     bot.languages = None  # type: ignore[attr-defined]
+    bot.member_tokens = None  # type: ignore[attr-defined]
+    bot.whoami = None  # type: ignore[attr-defined]
     for extension in EXTENSIONS:
         await bot.load_extension(extension)
     recorder = Recorder()

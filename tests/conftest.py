@@ -37,14 +37,25 @@ async def space() -> AsyncIterator[FakeSpace]:
         yield fake
 
 
-SEED_BACKENDS_ONLY = 'disable = ["flux-schnell", "flux-dev-official", "sd-3.5-large"]\n'
+SEED_BACKENDS_ONLY = 'disable = ["flux-schnell", "flux-dev-official", "sd-3.5-large", "horde"]\n'
 """Most engine and bot tests are about one backend per model (the seed's); those about
-routing between backends (test_backends.py) use the whole table."""
+routing between backends (test_backends.py) use the whole table. The AI Horde (last behind
+``flux`` and ``flux-dev`` by default) is left out unless a test brings the fake Horde."""
+WITH_HORDE = 'disable = ["flux-schnell", "flux-dev-official", "sd-3.5-large"]\n'
+NO_HORDE = 'disable = ["horde"]\n'
+"""The whole table but the AI Horde (whose default address is the internet)."""
 
 
-def seed_backends_file(folder: Path) -> str:
-    path = folder / "seed-backends.toml"
-    path.write_text(SEED_BACKENDS_ONLY)
+def seed_backends_file(folder: Path, *, horde: bool = False) -> str:
+    """The seed's backends only; with ``horde``, the AI Horde behind them too."""
+    path = folder / ("seed-horde-backends.toml" if horde else "seed-backends.toml")
+    path.write_text(WITH_HORDE if horde else SEED_BACKENDS_ONLY)
+    return str(path)
+
+
+def all_but_horde_file(folder: Path) -> str:
+    path = folder / "no-horde-backends.toml"
+    path.write_text(NO_HORDE)
     return str(path)
 
 

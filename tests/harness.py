@@ -1,4 +1,5 @@
-"""The whole bot, for real, between two local fakes: Discord (REST + gateway) and the Spaces.
+"""The whole bot, for real, between local fakes: Discord (REST + gateway), the Spaces and (on
+request: ``running_bot(..., horde=True)``) the AI Horde.
 
 The real ``ImagineBot`` (discord.py client, cogs, engine, SQLite store) is started in the test's
 event loop against ``FakeDiscord`` and ``FakeSpace`` on 127.0.0.1; tests drive it the way
@@ -21,8 +22,9 @@ from discord.gateway import DiscordWebSocket
 
 import bot as bot_module
 from imagine.settings import Settings
-from tests.conftest import seed_backends_file
+from tests.conftest import all_but_horde_file, seed_backends_file
 from tests.fakes.discord_server import FakeDiscord, FakeInteraction, Guild, MessageRecord
+from tests.fakes.horde import FakeHorde
 from tests.fakes.space import FakeSpace
 
 MANAGE_GUILD = 1 << 5
@@ -42,6 +44,8 @@ class Harness:
     bot: bot_module.ImagineBot | None = None
     task: asyncio.Task | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: The fake AI Horde, with ``running_bot(..., horde=True)``.
+    horde: FakeHorde | None = None
     #: More bot processes (other shards) beside ``bot``, stopped when the harness ends.
     others: list[tuple[bot_module.ImagineBot, asyncio.Task]] = field(default_factory=list)
 
@@ -165,15 +169,21 @@ async def running_bot(
     token: str = "test-token",
     all_backends: bool = False,
     shards: int = 1,
+    horde: bool = False,
     **env: str,
 ) -> AsyncIterator[Harness]:
     """The bot between the fakes; with the seed's backends only unless ``all_backends``.
-    ``shards`` is the count the fake's ``GET /gateway/bot`` recommends."""
+    ``shards`` is the count the fake's ``GET /gateway/bot`` recommends. ``horde``: the fake
+    AI Horde too, its models offered (``HORDE_MODELS``) and its FLUX model behind ``flux`` and
+    ``flux-dev``; without it the Horde backend is left out."""
     saved_base = discord.http.Route.BASE
     saved_gateway = DiscordWebSocket.DEFAULT_GATEWAY
     fake_discord = FakeDiscord(token=token, shards=shards)
     fake_space = FakeSpace()
-    async with fake_discord, fake_space:
+    fake_horde = FakeHorde() if horde else None
+    async with fake_discord, fake_space, contextlib.AsyncExitStack() as stack:
+        if fake_horde is not None:
+            await stack.enter_async_context(fake_horde)
         guild = fake_discord.add_guild("Art Club")
         alice = fake_discord.add_user("alice")
         bob = fake_discord.add_user("bob")
@@ -182,15 +192,20 @@ async def running_bot(
             fake_discord.add_member(guild.id, user)
         fake_discord.add_member(guild.id, admin, permissions=MANAGE_GUILD | MANAGE_MESSAGES | 0x800)
         database = tmp_path / "imagine.db"
+        if all_backends:
+            backends = {} if horde else {"IMAGINE_BACKENDS": all_but_horde_file(tmp_path)}
+        else:
+            backends = {"IMAGINE_BACKENDS": seed_backends_file(tmp_path, horde=horde)}
         full_env = {
             **fake_space.env(),
+            **(fake_horde.env() if fake_horde is not None else {}),
             "DISCORD_TOKEN": token,
             "DISCORD_API_BASE_URL": fake_discord.rest_base,
             "DATABASE_URL": f"sqlite:///{database}",
             "JOB_WATCHDOG_SECONDS": "10",
             "JOB_TIMEOUT_SECONDS": "30",
             "LOG_LEVEL": "INFO",
-            **({} if all_backends else {"IMAGINE_BACKENDS": seed_backends_file(tmp_path)}),
+            **backends,
             **env,
         }
         harness = Harness(
@@ -203,6 +218,7 @@ async def running_bot(
             bob=bob,
             admin=admin,
             env=full_env,
+            horde=fake_horde,
         )
         try:
             if start:

@@ -17,6 +17,7 @@ from imagine.health import Breaker
 from imagine.quota import BOT_ACCOUNT, QuotaRests, Rest, account_of
 from imagine.responses import ImageResponse, Reasoning
 from imagine.settings import Settings
+from tests.conftest import all_but_horde_file
 from tests.fakes.openai_server import FakeOpenAI
 
 
@@ -31,9 +32,13 @@ async def draw(engine: Engine, model: str, **kwargs):
 
 def test_builtin_table_keeps_the_seeds_routing_first():
     table = BackendTable.build(Settings())
-    assert [b.name for b in table.backends_for("flux")] == ["g4f-flux", "flux-schnell"]
-    assert [b.name for b in table.backends_for("flux-schnell")] == ["g4f-flux", "flux-schnell"]
-    assert [b.name for b in table.backends_for("flux-dev")] == ["g4f-flux-dev", "flux-dev-official"]
+    # The AI Horde (HORDE_FLUX_MODEL, on by default: it needs no secret) stands last.
+    flux = ["g4f-flux", "flux-schnell", "horde"]
+    assert [b.name for b in table.backends_for("flux")] == flux
+    assert [b.name for b in table.backends_for("flux-schnell")] == flux
+    assert [b.name for b in table.backends_for("flux-dev")] == [
+        "g4f-flux-dev", "flux-dev-official", "horde",
+    ]  # fmt: skip
     assert [b.name for b in table.backends_for("janus-pro-7b-image")] == ["g4f-janus"]
     assert table.models(aliases=True) == [
         "flux", "flux-dev", "janus-pro-7b-image", "sd-3.5-large", "flux-kontext-dev",
@@ -197,9 +202,16 @@ async def test_openai_errors_are_clear_and_the_key_never_logged(caplog, refuse, 
 
 
 @pytest.fixture
-def all_backends(space) -> Settings:
-    """The whole built-in table, every Space on the fake."""
-    return Settings.from_env({**space.env(), "JOB_WATCHDOG_SECONDS": "1"})
+def all_backends(space, tmp_path) -> Settings:
+    """The whole built-in table, every Space on the fake; the AI Horde left out (these tests
+    are about the Spaces: the Horde's are in test_horde.py)."""
+    return Settings.from_env(
+        {
+            **space.env(),
+            "JOB_WATCHDOG_SECONDS": "1",
+            "IMAGINE_BACKENDS": all_but_horde_file(tmp_path),
+        }
+    )
 
 
 @pytest.mark.parametrize(

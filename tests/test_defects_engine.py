@@ -29,8 +29,11 @@ def statuses(items) -> list[str]:
 
 @pytest.fixture
 def all_backends(space) -> Settings:
-    """The whole built-in table, every Space on the fake."""
-    return Settings.from_env({**space.env(), "JOB_WATCHDOG_SECONDS": "1"})
+    """The whole built-in table, every Space on the fake; no AI Horde behind them (its
+    default address is the internet: its tests bring a fake, test_horde.py)."""
+    return Settings.from_env(
+        {**space.env(), "JOB_WATCHDOG_SECONDS": "1", "HORDE_FLUX_MODEL": "none"}
+    )
 
 
 # -- item 8: a breaker is asked only right before its backend is tried ----------------------
@@ -99,7 +102,7 @@ async def test_item11_a_stalled_backend_is_not_retried(space, all_backends):
 async def test_item11_the_fallback_model_skips_a_backend_that_stalled(space, tmp_path):
     routes = tmp_path / "routes.toml"
     routes.write_text(
-        'disable = ["flux-schnell", "flux-dev-official", "sd-3.5-large"]\n'
+        'disable = ["flux-schnell", "flux-dev-official", "sd-3.5-large", "horde"]\n'
         '[models]\nflux = ["g4f-flux-dev", "g4f-flux"]\n'
     )
     settings = Settings.from_env(

@@ -274,7 +274,11 @@ def test_parsed_prompts_are_capped_at_1000_characters():
 
 async def test_check_covers_the_describe_backends(space):
     async with FakeOpenAI() as api:
-        env = {**space.env(), **api.env(OPENAI_VISION_MODEL="gpt-4o", OPENAI_IMAGE_MODELS="x")}
+        env = {
+            **space.env(),
+            **api.env(OPENAI_VISION_MODEL="gpt-4o", OPENAI_IMAGE_MODELS="x"),
+            "HORDE_FLUX_MODEL": "none",  # no AI Horde at its (internet) address to probe
+        }
         out = io.StringIO()
         async with Engine(Settings.from_env(env)) as engine:
             await check(engine, out, generate=True)

@@ -168,6 +168,32 @@ async def test_page_token_and_jwt_route(space: FakeSpace, http: aiohttp.ClientSe
     assert {token.group(1), jwt} <= set(space.issued_tokens)
 
 
+async def test_hub_whoami_names_known_accounts_and_their_jwts_are_theirs(
+    space: FakeSpace, http: aiohttp.ClientSession
+):
+    space.add_hub_user("ada", "hf_adas_token", pro=True)
+    whoami = f"{space.hub_url}/api/whoami-v2"
+    async with http.get(whoami, headers={"Authorization": "Bearer hf_adas_token"}) as resp:
+        assert resp.status == 200
+        account = await resp.json()
+    assert (account["name"], account["type"], account["isPro"]) == ("ada", "user", True)
+    for headers in ({"Authorization": "Bearer hf_unknown"}, {}):
+        async with http.get(whoami, headers=headers) as resp:
+            assert resp.status == 401
+    assert space.whoami_bearers == ["hf_adas_token", "hf_unknown", ""]
+
+    jwt_url = f"{space.hub_url}/api/spaces/roxky/FLUX.1-dev/jwt"
+    async with http.get(jwt_url, headers={"Authorization": "Bearer hf_adas_token"}) as resp:
+        jwt = (await resp.json())["token"]
+    claims = decode_jwt_payload(jwt)
+    assert claims["user"] == "ada" and claims["onBehalfOf"]["isPro"] is True
+    issued = space.issued_for(jwt)
+    assert issued is not None and (issued.bearer, issued.user) == ("hf_adas_token", "ada")
+    async with http.get(jwt_url, headers={"Authorization": "Bearer hf_other"}) as resp:
+        other = space.issued_for((await resp.json())["token"])
+    assert other is not None and (other.bearer, other.user) == ("hf_other", None)
+
+
 # ------------------------------------------------------------------- run/predict
 
 

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -20,6 +21,7 @@ from imagine.responses import ImageResponse, Reasoning
 from imagine.settings import Settings
 from imagine.store import Store
 from imagine.store.quota_rests import SharedRests
+from tests.fakes.horde import FakeHorde
 from tests.fakes.space import QuotaExceeded
 from tests.harness import MANAGE_GUILD, running_bot
 from tests.processes import ROOT
@@ -28,8 +30,16 @@ REFUSAL = "0:09:48"  # ZeroGPU's "Try again in 0:09:48"
 RESTED = 9 * 60 + 48
 
 
-def all_backends(space) -> Settings:
-    return Settings.from_env({**space.env(), "JOB_WATCHDOG_SECONDS": "2"})
+def all_backends(space, horde: FakeHorde | None = None) -> Settings:
+    """Every built-in backend on the fakes; the AI Horde too when given, else left out."""
+    behind = horde.env() if horde is not None else {"HORDE_FLUX_MODEL": "none"}
+    return Settings.from_env({**space.env(), **behind, "JOB_WATCHDOG_SECONDS": "2"})
+
+
+@pytest.fixture
+async def horde() -> AsyncIterator[FakeHorde]:
+    async with FakeHorde(queue_places=1, seconds_per_place=0.2, generation_seconds=0.2) as fake:
+        yield fake
 
 
 async def draw(engine: Engine, model: str, **kwargs):
@@ -43,7 +53,7 @@ async def test_a_refusal_rests_the_space_for_that_account_until_the_time_it_name
     async with Engine(all_backends(space)) as engine:
         now = [time.time()]
         engine.rests.clock = lambda: now[0]
-        first, second = engine.table.backends_for("flux")
+        first, second, *_ = engine.table.backends_for("flux")
         items, image = await draw(engine, "flux")
         assert image.backend == second.label
         notices = [i.status for i in items if isinstance(i, Reasoning) and "quota" in i.status]
@@ -75,7 +85,29 @@ async def test_a_refusal_rests_the_space_for_that_account_until_the_time_it_name
         assert len(space.joins("g4f-flux")) == asked + 2
 
 
-async def test_every_space_out_of_quota_fails_clearly_and_sends_nothing_more(space):
+async def test_every_space_out_of_quota_the_horde_draws_and_no_space_is_asked(space, horde):
+    """flux's Spaces all refuse for quota: the Horde's FLUX model (last behind flux) draws,
+    the reply names it, and until the reset no request reaches either Space."""
+    for name in ("g4f-flux", "flux-schnell"):
+        space.set_fault(name, QuotaExceeded(REFUSAL))
+    async with Engine(all_backends(space, horde)) as engine:
+        labels = [b.label for b in engine.table.backends_for("flux")]
+        assert labels[-1] == engine.table.backends["horde"].label
+        items, image = await draw(engine, "flux")
+        assert image.backend == labels[-1]
+        notices = [i.status for i in items if isinstance(i, Reasoning) and "quota" in i.status]
+        assert notices[-1].endswith(f"{labels[-1]} draws instead")
+        asked = len(space.requests)
+        submits = len(horde.submits())
+        for _ in range(2):
+            items, image = await draw(engine, "flux")
+            assert image.backend == labels[-1]
+        assert len(space.requests) == asked  # not one request to a resting Space
+        assert len(horde.submits()) == submits + 2
+        assert any("out of GPU quota until" in i.status for i in items if isinstance(i, Reasoning))
+
+
+async def test_every_backend_out_of_quota_fails_clearly_and_sends_nothing_more(space):
     for name in ("g4f-flux", "flux-schnell"):
         space.set_fault(name, QuotaExceeded(REFUSAL))
     async with Engine(all_backends(space)) as engine:

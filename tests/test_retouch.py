@@ -387,6 +387,11 @@ async def test_a_quota_refusal_rests_fill_for_that_account_only(space, spare):
     assert rest is not None and rest.until - time.time() > 580
     assert engine.rests.resting("fill", BOT_ACCOUNT) is None
     assert engine.breaker("fill").state == "closed"
+    # The member's own ZeroGPU token (from the hub's JWT route, with their token) was spent.
+    token = space.joins("fill")[0].headers["x-zerogpu-token"]
+    assert (space.issued_tokens[token].kind, space.issued_tokens[token].bearer) == (
+        "jwt", "hf_member",
+    )  # fmt: skip
     # The member's next job sends the resting Space nothing; the bot's goes there as usual.
     joins = len(space.joins("fill"))
     await collect(engine.pan(png(picture((64, 64))), "up", hf_token="hf_member"))
@@ -394,6 +399,8 @@ async def test_a_quota_refusal_rests_fill_for_that_account_only(space, spare):
     space.clear_faults()
     items = await collect(engine.pan(png(picture((64, 64))), "up"))
     assert image_of(items).backend == FILL and len(space.joins("fill")) == joins + 1
+    token = space.joins("fill")[-1].headers["x-zerogpu-token"]
+    assert space.issued_tokens[token].kind == "page"  # the bot's (anonymous) token
 
 
 async def test_check_probes_both_spaces_and_generates_on_them(space, settings):

@@ -4,9 +4,10 @@ and a little bot state, on SQLite (the default, through aiosqlite) or PostgreSQL
 
 One file a job: ``schema`` (the tables), ``migrations`` (making and upgrading them),
 ``records`` (what rows mean as Python values), ``database`` (connection, writer,
-transactions), ``settings_cache`` (servers' and members' settings in memory), ``joblog`` (the
-jobs), ``retention`` (purging and clearing tokens), ``quota_rests`` (ZeroGPU rests every process
-honours), ``notify`` (signals to other processes).
+transactions), ``settings_cache`` (servers' and members' settings in memory),
+``member_secrets`` (members' own tokens, sealed), ``joblog`` (the jobs), ``retention``
+(purging and clearing tokens), ``quota_rests`` (ZeroGPU rests every process honours),
+``notify`` (signals to other processes).
 ``Store`` is all of them, for a process's whole life: ``await Store.open(url)``, ``close()``.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from .database import async_url
 from .joblog import JobLog
+from .member_secrets import MemberSecrets, SealedToken
 from .migrations import MIGRATIONS
 from .notify import SETTINGS_CHANNEL, notify
 from .quota_rests import QuotaRestLog
@@ -43,7 +45,7 @@ from .schema import (
 from .settings_cache import SettingsCache
 
 
-class Store(SettingsCache, JobLog, Retention, QuotaRestLog):
+class Store(SettingsCache, MemberSecrets, JobLog, Retention, QuotaRestLog):
     """The bot's database, every part of it."""
 
 
@@ -56,6 +58,8 @@ __all__ = [
     "JobKind",
     "JobRecord",
     "JobState",
+    "MemberSecrets",
+    "SealedToken",
     "Store",
     "UserSettings",
     "async_url",

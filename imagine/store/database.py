@@ -141,6 +141,9 @@ class Database:
     async def load(self) -> None:
         """What a subclass reads once the schema is ready (its caches)."""
 
+    async def reload_settings(self) -> None:
+        """What a subclass reads again when other processes' notices may have been missed."""
+
     async def close(self) -> None:
         await self.flush()
         await self.engine.dispose()

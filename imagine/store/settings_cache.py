@@ -46,6 +46,7 @@ class SettingsCache(Database):
         self._guilds = guilds
         self._users = users
         self._all_guilds_loaded = True
+        await super().reload_settings()
 
     # -- servers' settings ----------------------------------------------------------------
 

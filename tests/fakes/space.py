@@ -26,6 +26,11 @@ and ``GET /_control/completions`` hands them to another process. Times are ``tim
 CLOCK_MONOTONIC on Linux, one clock for the whole machine, so another process (the fake
 Discord) can subtract its own ``time.monotonic()`` readings from them.
 
+Accounts: ``add_hub_user(name, token)`` makes a token the hub knows. ``GET
+/hub/api/whoami-v2`` names its account (any other bearer: 401, as the hub answers), and the JWT
+route hands out ZeroGPU tokens on that account (``IssuedToken.user``); every bearer that asked
+for one is in ``jwt_bearers``, every whoami bearer in ``whoami_bearers``.
+
 ``failure_rate`` (a knob, ``--failure-rate`` on the command line) fails that share of
 generation requests (``queue/join`` and ``/run/predict``) with one of ``RANDOM_FAILURES``,
 chosen by a RNG seeded from ``failure_seed``, the Space, the prompt and the attempt number, so
@@ -273,6 +278,16 @@ class IssuedToken:
     exp: float  # precise expiry (time.time() scale); the JWT claim is rounded
     kind: Literal["page", "jwt"]
     bearer: str | None
+    user: str | None = None  # the account of a known bearer (``add_hub_user``)
+
+
+@dataclass(frozen=True)
+class HubUser:
+    """An account of the fake hub, known by its access token."""
+
+    name: str
+    token: str
+    pro: bool = False
 
 
 # ---------------------------------------------------------------------------- faults
@@ -785,6 +800,9 @@ class FakeSpace:
         self.page_fetches: Counter[str] = Counter()
         self.jwt_fetches: Counter[str] = Counter()
         self.jwt_bearers: list[str] = []
+        self.whoami_bearers: list[str] = []
+        #: Access tokens the hub knows, and their accounts (``add_hub_user``).
+        self.hub_users: dict[str, HubUser] = {}
         #: Files received by ``/gradio_api/upload``, in arrival order.
         self.uploads: list[Upload] = []
         #: What the upscaler and Fill were given, in the order their jobs ran.
@@ -889,6 +907,16 @@ class FakeSpace:
             env[env_url] = f"{self.url}/{name}"
             env[env_id] = space_id
         return env
+
+    def add_hub_user(self, name: str, token: str, *, pro: bool = False) -> HubUser:
+        """An account whose access token ``whoami-v2`` accepts."""
+        user = HubUser(name, token, pro)
+        self.hub_users[token] = user
+        return user
+
+    def issued_for(self, zerogpu_token: str | None) -> IssuedToken | None:
+        """The ZeroGPU token a request carried, as the hub handed it out (None: not ours)."""
+        return self.issued_tokens.get(zerogpu_token or "")
 
     # ------------------------------------------------------------- knobs, faults
 
@@ -1013,6 +1041,7 @@ class FakeSpace:
         app.router.add_get("/_control/completions", self._control_completions)
         app.router.add_get("/hub/spaces/{owner}/{name}", self._hub_page)
         app.router.add_get("/hub/api/spaces/{owner}/{name}/jwt", self._hub_jwt)
+        app.router.add_get("/hub/api/whoami-v2", self._hub_whoami)
         app.router.add_post("/g4f-flux/run/predict", self._predict)
         app.router.add_get("/g4f-flux/file={path:.+}", self._file_route("g4f-flux"))
         for name in QUEUE_FNS:
@@ -1157,18 +1186,22 @@ class FakeSpace:
             "exp": _numeric_date(exp, self.token_ttl),
             "iat": int(now),
         }
+        user = self.hub_users.get(bearer or "")
         if kind == "page":
             payload["onBehalfOf"] = {"kind": "anonymous", "_id": uuid.uuid4().hex[:24]}
         else:
-            payload["user"] = "fake-user"
+            name = user.name if user else "fake-user"
+            payload["user"] = name
             payload["onBehalfOf"] = {
                 "kind": "user",
                 "_id": uuid.uuid4().hex[:24],
-                "user": "fake-user",
-                "isPro": False,
+                "user": name,
+                "isPro": bool(user and user.pro),
             }
         token = make_jwt(payload)
-        self.issued_tokens[token] = IssuedToken(token, payload["sub"], exp, kind, bearer)
+        self.issued_tokens[token] = IssuedToken(
+            token, payload["sub"], exp, kind, bearer, user.name if user else None
+        )
         return token
 
     def _file_prefix(self, space_name: str) -> str:
@@ -1240,6 +1273,36 @@ class FakeSpace:
             if response is not None:
                 return response
         return web.json_response({"token": self._issue_token(owner, name, "jwt", bearer)})
+
+    async def _hub_whoami(self, request: web.Request) -> web.Response:
+        """``whoami-v2``: the account of a known token; 401 for anything else."""
+        auth = request.headers.get("Authorization", "")
+        bearer = auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else ""
+        self.whoami_bearers.append(bearer)
+        fault = self._take_fault("hub")
+        if fault is not None:
+            response = await self._request_fault_response(fault)
+            if response is not None:
+                return response
+        user = self.hub_users.get(bearer)
+        if user is None:
+            return web.json_response(
+                {"error": "Invalid credentials in Authorization header"}, status=401
+            )
+        return web.json_response(
+            {
+                "type": "user",
+                "id": uuid.uuid5(uuid.NAMESPACE_DNS, user.name).hex[:24],
+                "name": user.name,
+                "fullname": user.name.title(),
+                "isPro": user.pro,
+                "orgs": [],
+                "auth": {
+                    "type": "access_token",
+                    "accessToken": {"displayName": "imagine", "role": "read"},
+                },
+            }
+        )
 
     # --------------------------------------------------------------- run/predict
 

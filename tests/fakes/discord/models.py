@@ -277,6 +277,7 @@ class Channel:
     position: int = 0
     recipients: list[dict[str, Any]] = field(default_factory=list)
     last_message_id: int | None = None
+    nsfw: bool = False  # age-restricted (a server's channel)
 
     def to_json(self, overwrites: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         if self.type == 1:
@@ -294,7 +295,7 @@ class Channel:
             "name": self.name,
             "position": self.position,
             "permission_overwrites": list(overwrites or []),
-            "nsfw": False,
+            "nsfw": self.nsfw,
             "parent_id": None,
             "topic": None,
             "last_message_id": opt_str(self.last_message_id),

@@ -200,19 +200,21 @@ class DiscordState:
         self._announce("GUILD_UPDATE", self.guild_json(guild))
         self.changed()
 
-    def add_channel(self, guild_id: int, name: str) -> int:
+    def add_channel(self, guild_id: int, name: str, *, nsfw: bool = False) -> int:
+        """A text channel; ``nsfw``: age-restricted (Discord's ``nsfw`` flag)."""
         guild = self.guild(guild_id)
-        channel_id = self._create_guild_channel(guild, name)
+        channel_id = self._create_guild_channel(guild, name, nsfw=nsfw)
         self._announce("CHANNEL_CREATE", self.channel_json(channel_id))
         return channel_id
 
-    def _create_guild_channel(self, guild: Guild, name: str) -> int:
+    def _create_guild_channel(self, guild: Guild, name: str, *, nsfw: bool = False) -> int:
         channel = Channel(
             id=self.snowflake(),
             type=0,
             name=name,
             guild_id=guild.id,
             position=len(guild.channel_ids),
+            nsfw=nsfw,
         )
         self.channels[channel.id] = channel
         guild.channel_ids.append(channel.id)
