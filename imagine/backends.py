@@ -5,10 +5,11 @@ The built-in table keeps the seed's routing first (``flux`` → the G4F flux end
 Spaces behind it, so a model lives on when a community Space sleeps, vanishes or runs out of
 quota; the AI Horde (``HORDE_FLUX_MODEL``) stands last behind ``flux`` and ``flux-dev``, and
 serves the models of ``HORDE_MODELS`` as ``horde:<name>``. ``flux-kontext-dev`` edits an input
-image. Describe models (image to prompts,
-``janus-pro-7b``) have routes of their own: they are not image models, so ``models()`` does
-not list them. An optional TOML file (``IMAGINE_BACKENDS``) adds backends (a duplicated Space
-is just a URL), maps models to ordered lists of backends, and disables built-in ones::
+image. Describe models (image to prompts, ``janus-pro-7b``), the upscaler (``upscale``) and the
+fill model (``flux-fill-dev``: Zoom Out, Pan, Vary (Region)) have routes of their own, one table
+per task: they are not drawing models, so ``models()`` (what /imagine offers) does not list
+them. An optional TOML file (``IMAGINE_BACKENDS``) adds backends (a duplicated Space is just a
+URL), maps models to ordered lists of backends, and disables built-in ones::
 
     disable = ["sd-3.5-large"]
 
@@ -22,6 +23,9 @@ is just a URL), maps models to ordered lists of backends, and disables built-in 
 
     [describe]
     janus-pro-7b = ["janus-official-describe"]
+
+    [upscale]                         # and [fill]: the other tasks' models, likewise
+    upscale = ["my-upscaler", "upscaler"]
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from .providers.describe import (
     JanusOfficialDescribe,
     OpenAIVision,
 )
+from .providers.fill import FluxFill
 from .providers.flux_dev import FluxDev
 from .providers.g4f import G4F
 from .providers.horde import Horde, horde_models
@@ -52,18 +57,29 @@ from .providers.infer import FluxDevOfficial, FluxSchnell, StableDiffusion35Larg
 from .providers.janus import JanusPro7B
 from .providers.kontext import FluxKontext
 from .providers.openai import OpenAIImages
+from .providers.upscale import FinegrainUpscaler
 from .settings import ANONYMOUS_HORDE_KEY, Settings
 
 Provider = type[ImageProvider] | type[DescribeProvider]
 
 IMAGE = "image"
 DESCRIBE = "describe"
+UPSCALE = "upscale"
+FILL = "fill"
+TASKS = (IMAGE, DESCRIBE, UPSCALE, FILL)
+SECTIONS = {IMAGE: "models", DESCRIBE: "describe", UPSCALE: "upscale", FILL: "fill"}
+"""Each task's table in an ``IMAGINE_BACKENDS`` file."""
+TASK_NAMES = {IMAGE: "drawing", DESCRIBE: "describing", UPSCALE: "upscaling", FILL: "filling"}
+DEFAULT_MODELS = {
+    IMAGE: "flux", DESCRIBE: DESCRIBE_MODEL, UPSCALE: "upscale", FILL: "flux-fill-dev",
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class Kind:
     """An API a backend can speak, the settings that hold its address, and its task: drawing
-    images (``image``) or turning an image into prompts (``describe``)."""
+    images (``image``), turning an image into prompts (``describe``), upscaling an image
+    (``upscale``) or painting a mask's white into one (``fill``)."""
 
     provider: Provider
     models: tuple[str, ...]
@@ -72,8 +88,8 @@ class Kind:
     task: str = IMAGE
 
 
-def _space_kind(provider: type[GradioQueueProvider]) -> Kind:
-    return Kind(provider, provider.models[:1], provider.url_setting, provider.space_setting)
+def _space_kind(provider: type[GradioQueueProvider], task: str = IMAGE) -> Kind:
+    return Kind(provider, provider.models[:1], provider.url_setting, provider.space_setting, task)
 
 
 def _describe_kind(provider: type[JanusDescribe]) -> Kind:
@@ -94,6 +110,8 @@ KINDS: dict[str, Kind] = {
     "janus-describe": _describe_kind(JanusDescribe),
     "janus-official-describe": _describe_kind(JanusOfficialDescribe),
     "openai-vision": Kind(OpenAIVision, (DESCRIBE_MODEL,), "openai_base_url", None, DESCRIBE),
+    "upscaler": _space_kind(FinegrainUpscaler, UPSCALE),
+    "fill": _space_kind(FluxFill, FILL),
 }
 
 BUILTIN_ORDER = (
@@ -106,6 +124,8 @@ BUILTIN_ORDER = (
     "flux-kontext-dev",
     "janus-describe",
     "janus-official-describe",
+    "upscaler",
+    "fill",
 )
 """Built-in backends, named after their kind; the seed's come first for their models."""
 
@@ -143,18 +163,24 @@ class Backend:
 
 
 class BackendTable:
-    """Models, their aliases, and the ordered backends that draw each; describe models and
-    the ordered backends that describe with each."""
+    """Models, their aliases, and the ordered backends that draw each; likewise, per task,
+    the describe, upscale and fill models and their ordered backends."""
 
     def __init__(
         self,
         backends: dict[str, Backend],
         routes: dict[str, list[str]],
         describers: dict[str, list[str]] | None = None,
+        others: dict[str, dict[str, list[str]]] | None = None,
     ) -> None:
         self.backends = backends
         self.routes = {m: names for m, names in routes.items() if names}
         self.describers = {m: names for m, names in (describers or {}).items() if names}
+        self.tasks: dict[str, dict[str, list[str]]] = {
+            task: {m: names for m, names in (others or {}).get(task, {}).items() if names}
+            for task in TASKS
+        }
+        self.tasks[IMAGE], self.tasks[DESCRIBE] = self.routes, self.describers
 
     def models(self, *, aliases: bool = False) -> list[str]:
         names = list(self.routes)
@@ -240,6 +266,27 @@ class BackendTable:
     def describers_for(self, model: str | None) -> list[Backend]:
         return [self.backends[n] for n in self.describers[self.resolve_describer(model)]]
 
+    def task_models(self, task: str) -> list[str]:
+        """The models of an upscale or fill task (or any other), in table order."""
+        return list(self.tasks[task])
+
+    def resolve_task(self, task: str, name: str | None) -> str:
+        """The ``task`` model for ``name`` (default: the task's own, e.g. ``upscale``);
+        ``UnknownModel`` otherwise, also when no backend of the task is configured."""
+        raw = (name or DEFAULT_MODELS[task]).strip()
+        for candidate in (raw, raw.lower()):
+            if candidate in self.tasks[task]:
+                return candidate
+        known = ", ".join(sorted(self.tasks[task])) or _("none is configured")
+        raise UnknownModel(
+            _("Unknown model {name}. Available models: {known}.", name=repr(name or raw),
+              known=known)
+        )  # fmt: skip
+
+    def task_backends(self, task: str, model: str | None) -> list[Backend]:
+        """The ordered backends of a ``task`` model."""
+        return [self.backends[n] for n in self.tasks[task][self.resolve_task(task, model)]]
+
     def chat_models(self) -> dict[str, list[Backend]]:
         """The OpenAI-compatible chat models the table knows, each with the backends that
         serve it, in table order: the model each ``openai-vision`` backend asks
@@ -257,8 +304,7 @@ class BackendTable:
     def build(cls, settings: Settings, *, openai_models: list[str] | None = None) -> BackendTable:
         """The built-in table, the OpenAI-compatible API if configured, then the TOML file."""
         backends: dict[str, Backend] = {}
-        routes: dict[str, list[str]] = {}
-        describers: dict[str, list[str]] = {}
+        tables: dict[str, dict[str, list[str]]] = {task: {} for task in TASKS}
         for name in BUILTIN_ORDER:
             backends[name] = Backend(name, name, KINDS[name].models, settings)
         if settings.openai_base_url:
@@ -274,17 +320,15 @@ class BackendTable:
         if horde:  # last: behind every Space of flux and flux-dev
             backends["horde"] = Backend("horde", "horde", horde, settings)
         for name, backend in backends.items():
-            _route(backend, name, routes, describers)
+            _route(backend, name, tables)
         if settings.imagine_backends:
-            _apply_file(Path(settings.imagine_backends), settings, backends, routes, describers)
-        return cls(backends, routes, describers)
+            _apply_file(Path(settings.imagine_backends), settings, backends, tables)
+        return cls(backends, tables[IMAGE], tables[DESCRIBE], tables)
 
 
-def _route(
-    backend: Backend, name: str, routes: dict[str, list[str]], describers: dict[str, list[str]]
-) -> None:
-    """Add ``backend`` behind the others for each of its models (images or describe)."""
-    table = describers if backend.task == DESCRIBE else routes
+def _route(backend: Backend, name: str, tables: dict[str, dict[str, list[str]]]) -> None:
+    """Add ``backend`` behind the others for each of its models, in its task's table."""
+    table = tables[backend.task]
     for model in backend.models:
         if name not in table.setdefault(model, []):
             table[model].append(name)
@@ -299,8 +343,7 @@ def _apply_file(
     path: Path,
     settings: Settings,
     backends: dict[str, Backend],
-    routes: dict[str, list[str]],
-    describers: dict[str, list[str]],
+    tables: dict[str, dict[str, list[str]]],
 ) -> None:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -310,8 +353,9 @@ def _apply_file(
         raise BadInput(f"IMAGINE_BACKENDS: {path} is not valid TOML ({exc})") from None
     for name, spec in (data.get("backends") or {}).items():
         backends[name] = _backend_from(name, spec, settings)
-        _route(backends[name], name, routes, describers)
-    for section, table, task in (("models", routes, IMAGE), ("describe", describers, DESCRIBE)):
+        _route(backends[name], name, tables)
+    for task, section in SECTIONS.items():
+        table = tables[task]
         for model, names in (data.get(section) or {}).items():
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
                 raise BadInput(
@@ -324,9 +368,10 @@ def _apply_file(
                 )
             wrong = [n for n in names if backends[n].task != task]
             if wrong:
+                others = ", ".join(sorted({TASK_NAMES[backends[n].task] for n in wrong}))
                 raise BadInput(
                     f"IMAGINE_BACKENDS: {section}.{model} names backends of another task "
-                    f"({'drawing' if task == DESCRIBE else 'describing'}): {wrong}"
+                    f"({others}): {wrong}"
                 )
             table[model] = list(names)
     disabled = data.get("disable") or []
@@ -334,9 +379,10 @@ def _apply_file(
         raise BadInput("IMAGINE_BACKENDS: disable must be a list of backend names")
     for name in disabled:
         backends.pop(name, None)
-        for names in (*routes.values(), *describers.values()):
-            if name in names:
-                names.remove(name)
+        for table in tables.values():
+            for names in table.values():
+                if name in names:
+                    names.remove(name)
 
 
 def _backend_from(name: str, spec: Any, settings: Settings) -> Backend:

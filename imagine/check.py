@@ -4,8 +4,9 @@ For each backend (image and describe ones alike): its page or API is reachable, 
 description still matches the payload we send (Spaces reached by API name: the ``/infer``
 Spaces, FLUX.1 Kontext, the official Janus-Pro-7B), an OpenAI-compatible API still lists the
 models we use, the AI Horde answers its heartbeat and has workers for each model we offer on
-it, and, with ``--generate``, a tiny image really comes back (an edit of a tiny
-image for the models that edit; prompts for a tiny image for describe backends). Prints a
+it, and, with ``--generate``, a tiny image really comes back (an edit of a tiny image for the
+models that edit; prompts for a tiny image for describe backends; a tiny image upscaled, or its
+right half filled). Prints a
 table; the exit status is non-zero when a configured backend is down. With workers
 (PostgreSQL), it also lists the workers alive, and fails when none is; and the ZeroGPU
 quota rests the bot's processes met.
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from PIL import Image
 
-from .backends import DESCRIBE, Backend
+from .backends import DESCRIBE, FILL, UPSCALE, Backend
 from .engine import Engine
 from .errors import ImagineError
 from .gradio import Limits, describe_endpoint, translated_errors
@@ -142,9 +143,19 @@ async def _probe_horde(engine: Engine, backend: Backend, result: Probe) -> None:
 
 @functools.cache
 def tiny_png() -> bytes:
-    """A 64x64 red square: the input of a checking edit or description."""
+    """A 64x64 red square: the input of a checking edit, description, upscale or fill."""
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64), (200, 30, 30)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@functools.cache
+def tiny_mask() -> bytes:
+    """The checking fill's mask: the right half of ``tiny_png`` (white = paint)."""
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (32, 0, 64, 64))
+    buffer = io.BytesIO()
+    mask.save(buffer, "PNG")
     return buffer.getvalue()
 
 
@@ -166,7 +177,13 @@ async def _tiny_image(engine: Engine, backend: Backend) -> str:
     job: dict[str, Any] = {
         "prompt": "a small red circle", "width": 64, "height": 64, "seed": 1, "proxy": None,
     }  # fmt: skip
-    if backend.provider.requires_images:
+    if backend.task == UPSCALE:
+        job["media"] = [(tiny_png(), "check.png")]
+        job["prompt"] = None  # the upscaler's own quality words
+    elif backend.task == FILL:
+        job["media"] = [(tiny_png(), "check.png"), (tiny_mask(), "check-mask.png")]
+        job["prompt"] = "a blue square"
+    elif backend.provider.requires_images:
         job["media"] = [(tiny_png(), "check.png")]
         job["prompt"] = "make the square blue"
     image: ImageResponse | None = None

@@ -1,5 +1,7 @@
 """``python -m imagine``: draw one image from the terminal, with live statuses; edit an image
-(``--image``, for the models that take one); or turn an image into prompts (``--describe``).
+(``--image``, for the models that take one); turn an image into prompts (``--describe``);
+upscale one (``--upscale``); or zoom out of it, pan it or repaint parts of it with the fill
+model (``--zoom-out``, ``--pan``, ``--region``).
 
 On a terminal the status is one line rewritten in place; piped, each status is a plain line.
 Errors are one clear line on stderr and a non-zero exit: 2 for bad input, 1 for failures.
@@ -10,16 +12,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import TextIO
 
 from dotenv import find_dotenv, load_dotenv
 
+from .canvas import Cell, Direction, check_factor, parse_cells
 from .check import check, check_job_service
 from .engine import Engine
 from .errors import BadInput, ImagineError
 from .images import image_size
-from .responses import ImagePreview, ImageResponse, Reasoning
+from .responses import ImagePreview, ImageResponse, Reasoning, Response
 from .settings import MAX_SIDE, Settings
 
 EXIT_FAILURE = 1
@@ -35,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-m",
         "--model",
-        help="model name (default: flux; with --describe: janus-pro-7b)",
+        help="model name (default: flux; with --describe: janus-pro-7b; with --upscale: "
+        "upscale; with --zoom-out, --pan, --region: flux-fill-dev)",
     )
     parser.add_argument("--width", type=int, default=1024, help=f"pixels, 1..{MAX_SIDE}")
     parser.add_argument("--height", type=int, default=1024, help=f"pixels, 1..{MAX_SIDE}")
@@ -44,8 +49,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--image", type=Path, help="an image to start from (models marked 'image input')"
     )
-    parser.add_argument(
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument(
         "--describe", type=Path, metavar="IMAGE", help="print prompts for IMAGE and exit"
+    )
+    modes.add_argument(
+        "--upscale", type=Path, metavar="IMAGE", help="save IMAGE at twice its size (no prompt)"
+    )
+    modes.add_argument(
+        "--zoom-out",
+        nargs=2,
+        metavar=("FACTOR", "IMAGE"),
+        help="IMAGE centred on a canvas FACTOR (1.1..2) times its size, the border painted "
+        "in as the prompt says",
+    )
+    modes.add_argument(
+        "--pan",
+        nargs=2,
+        metavar=("DIRECTION", "IMAGE"),
+        help=f"IMAGE extended by half towards DIRECTION ({', '.join(Direction)}), painted in "
+        "as the prompt (optional) says",
+    )
+    modes.add_argument(
+        "--region",
+        nargs=2,
+        metavar=("CELLS", "IMAGE"),
+        help="repaint cells of IMAGE's 3x3 grid as the prompt says; CELLS comma-separated: "
+        f"{', '.join(Cell)}",
     )
     parser.add_argument(
         "--count", type=int, default=4, help="with --describe: how many prompts (default: 4)"
@@ -103,35 +133,44 @@ def read_image(path: Path) -> tuple[bytes, str]:
         raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+async def follow(
+    engine: Engine, stream: AsyncGenerator[Response, None], status: StatusLine
+) -> ImageResponse:
+    """Show a job's statuses live; its image, and the health of backends that are not well."""
+    result: ImageResponse | None = None
+    try:
+        async for item in stream:
+            if isinstance(item, Reasoning):
+                status.show(item.status)
+            elif isinstance(item, ImagePreview):
+                status.show("Preview ready")
+            elif isinstance(item, ImageResponse):
+                result = item
+    finally:
+        status.done()
+        for backend, breaker in engine.backend_health():
+            if breaker.state != "closed":
+                status.stream.write(f"health: {backend.name} is {breaker.describe()}\n")
+    if result is None:
+        raise ImagineError("The backend finished without an image.")
+    return result
+
+
 async def draw(args: argparse.Namespace, status: StatusLine, out: TextIO) -> int:
     settings = Settings.from_env()
     images = [read_image(args.image)] if args.image is not None else None
     async with Engine(settings) as engine:
         await engine.discover_models()
-        result: ImageResponse | None = None
-        try:
-            async for item in engine.generate(
-                args.model,
-                prompt=args.prompt,
-                width=args.width,
-                height=args.height,
-                seed=args.seed,
-                negative=args.negative,
-                images=images,
-            ):
-                if isinstance(item, Reasoning):
-                    status.show(item.status)
-                elif isinstance(item, ImagePreview):
-                    status.show("Preview ready")
-                elif isinstance(item, ImageResponse):
-                    result = item
-        finally:
-            status.done()
-            for backend, breaker in engine.backend_health():
-                if breaker.state != "closed":
-                    status.stream.write(f"health: {backend.name} is {breaker.describe()}\n")
-        if result is None:
-            raise ImagineError("The backend finished without an image.")
+        stream = engine.generate(
+            args.model,
+            prompt=args.prompt,
+            width=args.width,
+            height=args.height,
+            seed=args.seed,
+            negative=args.negative,
+            images=images,
+        )
+        result = await follow(engine, stream, status)
         files = [await engine.download(result, i) for i in range(len(result.images))]
     extension = files[0].filename.rsplit(".", 1)[-1]
     paths = output_paths(args.output, result.seed, extension, len(files))
@@ -145,6 +184,50 @@ async def draw(args: argparse.Namespace, status: StatusLine, out: TextIO) -> int
         out.write(f"Saved {path} ({result.model}, {width}x{height}, seed {result.seed})\n")
     for option in result.ignored:
         status.stream.write(f"note: {result.backend} does not use a {option}; it was left out\n")
+    return 0
+
+
+def zoom_factor(text: str) -> float:
+    """``--zoom-out``'s FACTOR, as a number from 1.1 to 2 (``BadInput`` otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return check_factor(text)  # refused, in the same words
+    return check_factor(value)
+
+
+async def retouch(args: argparse.Namespace, status: StatusLine, out: TextIO) -> int:
+    """``--upscale``, ``--zoom-out``, ``--pan`` or ``--region``: one image in, one saved."""
+    async with Engine(Settings.from_env()) as engine:
+        options = {"seed": args.seed, "model": args.model}
+        if args.upscale is not None:
+            if args.prompt is not None:
+                raise BadInput("--upscale takes no prompt")
+            path, suffix = args.upscale, "upscaled"
+            stream = engine.upscale(read_image(path), model=args.model)
+        elif args.zoom_out is not None:
+            factor = zoom_factor(args.zoom_out[0])
+            path, suffix = Path(args.zoom_out[1]), f"zoom-{factor:g}x"
+            stream = engine.zoom_out(read_image(path), args.prompt, factor=factor, **options)
+        elif args.pan is not None:
+            direction, path = args.pan[0], Path(args.pan[1])
+            suffix = f"pan-{direction}"
+            stream = engine.pan(read_image(path), direction, args.prompt, **options)
+        else:
+            cells = parse_cells(args.region[0])
+            path, suffix = Path(args.region[1]), "region"
+            stream = engine.vary_region(read_image(path), cells, args.prompt, **options)
+        result = await follow(engine, stream, status)
+        file = await engine.download(result)
+    extension = file.filename.rsplit(".", 1)[-1]
+    target = args.output or Path(f"{path.stem}-{suffix}.{extension}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(file.data)
+    width, height = (
+        (result.width, result.height) if result.width and result.height else image_size(file)
+    )
+    seed = "" if args.upscale is not None else f", seed {result.seed}"
+    out.write(f"Saved {target} ({result.model}, {width}x{height}{seed})\n")
     return 0
 
 
@@ -208,10 +291,16 @@ def main(argv: list[str] | None = None) -> int:
         except BadInput as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-    if args.describe is None and args.prompt is None:
-        parser.error("a prompt is required (or --describe, --list-models, --check)")
+    retouching = any(
+        mode is not None for mode in (args.upscale, args.zoom_out, args.pan, args.region)
+    )
+    if args.describe is None and not retouching and args.prompt is None:
+        parser.error(
+            "a prompt is required (or --describe, --upscale, --zoom-out, --pan, --region, "
+            "--list-models, --check)"
+        )
     status = StatusLine(sys.stderr)
-    job = describe if args.describe is not None else draw
+    job = describe if args.describe is not None else retouch if retouching else draw
     try:
         return asyncio.run(job(args, status, sys.stdout))
     except BadInput as exc:

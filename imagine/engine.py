@@ -2,7 +2,9 @@
 table of backends with their health.
 
 ``generate`` draws images (from a prompt, or from a prompt and an input image for the models
-that take one); ``describe`` turns an image into prompts. Both route a job through its
+that take one); ``describe`` turns an image into prompts; ``upscale`` redraws an image larger;
+``fill`` paints a mask's white into an image, and ``zoom_out``, ``pan`` and ``vary_region``
+build that image and mask for their buttons (``imagine.canvas``). All route a job through its
 model's backends in order: a backend whose circuit
 breaker is open is skipped; a transient failure or a quota refusal opens its breaker and the
 job moves on to the next healthy backend at once; when the last one fails transiently, it is
@@ -30,7 +32,8 @@ from typing import Any, cast
 
 import aiohttp
 
-from .backends import Backend, BackendTable
+from .backends import FILL, UPSCALE, Backend, BackendTable
+from .canvas import Cell, Direction, check_cells, check_factor
 from .errors import (
     BackendError,
     BackendTimeout,
@@ -48,12 +51,23 @@ from .http import new_session
 from .i18n import Moment, Shown, Text, Verbatim, _, joined
 from .logsafe import Redactor
 from .media import check_media
-from .providers.base import ImageProvider, ImageRequest
+from .providers.base import ImageProvider, ImageRequest, check_seed, clean_prompt
 from .providers.chat import chat_completion
 from .providers.describe import DescribeProvider
 from .providers.openai import list_models as list_openai_models
+from .providers.upscale import UPSCALE_FACTOR, check_upscale_factor
 from .quota import BOT_ACCOUNT, QuotaRests, Rest, account_of
 from .responses import Description, ImagePreview, ImageResponse, Notice, Reasoning, Response
+from .retouch import (
+    ImageInput,
+    MaskInput,
+    fill_images,
+    outpaint_images,
+    received,
+    received_mask,
+    region_images,
+    upscale_image,
+)
 from .settings import Settings
 from .translate import Translation, checked_answer, needs_translation, translation_payload
 from .zerogpu import ZeroGPUTokens
@@ -340,6 +354,193 @@ class Engine:
         if result is None:
             raise BackendError("The backend finished without a description")
         return result
+
+    # -- beyond the grid: upscale and fill --------------------------------------------
+
+    def upscale_models(self) -> list[str]:
+        """The upscale models (``upscale`` when its Space is configured)."""
+        return self.table.task_models(UPSCALE)
+
+    def fill_models(self) -> list[str]:
+        """The fill models (``flux-fill-dev`` when its Space is configured)."""
+        return self.table.task_models(FILL)
+
+    def upscale(
+        self,
+        image: ImageInput,
+        factor: float = UPSCALE_FACTOR,
+        *,
+        model: str | None = None,
+        proxy: str | None = None,
+        avoid: set[str] | None = None,
+        hf_token: str | None = None,
+    ) -> AsyncGenerator[Response, None]:
+        """The same picture ``factor`` times larger (the upscaler's own rule first brings a
+        shorter side above 768 down to 768): statuses, then one ``ImageResponse`` whose size
+        is left to read off the image. ``image`` is ``(bytes, filename)``; its pixels are sent
+        as they are (decoded safely, as PNG; like every input image, one over 2048 pixels a
+        side is first brought down to 2048). Checked at once like ``generate``: the model,
+        the factor (1..4) and the image's bytes, type and pixel caps raise ``BadInput`` from
+        this call. Routing, health, quota rests, ``avoid`` and ``hf_token`` as ``generate``."""
+        name = self.table.resolve_task(UPSCALE, model)
+        backends = self.table.task_backends(UPSCALE, name)
+        factor = check_upscale_factor(factor)
+        limit = self.settings.max_image_bytes
+        given = received(image, max_bytes=limit)
+        job = {"proxy": proxy, "upscale_factor": factor}
+        return self._retouch(
+            name, backends, lambda: [upscale_image(given, max_bytes=limit)], job, avoid, hf_token
+        )
+
+    def fill(
+        self,
+        image: ImageInput,
+        mask: MaskInput,
+        prompt: str | None = None,
+        *,
+        seed: Any = None,
+        model: str | None = None,
+        proxy: str | None = None,
+        avoid: set[str] | None = None,
+        hf_token: str | None = None,
+        **options: Any,
+    ) -> AsyncGenerator[Response, None]:
+        """``image`` with the white of ``mask`` (an image of its size, or a Pillow image such
+        as ``canvas.region`` makes) painted in by the fill model, as ``prompt`` says (it may be
+        empty): statuses, then one ``ImageResponse`` at the size the Space drew. Both are
+        brought to a size the Space keeps (``canvas.fill_size``, about one megapixel) if they
+        are not at one already. Checked at once: the model, prompt, seed and both images'
+        bytes; a mask of another size, an empty mask or a shape wider than 16:9 (or taller
+        than 9:16) once decoded, as the stream's first error, before anything is sent.
+        ``options``: ``guidance_scale`` (1..30, default 30), ``num_inference_steps`` (28)."""
+        limit = self.settings.max_image_bytes
+        given = received(image, max_bytes=limit)
+        painted = received_mask(mask, max_bytes=limit)
+        return self._fill(
+            lambda: fill_images(given, painted, max_bytes=limit).media(),
+            prompt, seed, model, proxy, avoid, hf_token, options,
+        )  # fmt: skip
+
+    def zoom_out(
+        self,
+        image: ImageInput,
+        prompt: str | None = None,
+        *,
+        factor: float = 2.0,
+        seed: Any = None,
+        model: str | None = None,
+        proxy: str | None = None,
+        avoid: set[str] | None = None,
+        hf_token: str | None = None,
+        **options: Any,
+    ) -> AsyncGenerator[Response, None]:
+        """Zoom Out: ``image`` centred on a canvas ``factor`` (1.1..2) times its size, the new
+        border painted in (``canvas.outpaint``); otherwise as ``fill``."""
+        factor = check_factor(factor)
+        limit = self.settings.max_image_bytes
+        given = received(image, max_bytes=limit)
+        return self._fill(
+            lambda: outpaint_images(given, factor=factor, direction=None, max_bytes=limit).media(),
+            prompt, seed, model, proxy, avoid, hf_token, options,
+        )  # fmt: skip
+
+    def pan(
+        self,
+        image: ImageInput,
+        direction: Direction | str,
+        prompt: str | None = None,
+        *,
+        seed: Any = None,
+        model: str | None = None,
+        proxy: str | None = None,
+        avoid: set[str] | None = None,
+        hf_token: str | None = None,
+        **options: Any,
+    ) -> AsyncGenerator[Response, None]:
+        """Pan: the canvas grown by half of ``image`` towards ``direction`` (``left``,
+        ``right``, ``up``, ``down``), the image at the far side, the new part painted in;
+        otherwise as ``fill``. A canvas wider than 16:9 (or taller than 9:16) is refused."""
+        try:
+            way = Direction(direction)
+        except ValueError:
+            raise BadInput(
+                _(
+                    "Pan goes {directions}; not {direction}.",
+                    directions=", ".join(Direction),
+                    direction=repr(direction),
+                )
+            ) from None
+        limit = self.settings.max_image_bytes
+        given = received(image, max_bytes=limit)
+        return self._fill(
+            lambda: outpaint_images(given, factor=None, direction=way, max_bytes=limit).media(),
+            prompt, seed, model, proxy, avoid, hf_token, options,
+        )  # fmt: skip
+
+    def vary_region(
+        self,
+        image: ImageInput,
+        cells: Iterable[Cell | str],
+        prompt: str | None = None,
+        *,
+        seed: Any = None,
+        model: str | None = None,
+        proxy: str | None = None,
+        avoid: set[str] | None = None,
+        hf_token: str | None = None,
+        **options: Any,
+    ) -> AsyncGenerator[Response, None]:
+        """Vary (Region): the chosen cells of ``image``'s 3×3 grid repainted as ``prompt``
+        says (``canvas.region``); otherwise as ``fill``."""
+        chosen = check_cells(cells)
+        limit = self.settings.max_image_bytes
+        given = received(image, max_bytes=limit)
+        return self._fill(
+            lambda: region_images(given, chosen, max_bytes=limit).media(),
+            prompt, seed, model, proxy, avoid, hf_token, options,
+        )  # fmt: skip
+
+    def _fill(
+        self,
+        prepare: Callable[[], list[tuple[bytes, str]]],
+        prompt: str | None,
+        seed: Any,
+        model: str | None,
+        proxy: str | None,
+        avoid: set[str] | None,
+        hf_token: str | None,
+        options: dict[str, Any],
+    ) -> AsyncGenerator[Response, None]:
+        name = self.table.resolve_task(FILL, model)
+        backends = self.table.task_backends(FILL, name)
+        text = clean_prompt(prompt) if prompt and prompt.strip() else ""
+        job = {"prompt": text, "seed": check_seed(seed), "proxy": proxy, **options}
+        return self._retouch(name, backends, prepare, job, avoid, hf_token)
+
+    async def _retouch(
+        self,
+        model: str,
+        backends: list[Backend],
+        prepare: Callable[[], list[tuple[bytes, str]]],
+        job: dict[str, Any],
+        avoid: set[str] | None,
+        hf_token: str | None,
+    ) -> AsyncGenerator[Response, None]:
+        """Make the images ready (in a thread: decoding is CPU work), then route the job as
+        every other is routed (health, failover; ``hf_token``'s ZeroGPU tokens and quota
+        rests)."""
+        yield Reasoning(_("Preparing the image"))
+        try:
+            media = await asyncio.to_thread(prepare)
+        except ImagineError as exc:
+            raise self.public(exc) from None
+        avoid = set() if avoid is None else avoid
+        job = {**job, "media": media, "tokens": self.zerogpu_tokens(hf_token)}
+        route = self._route(model, job, avoid, backends, account_of(hf_token))
+        async with contextlib.aclosing(route) as items:
+            async for item in items:
+                # Upscale and fill routes hold image backends only: no Description here.
+                yield cast(Response, item)
 
     # -- translating ------------------------------------------------------------------
 

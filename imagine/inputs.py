@@ -99,16 +99,7 @@ def prepare_input_image(
     """``data`` (bytes, or a file read from where it stands) checked, decoded and re-encoded
     as the module notes say; ``BadInput`` in words for the person who sent it otherwise."""
     raw = _read(data, max_bytes)
-    kind = sniff_image(raw[:16])
-    if kind is None:
-        raise BadInput(NOT_AN_IMAGE)
-    mime = kind[0]
-    size = header_size(raw, mime)
-    if size is None:
-        raise BadInput(UNREADABLE)
-    max_pixels = min(max_pixels, MAX_PIXELS)
-    check_dimensions(*size, max_side=max_side, max_pixels=max_pixels)
-    picture = _decode(raw, mime, max_side=max_side, max_pixels=max_pixels)
+    picture = load_input_image(raw, max_bytes=max_bytes, max_side=max_side, max_pixels=max_pixels)
     encoded, out_mime, extension = _encode(picture)
     return InputImage(
         data=encoded,
@@ -119,6 +110,51 @@ def prepare_input_image(
         sha256=hashlib.sha256(raw).hexdigest(),
         encoded_sha256=hashlib.sha256(encoded).hexdigest(),
     )
+
+
+def check_input_image(
+    raw: bytes,
+    *,
+    max_bytes: int = MAX_BYTES,
+    max_side: int = MAX_SIDE,
+    max_pixels: int = MAX_INPUT_PIXELS,
+) -> tuple[str, tuple[int, int]]:
+    """The checks that need no decoding (size in bytes, type by the magic bytes, size in
+    pixels from the header): ``(mime, (width, height))``, or ``BadInput``. Cheap enough to run
+    on an event loop, before a job is accepted."""
+    check_file_size(len(raw), max_bytes=max_bytes)
+    kind = sniff_image(raw[:16])
+    if kind is None:
+        raise BadInput(NOT_AN_IMAGE)
+    mime = kind[0]
+    size = header_size(raw, mime)
+    if size is None:
+        raise BadInput(UNREADABLE)
+    check_dimensions(*size, max_side=max_side, max_pixels=min(max_pixels, MAX_PIXELS))
+    return mime, size
+
+
+def load_input_image(
+    raw: bytes,
+    *,
+    max_bytes: int = MAX_BYTES,
+    max_side: int = MAX_SIDE,
+    max_pixels: int = MAX_INPUT_PIXELS,
+) -> Image.Image:
+    """``raw`` checked (``check_input_image``) and decoded as the module notes say: upright,
+    sRGB, RGB or RGBA, at most ``MAX_OUTPUT_SIDE`` a side, nothing but pixels. For callers
+    that build new images from it (the Fill canvases); CPU work, like ``prepare_input_image``."""
+    mime, _size = check_input_image(
+        raw, max_bytes=max_bytes, max_side=max_side, max_pixels=max_pixels
+    )
+    return _decode(raw, mime, max_side=max_side, max_pixels=min(max_pixels, MAX_PIXELS))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """``image`` as PNG: lossless, so what is sent is exactly these pixels (no metadata)."""
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=6)
+    return buffer.getvalue()
 
 
 def check_file_size(size: int, *, max_bytes: int = MAX_BYTES) -> None:

@@ -111,6 +111,12 @@ class Settings:
     # Image understanding (describe): the official Janus-Pro-7B Space, behind JANUS_SPACE_URL.
     janus_official_space_url: str = "https://deepseek-ai-janus-pro-7b.hf.space"
     janus_official_space_id: str = "deepseek-ai/Janus-Pro-7B"
+    # Beyond the grid: Upscale (finegrain's Image Enhancer) and Zoom Out, Pan and Vary (Region)
+    # (FLUX.1 Fill [dev]).
+    upscale_space_url: str = "https://finegrain-finegrain-image-enhancer.hf.space"
+    upscale_space_id: str = "finegrain/finegrain-image-enhancer"
+    fill_space_url: str = "https://black-forest-labs-flux-1-fill-dev.hf.space"
+    fill_space_id: str = "black-forest-labs/FLUX.1-Fill-dev"
     hf_endpoint: str = "https://huggingface.co"
     hf_token: str | None = field(default=None, repr=False)
     secrets_key: str | None = field(default=None, repr=False)  # Fernet keys, newest first
@@ -184,6 +190,10 @@ class Settings:
             janus_official_space_id=_text_or(
                 env, "JANUS_OFFICIAL_SPACE_ID", d.janus_official_space_id
             ),
+            upscale_space_url=_text_or(env, "UPSCALE_SPACE_URL", d.upscale_space_url),
+            upscale_space_id=_text_or(env, "UPSCALE_SPACE_ID", d.upscale_space_id),
+            fill_space_url=_text_or(env, "FILL_SPACE_URL", d.fill_space_url),
+            fill_space_id=_text_or(env, "FILL_SPACE_ID", d.fill_space_id),
             hf_endpoint=_text_or(env, "HF_ENDPOINT", d.hf_endpoint),
             hf_token=_text(env, "HF_TOKEN"),
             secrets_key=_text(env, "SECRETS_KEY"),

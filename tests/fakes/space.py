@@ -9,8 +9,11 @@ The Spaces: the seed's three (``g4f-flux``, ``flux-dev``, ``janus``, the last al
 Janus-Pro-7B's image understanding), the official image Spaces (``flux-schnell``,
 ``flux-dev-official``, ``sd35``), FLUX.1 Kontext [dev] (``kontext``: edits an uploaded image;
 its result is the upload with its colours inverted, so a test can tell which image was sent)
-and the official Janus-Pro-7B (``janus-official``: ``/multimodal_understanding`` answers
-prompts naming the upload's average colour). Uploads are kept in ``space.uploads``.
+the official Janus-Pro-7B (``janus-official``: ``/multimodal_understanding`` answers
+prompts naming the upload's average colour), finegrain's upscaler (``upscaler``: ``/process``)
+and FLUX.1 Fill [dev] (``fill``: ``/infer``), whose inputs and drawings live in
+``tests.fakes.retouch`` (what they were given: ``space.upscales``, ``space.fills``). Uploads are
+kept in ``space.uploads``.
 
 Use it as ``async with FakeSpace() as space: ...`` or, for a benchmark in its own process,
 ``python -m tests.fakes.space --port 0 [--delay S] [--noise] [--failure-rate R]``
@@ -62,9 +65,11 @@ from typing import Any, Literal
 from aiohttp import BodyPartReader, web
 from PIL import Image, ImageDraw, ImageOps
 
+from tests.fakes import retouch
+
 SPACE_NAMES = (
     "g4f-flux", "flux-dev", "janus", "flux-schnell", "flux-dev-official", "sd35", "kontext",
-    "janus-official",
+    "janus-official", "upscaler", "fill",
 )  # fmt: skip
 FAULT_TARGETS = (*SPACE_NAMES, "hub")
 MAX_SEED = 2**31 - 1
@@ -83,13 +88,14 @@ SSE_HEADERS = {
 class Fn:
     """One queued Gradio function of a Space: its numbering, API name, inputs and what it does
     (``image``: draw from a prompt; ``edit``: draw from an uploaded image and a prompt;
-    ``describe``: answer a question about an uploaded image)."""
+    ``describe``: answer a question about an uploaded image; ``upscale`` and ``fill``: see
+    ``tests.fakes.retouch``)."""
 
     fn_index: int
     trigger_id: int
     api_name: str
     parameters: tuple[str, ...]
-    task: Literal["image", "edit", "describe"] = "image"
+    task: Literal["image", "edit", "describe", "upscale", "fill"] = "image"
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,10 @@ OTHER_OFFICIAL = {
     "janus-official": (
         "deepseek-ai/Janus-Pro-7B", "JANUS_OFFICIAL_SPACE_URL", "JANUS_OFFICIAL_SPACE_ID",
     ),
+    "upscaler": (
+        "finegrain/finegrain-image-enhancer", "UPSCALE_SPACE_URL", "UPSCALE_SPACE_ID",
+    ),
+    "fill": ("black-forest-labs/FLUX.1-Fill-dev", "FILL_SPACE_URL", "FILL_SPACE_ID"),
 }  # fmt: skip
 """The other official Spaces: hub id and the settings that point the engine at them."""
 
@@ -160,6 +170,8 @@ QUEUE_FNS: dict[str, tuple[Fn, ...]] = {
         Fn(4, 12, "multimodal_understanding", UNDERSTANDING_PARAMETERS, "describe"),
         Fn(5, 22, "generate_image", JANUS_IMAGE_PARAMETERS),
     ),
+    "upscaler": (Fn(1, 4, "process", retouch.UPSCALE_PARAMETERS, "upscale"),),
+    "fill": (Fn(3, 11, "infer", retouch.FILL_PARAMETERS, "fill"),),
 }
 KNOB_NAMES = frozenset(
     {
@@ -793,6 +805,9 @@ class FakeSpace:
         self.hub_users: dict[str, HubUser] = {}
         #: Files received by ``/gradio_api/upload``, in arrival order.
         self.uploads: list[Upload] = []
+        #: What the upscaler and Fill were given, in the order their jobs ran.
+        self.upscales: list[retouch.UpscaleCall] = []
+        self.fills: list[retouch.FillCall] = []
         self.issued_tokens: dict[str, IssuedToken] = {}
         #: Successful generations, in the order their results were sent.
         self.completions: list[Completion] = []
@@ -868,6 +883,14 @@ class FakeSpace:
     @property
     def janus_official_url(self) -> str:
         return f"{self.url}/janus-official"
+
+    @property
+    def upscaler_url(self) -> str:
+        return f"{self.url}/upscaler"
+
+    @property
+    def fill_url(self) -> str:
+        return f"{self.url}/fill"
 
     def env(self) -> dict[str, str]:
         """The environment that points the engine at this fake (every Space it knows)."""
@@ -1612,10 +1635,44 @@ class FakeSpace:
 
     def _uploaded_image(self, space_name: str, file: dict[str, Any]) -> Image.Image:
         """The uploaded file a job's ``FileData`` names, opened (validated before)."""
-        return Image.open(BytesIO(self._files[(space_name, file["path"])].data))
+        return Image.open(BytesIO(self._uploaded_bytes(space_name, file)))
+
+    def _uploaded_bytes(self, space_name: str, file: dict[str, Any]) -> bytes:
+        return self._files[(space_name, file["path"])].data
+
+    def _retouch_outputs(self, job: _Job) -> tuple[list[Any], int, tuple[int, int]]:
+        """The upscaler's (before, after) pair; Fill's painted image and its seed."""
+        if job.fn.task == "upscale":
+            self.upscales.append(
+                retouch.UpscaleCall(self._uploaded_bytes(job.space, job.data[0]), job.data)
+            )
+            result = retouch.upscale(self._uploaded_image(job.space, job.data[0]), job.data[4])
+            after = self._publish(job.space, retouch.png(result), result=True)
+            return [[job.data[0], after]], job.data[3], result.size
+        editor, prompt, seed, randomize = job.data[:4]
+        composite = editor.get("composite")
+        self.fills.append(
+            retouch.FillCall(
+                background=self._uploaded_bytes(job.space, editor["background"]),
+                mask=self._uploaded_bytes(job.space, editor["layers"][0]),
+                composite=self._uploaded_bytes(job.space, composite) if composite else None,
+                prompt=prompt, seed=seed, width=job.data[4], height=job.data[5],
+                guidance_scale=job.data[6], num_inference_steps=job.data[7],
+            )
+        )  # fmt: skip
+        if randomize:
+            seed = random.randint(0, MAX_SEED)
+        painted = retouch.fill(
+            self._uploaded_image(job.space, editor["background"]),
+            self._uploaded_image(job.space, editor["layers"][0]),
+        )
+        file_data = self._publish(job.space, retouch.png(painted), result=True)
+        return [file_data, seed], seed, painted.size
 
     def _job_outputs(self, job: _Job) -> tuple[list[Any], int, tuple[int, int]]:
         """The completed output data, the seed used and the produced size."""
+        if job.fn.task in ("upscale", "fill"):
+            return self._retouch_outputs(job)
         if job.fn.task == "describe":
             seed = job.data[2]
             image = self._uploaded_image(job.space, job.data[0])
@@ -1750,6 +1807,10 @@ def _validate_inputs(
             "An event handler didn't receive enough input values "
             f"(needed: {needed}, got: {len(data)})."
         )
+    if fn.task == "upscale":
+        return retouch.validate_upscale(data, uploaded)
+    if fn.task == "fill":
+        return retouch.validate_fill(data, uploaded)
     if fn.task != "image":
         return _validate_file_inputs(fn, data, uploaded)
     if not isinstance(data[0], str):
@@ -1814,6 +1875,9 @@ def _prompt_of(fn: Fn | None, data: list[Any]) -> str:
 
 def _parameter_info(name: str) -> dict[str, Any]:
     """One input as ``/gradio_api/info`` describes it."""
+    special = retouch.parameter_info(name)
+    if special is not None:
+        return special
     if name in ("image", "input_image"):
         return {
             "label": "Upload the image for editing" if name == "input_image" else "Image",
@@ -1837,6 +1901,9 @@ def _parameter_info(name: str) -> dict[str, Any]:
 
 
 def _returns_info(fn: Fn) -> list[dict[str, Any]]:
+    special = retouch.returns_info(fn.task)
+    if special is not None:
+        return special
     if fn.task == "describe":
         return [{"label": "Response", "component": "Textbox", "python_type": {"type": "str"}}]
     if fn.api_name == "generate_image":
