@@ -6,16 +6,24 @@ Nothing here reaches the internet: every URL the engine is given lives on 127.0.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from imagine.engine import Engine
 from imagine.settings import Settings
 from tests.fakes.space import FakeSpace
 from tests.postgres import database_url, postgres_server, postgres_url  # noqa: F401
+
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None)
+"""CI explores the same examples every run (a red run is then a real regression, and can be
+run again); a local run keeps exploring new ones, and keeps what it finds in @example."""
+if os.environ.get("CI") == "true":
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True)
