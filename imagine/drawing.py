@@ -200,6 +200,7 @@ class Drawing:
                             self.status.preview(item)
                     elif isinstance(item, ImageResponse) and result is None:
                         result = item
+                        self.grid.result_in(index)
                         # Download while the backend's stream winds down.
                         download = asyncio.get_running_loop().create_task(
                             self._download(item, index)

@@ -68,10 +68,16 @@ class StatusEditor(Generic[T]):
     def latest(self) -> T | None:
         return self._latest
 
-    async def close(self) -> None:
-        """Stop: wait for an edit in flight (never cancel it), send nothing more."""
+    def freeze(self) -> None:
+        """Send nothing more from now on (an edit in flight still ends): the result is in,
+        and a status edit started now would only delay the final edit, which must wait for
+        it on the same token."""
         self._closing = True
         self._wake.set()
+
+    async def close(self) -> None:
+        """Stop: wait for an edit in flight (never cancel it), send nothing more."""
+        self.freeze()
         if self._task is not None:
             await asyncio.shield(self._task)
 
@@ -148,6 +154,10 @@ class JobStatus:
         self._preview = preview
         self._show()
 
+    def settle(self) -> None:
+        """Every image is in: nothing more is shown until the ending (``StatusEditor.freeze``)."""
+        self.editor.freeze()
+
     def _show(self) -> None:
         text: Shown
         if self._notice and self._progress:
@@ -166,6 +176,14 @@ class GridProgress:
         self.status = status
         self.count = count
         self.done = 0
+        self.results: set[int] = set()
+
+    def result_in(self, index: int) -> None:
+        """Image ``index``'s result has arrived (its download starts); once every image's
+        has, the status settles so that no edit begins in front of the result."""
+        self.results.add(index)
+        if len(self.results) >= self.count:
+            self.status.settle()
 
     def image(self, text: Shown) -> None:
         if self.count == 1:

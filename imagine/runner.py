@@ -53,10 +53,6 @@ def queue_status(position: int) -> Text:
 HANDED_BACK = _("Back in line: the worker drawing this stopped; another one will start it.")
 
 
-async def _nothing() -> None:
-    """The ending of a job whose reply is another worker's now."""
-
-
 class StopReason(enum.Enum):
     """Why a job was stopped before its end: a type, so no text a member types (a display
     name, say) can pass for the bot shutting down."""
@@ -73,6 +69,11 @@ class Stop:
     by: str | None = None  # who cancelled, as shown to people
 
 
+Ending = Callable[[Awaitable[None]], Awaitable[None]]
+"""What a job's reply ends with; it is given the status editor's closing to wait for before
+it shows anything."""
+
+
 @dataclass
 class ActiveJob:
     job: JobRecord
@@ -81,6 +82,7 @@ class ActiveJob:
     work: asyncio.Task[Delivery | Described] | None = None
     stop: Stop | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    quiet: asyncio.Future[None] | None = None  # the status editor closed: nothing more shown
 
 
 class JobRunner:
@@ -169,16 +171,19 @@ class JobRunner:
     async def _run(self, active: ActiveJob, reply: Reply, work: Work) -> None:
         try:
             ending = await self._outcome(active, reply, work)
+            assert active.quiet is not None
             if await self._may_end(active):
-                await ending()
+                await ending(active.quiet)
+            else:
+                await active.quiet
         finally:
             active.done.set()
             self.active.pop(active.job.id, None)
 
-    async def _outcome(
-        self, active: ActiveJob, reply: Reply, work: Work
-    ) -> Callable[[], Awaitable[None]]:
-        """Wait for the job's work; what its reply must end with."""
+    async def _outcome(self, active: ActiveJob, reply: Reply, work: Work) -> Ending:
+        """Wait for the job's work; what its reply must end with. The status editor is closed
+        in the background (``active.quiet``): an ending writes the job log meanwhile, and
+        waits for it only before it shows anything (no status may land after the ending)."""
         job = active.job
         work = replace(work, upload_limit=reply.upload_limit)
         editor = self.editor_factory(PreviewingStatus(self.engine, job, reply))
@@ -203,7 +208,7 @@ class JobRunner:
             )
         finally:
             self.scheduler.release(ticket)
-            await editor.close()  # no status may land after the ending
+            active.quiet = asyncio.ensure_future(editor.close())
         if isinstance(outcome, Described):
             return self._ending_described(outcome, reply)
         return self._ending_delivered(outcome, reply)
@@ -231,8 +236,8 @@ class JobRunner:
     # What a result's buttons read (a grid's seeds, /describe's prompts) is logged before the
     # result is shown: a button pressed the moment it appears must find it.
 
-    def _ending_delivered(self, delivery: Delivery, reply: Reply) -> Callable[[], Awaitable[None]]:
-        async def end() -> None:
+    def _ending_delivered(self, delivery: Delivery, reply: Reply) -> Ending:
+        async def end(quiet: Awaitable[None]) -> None:
             job_id = delivery.job.id
             first = delivery.first
             await self.store.update_job(
@@ -245,6 +250,7 @@ class JobRunner:
                 kudos=delivery.job.kudos,
             )
             try:
+                await quiet
                 await self._safely(reply.deliver(delivery), delivery.job)
             finally:
                 delivery.close()
@@ -257,14 +263,13 @@ class JobRunner:
 
         return end
 
-    def _ending_described(
-        self, described: Described, reply: Reply
-    ) -> Callable[[], Awaitable[None]]:
-        async def end() -> None:
+    def _ending_described(self, described: Described, reply: Reply) -> Ending:
+        async def end(quiet: Awaitable[None]) -> None:
             job_id = described.job.id
             await self.store.update_job(
                 job_id, result_backend=described.backend, result=json.dumps(list(described.prompts))
             )
+            await quiet
             await self._safely(reply.described(described), described.job)
             await self.store.update_job(
                 job_id, state=JobState.DONE, finished_at=time.time(), interaction_token=None
@@ -272,9 +277,7 @@ class JobRunner:
 
         return end
 
-    def _ending_failed(
-        self, job: JobRecord, reply: Reply, error: ImagineError
-    ) -> Callable[[], Awaitable[None]]:
+    def _ending_failed(self, job: JobRecord, reply: Reply, error: ImagineError) -> Ending:
         retry_at = None
         if isinstance(error, QuotaExceeded) and error.retry_after is not None:
             retry_at = time.time() + error.retry_after
@@ -288,7 +291,8 @@ class JobRunner:
             backend=getattr(error, "backend", None),
         )
 
-        async def end() -> None:
+        async def end(quiet: Awaitable[None]) -> None:
+            await quiet
             await self._safely(reply.fail(failure), job)
             await self.store.update_job(
                 job.id,
@@ -301,10 +305,9 @@ class JobRunner:
 
         return end
 
-    def _ending_stopped(
-        self, job: JobRecord, reply: Reply, stop: Stop
-    ) -> Callable[[], Awaitable[None]]:
-        async def end() -> None:
+    def _ending_stopped(self, job: JobRecord, reply: Reply, stop: Stop) -> Ending:
+        async def end(quiet: Awaitable[None]) -> None:
+            await quiet
             if stop.reason is StopReason.HANDED_BACK:
                 await self._safely(reply.status(StatusLine(HANDED_BACK)), job)
                 return
