@@ -45,6 +45,7 @@ from cogs.utils.translator import CatalogTranslator
 from discord_jobs.language import Languages, LocalizedTree, texts_of
 from discord_jobs.launch import Launcher, usable_fallback
 from discord_jobs.recovery import reap_orphans, recover_interrupted_jobs
+from discord_jobs.region import CellSelect, PaintButton
 from discord_jobs.render import NO_PINGS, JobButton
 from discord_jobs.shared_launch import SharedLauncher
 from imagine import logsafe
@@ -74,6 +75,7 @@ log = logging.getLogger("imagine.bot")
 EXTENSIONS = (
     "cogs.imagine",
     "cogs.buttons",
+    "cogs.beyond",
     "cogs.images",
     "cogs.dm",
     "cogs.admin",
@@ -192,7 +194,7 @@ class ImagineBot(commands.AutoShardedBot):
         self.launcher: Launcher = (
             await self.start_shared(launching) if settings.uses_workers else Launcher(**launching)
         )
-        self.add_dynamic_items(JobButton)
+        self.add_dynamic_items(JobButton, CellSelect, PaintButton)
         self.tree.error(self.on_app_command_error)
         for extension in EXTENSIONS:
             await self.load_extension(extension)

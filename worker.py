@@ -52,6 +52,7 @@ from dotenv import load_dotenv
 
 from discord_jobs.earlier_input import read_earlier_input
 from discord_jobs.recovery import INTERRUPTED, ending_shown, reap_orphans
+from discord_jobs.render import Offers
 from discord_jobs.replies import WebhookReply
 from imagine.drawing import InputImage, Work
 from imagine.engine import Engine
@@ -265,7 +266,7 @@ class Worker:
             self.client,
             job,
             requester=claim.requester,
-            image_input=bool(self.engine.image_models()),
+            offers=Offers.of(self.engine),
         )
         if claim.cancel_requested:  # pressed while it was being claimed or taken over
             await self._cancelled(job, reply, claim.cancel_by)

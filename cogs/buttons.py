@@ -15,21 +15,24 @@ from discord.ext import commands
 
 from discord_jobs.language import language_of_interaction, member_of, texts_of
 from discord_jobs.launch import Request
-from discord_jobs.render import NO_PINGS, Action, job_view
+from discord_jobs.render import NO_PINGS, Action, Offers, job_view
 from discord_jobs.replies import CANCELLED_BY, InteractionReply
 from discord_jobs.shared_launch import SharedLauncher
 from discord_jobs.starting import (
+    GONE,
     checked_image,
     counted,
     earlier_image,
     input_limit,
     may_manage,
+    nth_attachment,
     refuse,
     start_job,
 )
 from imagine.errors import FetchError, message_of
 from imagine.fetch import fetch_image
 from imagine.i18n import Text, _, texts
+from imagine.operations import operation_of
 from imagine.outcomes import Delivery, Picture
 from imagine.store import FINAL_STATES, JobKind, JobRecord, JobState
 
@@ -39,8 +42,6 @@ if TYPE_CHECKING:
     from bot import ImagineBot
 
 log = logging.getLogger(__name__)
-
-GONE = _("That image is no longer in this message.")
 
 
 class JobButtons(commands.Cog):
@@ -138,7 +139,8 @@ class JobButtons(commands.Cog):
     ) -> None:
         """Reroll (new seed) or Retry (the same request): a new job, in a new reply. A job that
         started from an image starts from it again (read back from Discord, from its message
-        fetched again once the URL kept has expired, and checked by hash)."""
+        fetched again once the URL kept has expired, and checked by hash); an Upscale, Zoom
+        Out, Pan or Vary (Region) does the same operation again."""
         kind = JobKind.IMAGINE if job.kind == JobKind.PICK else JobKind(job.kind)
         request = Request(
             prompt=job.prompt,
@@ -153,6 +155,7 @@ class JobButtons(commands.Cog):
             parent_id=job.parent_id,
             image_index=job.image_index,
             flags=False,
+            operation=operation_of(job),
         )
         if job.input_url:
             if not await counted(self.bot.launcher, interaction):  # before reading it again
@@ -288,7 +291,7 @@ class JobButtons(commands.Cog):
             interaction,
             picked,
             requester=interaction.user.display_name,
-            image_input=bool(self.bot.engine.image_models()),
+            offers=Offers.of(self.bot.engine),
         )
         try:
             await reply.deliver(delivery)
@@ -306,15 +309,6 @@ class JobButtons(commands.Cog):
             interaction,
             Request(prompt=prompts[index], source="prompt", parent_id=job.id, image_index=index),
         )
-
-
-def nth_attachment(interaction: discord.Interaction, index: int) -> discord.Attachment | None:
-    """The ``index``-th image of the message the button is on (a grid's images, in order)."""
-    message = interaction.message
-    if message is None:
-        return None
-    images = [a for a in message.attachments if a.filename != "preview.jpg"]
-    return images[index] if 0 <= index < len(images) else None
 
 
 async def setup(bot: ImagineBot) -> None:

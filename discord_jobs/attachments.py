@@ -54,9 +54,11 @@ async def read_attachment(
     max_pixels: int = MAX_INPUT_PIXELS,
     time_limit: float = TIME_LIMIT,
     proxy: str | None = None,
+    lossless: bool = False,
 ) -> InputImage:
-    """The attachment as a safe input image; ``BadInput`` (worded for its sender) when it is
-    too large, not an image, or cannot be downloaded."""
+    """The attachment as a safe input image (``lossless``: as PNG, see ``imagine.inputs``);
+    ``BadInput`` (worded for its sender) when it is too large, not an image, or cannot be
+    downloaded."""
     check_declared(attachment, max_bytes=max_bytes, max_side=max_side, max_pixels=max_pixels)
     url = attachment.url
     try:
@@ -75,6 +77,7 @@ async def read_attachment(
         max_bytes=max_bytes,
         max_side=max_side,
         max_pixels=max_pixels,
+        lossless=lossless,
     )
 
 
@@ -85,6 +88,7 @@ async def decode(
     max_bytes: int = MAX_BYTES,
     max_side: int = MAX_SIDE,
     max_pixels: int = MAX_INPUT_PIXELS,
+    lossless: bool = False,
 ) -> InputImage:
     """``prepare_input_image`` in the decoders' pool, within ``DECODE_TIME_LIMIT``: past it
     the member is told (``BadInput``) and a decode still waiting for the pool never starts
@@ -96,6 +100,7 @@ async def decode(
         max_bytes=max_bytes,
         max_side=max_side,
         max_pixels=max_pixels,
+        lossless=lossless,
     )
     try:
         async with asyncio.timeout(DECODE_TIME_LIMIT):

@@ -22,11 +22,13 @@ from imagine.i18n import DEFAULT_LANGUAGE, Language, Text, _, n_
 from imagine.inputs import InputImage
 from imagine.jobs import QueueFull, Scheduler, SchedulerBusy, SchedulerClosed, Ticket
 from imagine.limits import Cooldowns, RateLimiter
+from imagine.operations import Operation, fill_prompt
 from imagine.runner import JobRunner
 from imagine.settings import MAX_SIDE
 from imagine.store import GuildSettings, JobKind, JobRecord, JobState, Store, UserSettings
 from imagine.wordfilter import clean_text, find_blocked_word
 
+from .render import Offers
 from .replies import InteractionReply, MessageReply
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ class Request:
     """What someone asked for, before any check; options as given (None: not given)."""
 
     prompt: str
-    source: str  # slash, menu, dm, reroll, retry, vary, edit, describe, prompt
+    source: str  # slash, menu, dm, reroll, retry, vary, edit, describe, prompt, or an operation
     kind: JobKind = JobKind.IMAGINE
     model: str | None = None
     width: int | None = None
@@ -78,6 +80,7 @@ class Request:
     image_index: int | None = None
     flags: bool = True  # read --ar, --no, --seed, --model, --count from the prompt
     counted: bool = False  # already counted against the bursts (``Launcher.count``)
+    operation: Operation | None = None  # Upscale, Zoom Out, Pan, Vary (Region) of ``input``
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,7 @@ class Plan:
     translate: str | None = None  # the model that puts a non-English prompt into English
     counted: bool = False  # already counted against the bursts: ``admit`` does not again
     nsfw: bool = False  # asked in an age-restricted channel (never in a DM)
+    operation: Operation | None = None  # what to do with ``input`` (its kind is ``kind``)
 
     def work(self) -> Work:
         images = () if self.input is None else (self.input.as_media(),)
@@ -331,6 +335,9 @@ class Launcher:
         if request.kind is JobKind.DESCRIBE:
             plan = self._describe_plan(user, guild_id, channel_id, request)
             return replace(plan, language=language, private=member.private)
+        if request.operation is not None:
+            plan = self._operation_plan(user, guild_id, channel_id, request, settings)
+            return replace(plan, language=language, private=member.private)
         request = with_member_defaults(self.engine, settings, member, request)
         name = self._model(settings, request)
         width, height = self._size(settings, request)
@@ -497,6 +504,56 @@ class Launcher:
             counted=request.counted,
         )
 
+    def _operation_plan(
+        self,
+        user: discord.abc.User,
+        guild_id: int | None,
+        channel_id: int | None,
+        request: Request,
+        settings: GuildSettings | None,
+    ) -> Plan:
+        """Upscale, Zoom Out, Pan or Vary (Region) of the request's image: on the first
+        model this bot has for it, sized as it will come out (``Refusal`` for a shape the
+        model cannot take), with the prompt checked like any other (Fill paints from it)."""
+        operation, image = request.operation, request.input
+        assert operation is not None
+        if image is None:
+            raise Refusal(_("Start from an image."))
+        models = operation.models(self.engine)
+        if not models:
+            raise Refusal(operation.unavailable())
+        try:
+            width, height = operation.size((image.width, image.height))
+            prompt = fill_prompt(request.prompt) if operation.paints else request.prompt
+        except BadInput as exc:
+            raise Refusal(message_of(exc)) from None
+        if settings and find_blocked_word(prompt, settings.blocked_words) is not None:
+            raise Refusal(_("This server does not allow that prompt (it contains a blocked word)."))
+        translate = settings.translate_model if settings and operation.paints else None
+        return Plan(
+            user_id=user.id,
+            requester=user.display_name,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            source=request.source,
+            prompt=prompt,
+            model=models[0],
+            width=width,
+            height=height,
+            seed=request.seed,
+            fallback=None,  # another model would not do the same operation
+            kind=operation.kind,
+            input=image,
+            input_url=request.input_url,
+            input_channel_id=request.input_channel_id,
+            input_message_id=request.input_message_id,
+            parent_id=request.parent_id,
+            image_index=request.image_index,
+            translate=self.engine.usable_translation_model(translate),
+            counted=request.counted,
+            operation=operation,
+        )
+
     async def admit(self, plan: Plan) -> Admission:
         """Rate limits, the server's cooldown, the queue, then the member's daily budget
         (charged now, in the database: the last check, so no other refusal follows a
@@ -562,6 +619,7 @@ class Launcher:
             language=plan.language.value,
             private=plan.private,
             nsfw=plan.nsfw,
+            **(plan.operation.columns() if plan.operation is not None else {}),
             **extra,
         )
 
@@ -616,7 +674,7 @@ class Launcher:
             job,
             requester=plan.requester,
             message_id=message_id,
-            image_input=bool(self.engine.image_models()),
+            offers=Offers.of(self.engine),
         )
         return job, reply
 
@@ -638,7 +696,7 @@ class Launcher:
                 job,
                 requester=plan.requester,
                 reference=reference,
-                image_input=bool(self.engine.image_models()),
+                offers=Offers.of(self.engine),
             )
             message = await reply.open()
             await self.store.update_job(job.id, message_id=message.id)

@@ -19,7 +19,15 @@ from imagine.outcomes import Failure
 from imagine.shared import SharedScheduler
 from imagine.store import ACTIVE_STATES, JobRecord, JobState, Store
 
-from .render import FAILURE_TITLE, INTERRUPTED_TITLE, NO_PINGS, Action, failure_embed, job_view
+from .render import (
+    FAILURE_TITLE,
+    INTERRUPTED_TITLE,
+    NO_PINGS,
+    Action,
+    Offers,
+    failure_embed,
+    job_view,
+)
 from .replies import CANCELLED_BY, PREVIEW_NAME, WebhookReply
 
 if TYPE_CHECKING:
@@ -167,7 +175,7 @@ async def reap_orphans(
         job = await store.job(job_id)
         if job is None:
             continue
-        reply = WebhookReply(client, job, image_input=image_input)
+        reply = WebhookReply(client, job, offers=Offers(image_input=image_input))
         shown = await ending_shown(reply.fetch)
         if shown is not None:
             await store.update_job(job.id, state=shown, interaction_token=None)

@@ -9,12 +9,16 @@ Discord's limits are enforced here (embed title 256, description 4096, field 102
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import discord
 
+from imagine.canvas import Direction, can_outpaint, fits
+from imagine.engine import Engine
 from imagine.i18n import ENGLISH, Moment, Number, Shown, Texts, Verbatim, _, n_
+from imagine.operations import operation_of
 from imagine.outcomes import Delivery, Described, Failure, Picture
 from imagine.quota import Rest
 from imagine.store import JobKind, JobRecord
@@ -36,15 +40,49 @@ class Action(StrEnum):
     PICK = "u"  # U1..U4: that image alone, full size, in a new reply
     VARIATION = "v"  # V1..V4: a variation of that image
     PROMPT = "p"  # 1..4 under /describe: draw that prompt
+    UPSCALE = "upscale"  # the same picture, twice the size
+    ZOOM_OUT_2 = "zoom2"
+    ZOOM_OUT_1_5 = "zoom1.5"
+    CUSTOM_ZOOM = "zoom"  # a modal: the prompt and a factor from 1.1 to 2
+    PAN_LEFT = "pan-left"
+    PAN_RIGHT = "pan-right"
+    PAN_UP = "pan-up"
+    PAN_DOWN = "pan-down"
+    REGION = "region"  # Vary (Region): a private message to choose the cells
 
 
-LABELS = {
+NUMBERED = frozenset({Action.PICK, Action.VARIATION, Action.PROMPT})
+PANS = {
+    Direction.LEFT: Action.PAN_LEFT,
+    Direction.RIGHT: Action.PAN_RIGHT,
+    Direction.UP: Action.PAN_UP,
+    Direction.DOWN: Action.PAN_DOWN,
+}
+BEYOND = frozenset(
+    {Action.UPSCALE, Action.ZOOM_OUT_2, Action.ZOOM_OUT_1_5, Action.CUSTOM_ZOOM, Action.REGION}
+    | set(PANS.values())
+)
+"""Upscale, Zoom Out, Pan and Vary (Region): a cog of their own answers these
+(``beyond_button``; the others are ``job_button``)."""
+UPSCALE_LIMIT = 2048
+"""A result this large on a side offers no Upscale (an upscale of it would not grow)."""
+
+LABELS: dict[Action, Shown] = {
     Action.CANCEL: _("Cancel"),
     Action.REROLL: _("Reroll"),
     Action.DELETE: _("Delete"),
     Action.RETRY: _("Retry"),
     Action.VARY: _("Vary"),
     Action.EDIT: _("Edit"),
+    Action.UPSCALE: _("Upscale"),
+    Action.ZOOM_OUT_2: _("Zoom Out 2x"),
+    Action.ZOOM_OUT_1_5: _("Zoom Out 1.5x"),
+    Action.CUSTOM_ZOOM: _("Custom Zoom"),
+    Action.REGION: _("Vary (Region)"),
+    Action.PAN_LEFT: Verbatim("⬅️"),
+    Action.PAN_RIGHT: Verbatim("➡️"),
+    Action.PAN_UP: Verbatim("⬆️"),
+    Action.PAN_DOWN: Verbatim("⬇️"),
 }
 STYLES = {
     Action.CANCEL: discord.ButtonStyle.secondary,
@@ -56,6 +94,7 @@ STYLES = {
     Action.PICK: discord.ButtonStyle.secondary,
     Action.VARIATION: discord.ButtonStyle.secondary,
     Action.PROMPT: discord.ButtonStyle.primary,
+    **{action: discord.ButtonStyle.secondary for action in BEYOND},
 }
 EMOJI = {
     Action.CANCEL: "✖️",
@@ -64,6 +103,11 @@ EMOJI = {
     Action.RETRY: "🔁",
     Action.VARY: "🪄",
     Action.EDIT: "✏️",
+    Action.UPSCALE: "✨",
+    Action.ZOOM_OUT_2: "🔍",
+    Action.ZOOM_OUT_1_5: "🔍",
+    Action.CUSTOM_ZOOM: "🔍",
+    Action.REGION: "🖌️",
 }
 
 
@@ -97,9 +141,12 @@ def one_line(text: str) -> str:
 
 def heading(job: JobRecord) -> Shown:
     """What a job's messages name it by: its prompt; a /describe's, the image it reads (its
-    ``prompt`` is the file's name)."""
+    ``prompt`` is the file's name); an operation's without a prompt, the operation."""
     if job.kind == JobKind.DESCRIBE:
         return _("Describe {file}", file=job.prompt)
+    operation = operation_of(job)
+    if operation is not None and not job.prompt.strip():
+        return operation.title()
     return Verbatim(job.prompt)
 
 
@@ -110,9 +157,8 @@ def status_content(job: JobRecord, status: Shown, tr: Texts = ENGLISH) -> str:
 
 # -- buttons ------------------------------------------------------------------------------
 
-TEMPLATE = (
-    r"imagine:(?P<action>cancel|reroll|delete|retry|vary|edit|[uvp][1-4]):(?P<job_id>\d{1,19})"
-)
+WORDS = "|".join(re.escape(action.value) for action in Action if action not in NUMBERED)
+TEMPLATE = rf"imagine:(?P<action>{WORDS}|[uvp][1-4]):(?P<job_id>\d{{1,19}})"
 
 
 def parse_action(text: str) -> tuple[Action, int | None]:
@@ -158,7 +204,8 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=TEMPLATE):
     async def callback(self, interaction: discord.Interaction) -> None:
         # An event, not a call: the cog that handles it is loaded as an extension (its own
         # module object), and this view knows nothing of it.
-        interaction.client.dispatch("job_button", interaction, self.action, self.job_id, self.index)
+        event = "beyond_button" if self.action in BEYOND else "job_button"
+        interaction.client.dispatch(event, interaction, self.action, self.job_id, self.index)
 
 
 def job_view(job_id: int, *actions: Action, tr: Texts = ENGLISH) -> discord.ui.View:
@@ -168,23 +215,61 @@ def job_view(job_id: int, *actions: Action, tr: Texts = ENGLISH) -> discord.ui.V
     return view
 
 
-def result_view(
-    job_id: int, count: int, *, image_input: bool, tr: Texts = ENGLISH
-) -> discord.ui.View:
-    """A single image: Vary, Edit (where an image-input model is there), Reroll, Delete. A
-    grid: U1..Un on one row, V1..Vn (where an image-input model is there) on the next, then
-    Reroll and Delete."""
+@dataclass(frozen=True, slots=True)
+class Offers:
+    """What this bot can do with a result, by the backends it has: image to image (Vary,
+    Edit, V1..V4), upscaling (Upscale) and filling (Zoom Out, Pan, Vary (Region))."""
+
+    image_input: bool = False
+    upscale: bool = False
+    fill: bool = False
+
+    @classmethod
+    def of(cls, engine: Engine) -> Offers:
+        return cls(
+            image_input=bool(engine.image_models()),
+            upscale=bool(engine.upscale_models()),
+            fill=bool(engine.fill_models()),
+        )
+
+
+NO_OFFERS = Offers()
+"""Nothing but Reroll and Delete: a reply that shows no result (or a test's)."""
+
+
+def single_rows(job: JobRecord, picture: Picture, offers: Offers) -> list[list[Action]]:
+    """A single image's buttons, in rows: what makes a new image of it (Upscale below 2048
+    pixels a side; Vary (Region) and the zooms and pans only where the fill model can take
+    the shape they make), then Reroll (not under an upscale, which would come out the same)
+    and Delete."""
+    size = (picture.width, picture.height)
+    fill = offers.fill and fits(*size)
+    first = [
+        *([Action.UPSCALE] if offers.upscale and max(size) < UPSCALE_LIMIT else []),
+        *([Action.VARY] if offers.image_input else []),
+        *([Action.REGION] if fill else []),
+        *([Action.EDIT] if offers.image_input else []),
+    ]
+    zooms = [Action.ZOOM_OUT_2, Action.ZOOM_OUT_1_5, Action.CUSTOM_ZOOM] if fill else []
+    pans = [a for d, a in PANS.items() if offers.fill and can_outpaint(size, direction=d)]
+    last = [Action.DELETE] if job.kind == JobKind.UPSCALE else [Action.REROLL, Action.DELETE]
+    return [row for row in (first, zooms, pans, last) if row]
+
+
+def result_view(delivery: Delivery, offers: Offers, *, tr: Texts = ENGLISH) -> discord.ui.View:
+    """A grid: U1..Un on one row, V1..Vn (where an image-input model is there) on the next,
+    then Reroll and Delete. A single image: ``single_rows``. At most four rows of five."""
+    job_id, count = delivery.job.id, len(delivery.pictures)
     view = discord.ui.View(timeout=None)
     rows: list[list[JobButton]] = []
     if count > 1:
         rows.append([JobButton(Action.PICK, job_id, i) for i in range(count)])
-        if image_input:
+        if offers.image_input:
             rows.append([JobButton(Action.VARIATION, job_id, i) for i in range(count)])
-        actions = [Action.REROLL, Action.DELETE]
+        rows.append([JobButton(a, job_id, tr=tr) for a in (Action.REROLL, Action.DELETE)])
     else:
-        actions = [Action.VARY, Action.EDIT] if image_input else []
-        actions += [Action.REROLL, Action.DELETE]
-    rows.append([JobButton(action, job_id, tr=tr) for action in actions])
+        for actions in single_rows(delivery.job, delivery.first, offers):
+            rows.append([JobButton(action, job_id, tr=tr) for action in actions])
     for number, row in enumerate(rows):
         for button in row:
             button.row = number
@@ -203,6 +288,8 @@ def describe_view(job_id: int, count: int) -> discord.ui.View:
 
 
 def _prompt_embed(prompt: str, *, color: discord.Color) -> discord.Embed:
+    if not prompt.strip():  # an operation asked without one (Discord refuses an empty title)
+        return discord.Embed(color=color)
     title = shown_prompt(one_line(prompt), 256)
     embed = discord.Embed(title=title, color=color)
     if title.endswith("…"):
@@ -256,6 +343,14 @@ def _notes(delivery: Delivery, tr: Texts) -> list[str]:
     return notes
 
 
+def name_operation(embed: discord.Embed, job: JobRecord, tr: Texts) -> None:
+    """An Upscale's, Zoom Out's, Pan's or Vary (Region)'s embed says which it was, above
+    the prompt: "Zoomed out 1.5×"."""
+    operation = operation_of(job)
+    if operation is not None:
+        embed.set_author(name=clip(tr(operation.title()), 256))
+
+
 def seconds_text(seconds: float, tr: Texts) -> str:
     return tr(_("{seconds}s", seconds=Number(seconds, 1)))
 
@@ -265,6 +360,7 @@ def result_embed(delivery: Delivery, requester: str | None, tr: Texts = ENGLISH)
     pictures = delivery.pictures
     first = delivery.first
     embed = _prompt_embed(job.prompt, color=COLOR_OK)
+    name_operation(embed, job, tr)
     embed.add_field(name=tr(_("Model")), value=clip(_model_text(first, tr), 1024))
     if len(pictures) == 1:
         seed = str(first.seed) if first.seed is not None else "—"
@@ -360,6 +456,7 @@ def failure_embed(failure: Failure, tr: Texts = ENGLISH) -> discord.Embed:
     elif failure.transient:
         text += "\n" + tr(_("This kind of hiccup usually passes: press **Retry** in a minute."))
     embed = discord.Embed(title=title, description=clip(text, 4096), color=COLOR_FAIL)
+    name_operation(embed, failure.job, tr)
     embed.add_field(
         name=tr(_("Prompt")), value=shown_prompt(tr(heading(failure.job)), 1024), inline=False
     )

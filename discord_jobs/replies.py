@@ -20,8 +20,10 @@ from imagine.outcomes import Delivery, Described, Failure, StatusLine
 from imagine.store import JobRecord
 
 from .render import (
+    NO_OFFERS,
     NO_PINGS,
     Action,
+    Offers,
     describe_view,
     described_embed,
     failure_embed,
@@ -88,7 +90,7 @@ class JobReply:
 
     job: JobRecord
     requester: str | None
-    image_input: bool  # an image-input model is there: offer Vary, Edit and V1..V4
+    offers: Offers  # what the bot can do with a result: which buttons it gets
 
     async def _end(self, **fields: Any) -> None:
         raise NotImplementedError
@@ -103,9 +105,7 @@ class JobReply:
             content=None,
             embed=result_embed(delivery, self.requester, self.tr),
             attachments=image_files(delivery),
-            view=result_view(
-                self.job.id, len(delivery.pictures), image_input=self.image_input, tr=self.tr
-            ),
+            view=result_view(delivery, self.offers, tr=self.tr),
         )
 
     async def described(self, described: Described) -> None:
@@ -154,12 +154,12 @@ class MessageReply(JobReply):
         requester: str | None = None,
         reference: discord.Message | None = None,
         upload_limit: int = DEFAULT_UPLOAD_LIMIT,
-        image_input: bool = False,
+        offers: Offers = NO_OFFERS,
     ) -> None:
         self.channel = channel
         self.job = job
         self.requester = requester
-        self.image_input = image_input
+        self.offers = offers
         self.reference = reference
         self.upload_limit = upload_limit
         self.message: discord.Message | None = None
@@ -200,12 +200,12 @@ class InteractionReply(JobReply):
         *,
         requester: str | None = None,
         message_id: int | None = None,
-        image_input: bool = False,
+        offers: Offers = NO_OFFERS,
     ) -> None:
         self.interaction = interaction
         self.job = job
         self.requester = requester
-        self.image_input = image_input
+        self.offers = offers
         self.message_id = message_id
         self.upload_limit = interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT
         self.expires_at = interaction.created_at.timestamp() + TOKEN_LIFETIME - TOKEN_MARGIN
@@ -277,13 +277,13 @@ class WebhookReply(JobReply):
         job: JobRecord,
         *,
         requester: str | None = None,
-        image_input: bool = False,
+        offers: Offers = NO_OFFERS,
         upload_limit: int = DEFAULT_UPLOAD_LIMIT,
     ) -> None:
         self.client = client
         self.job = job
         self.requester = requester
-        self.image_input = image_input
+        self.offers = offers
         self.upload_limit = upload_limit
         self.expires_at = (job.token_expires_at or 0.0) - TOKEN_MARGIN
         self._cancel_shown = False

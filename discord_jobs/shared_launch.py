@@ -25,6 +25,7 @@ from imagine.store import JobRecord, JobState
 from imagine.store.database import retrying
 
 from .launch import Admission, Launcher, Plan
+from .render import Offers
 from .replies import MessageReply
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ class SharedLauncher(Launcher):
             job,
             requester=plan.requester,
             reference=reference,
-            image_input=bool(self.engine.image_models()),
+            offers=Offers.of(self.engine),
         )
         try:
             message = await reply.open()

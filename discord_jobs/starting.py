@@ -11,18 +11,25 @@ import aiohttp
 import discord
 
 from imagine.errors import BadInput, message_of
-from imagine.i18n import Shown
+from imagine.i18n import Shown, _
 from imagine.inputs import MAX_BYTES, InputImage
 from imagine.store import JobRecord
 
 from .attachments import check_declared, read_attachment
-from .earlier_input import LARGEST_INPUT_BYTES, EarlierInput, read_earlier_input
+from .earlier_input import (
+    LARGEST_INPUT_BYTES,
+    EarlierInput,
+    InputSource,
+    read_earlier_input,
+    read_input,
+)
 from .language import language_of_interaction, member_of, texts_of
 from .launch import Launcher, Refusal, Request
 from .render import NO_PINGS
 
 log = logging.getLogger(__name__)
 
+GONE = _("That image is no longer in this message.")
 EVERYWHERE = discord.app_commands.AppCommandContext(
     guild=True, dm_channel=True, private_channel=True
 )
@@ -87,7 +94,21 @@ def input_limit(interaction: discord.Interaction, message: discord.Message | Non
     me = interaction.client.user
     if message is None or me is None or message.author.id != me.id:
         return MAX_BYTES
+    return own_result_limit(interaction)
+
+
+def own_result_limit(interaction: discord.Interaction) -> int:
+    """The largest of the bot's own results this interaction may start from (``input_limit``)."""
     return max(MAX_BYTES, min(interaction.filesize_limit or 0, LARGEST_INPUT_BYTES))
+
+
+def nth_attachment(interaction: discord.Interaction, index: int) -> discord.Attachment | None:
+    """The ``index``-th image of the message the button is on (a grid's images, in order)."""
+    message = interaction.message
+    if message is None:
+        return None
+    images = [a for a in message.attachments if a.filename != "preview.jpg"]
+    return images[index] if 0 <= index < len(images) else None
 
 
 async def image_from(
@@ -96,12 +117,14 @@ async def image_from(
     attachment: discord.Attachment,
     *,
     max_bytes: int = MAX_BYTES,
+    lossless: bool = False,
 ) -> InputImage | None:
     """An attachment made safe to send to a backend, after acknowledging the interaction
     ("thinking…", since reading it may take longer than Discord's 3 s); None when it was
     refused (the member has been told why, privately). What Discord declares of the file
     (its size, type, dimensions) is checked first, so such a refusal needs no download and
-    no public placeholder. ``max_bytes``: see ``input_limit``."""
+    no public placeholder. ``max_bytes``: see ``input_limit``; ``lossless``: kept as PNG
+    (see ``imagine.inputs``)."""
     try:
         check_declared(attachment, max_bytes=max_bytes)
     except BadInput as exc:
@@ -110,7 +133,7 @@ async def image_from(
     if not interaction.response.is_done():
         await interaction.response.defer(thinking=True, ephemeral=member_of(interaction).private)
     try:
-        return await read_attachment(session, attachment, max_bytes=max_bytes)
+        return await read_attachment(session, attachment, max_bytes=max_bytes, lossless=lossless)
     except BadInput as exc:
         await refuse(interaction, exc)
         return None
@@ -135,6 +158,7 @@ async def checked_image(
     attachment: discord.Attachment,
     *,
     max_bytes: int = MAX_BYTES,
+    lossless: bool = False,
 ) -> InputImage | None:
     """The request counted first (reading an image is work on the asker's behalf: a burst of
     presses is refused before each costs a download), then the attachment made safe; None
@@ -142,7 +166,9 @@ async def checked_image(
     image says ``counted=True``."""
     if not await counted(launcher, interaction):
         return None
-    return await image_from(session, interaction, attachment, max_bytes=max_bytes)
+    return await image_from(
+        session, interaction, attachment, max_bytes=max_bytes, lossless=lossless
+    )
 
 
 def first_image(message: discord.Message) -> tuple[int, discord.Attachment] | None:
@@ -166,6 +192,27 @@ async def earlier_image(
         await interaction.response.defer(thinking=True, ephemeral=member_of(interaction).private)
     try:
         return await read_earlier_input(client, session, job)
+    except BadInput as exc:
+        await refuse(interaction, exc)
+        return None
+
+
+async def image_at(
+    client: discord.Client,
+    session: aiohttp.ClientSession,
+    interaction: discord.Interaction,
+    source: InputSource,
+    *,
+    max_bytes: int,
+    lossless: bool = False,
+) -> EarlierInput | None:
+    """An image of ours known by its URL and message (a Vary (Region) picker's), read after
+    acknowledging the interaction; None when it cannot be (the member has been told why,
+    privately)."""
+    if not interaction.response.is_done():
+        await interaction.response.defer(thinking=True, ephemeral=member_of(interaction).private)
+    try:
+        return await read_input(client, session, source, max_bytes=max_bytes, lossless=lossless)
     except BadInput as exc:
         await refuse(interaction, exc)
         return None

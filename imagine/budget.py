@@ -3,7 +3,8 @@
 
 A job is charged when it is accepted, before anything is drawn or even acknowledged, so a
 refusal is private and nothing is made of it; the charge is its images (each image of a grid
-counts; a U1..U4 pick or a /describe draws none and costs nothing). The job keeps its charge
+counts, an Upscale, Zoom Out, Pan or Vary (Region) makes one; a U1..U4 pick or a /describe
+draws none and costs nothing). The job keeps its charge
 (``jobs.charged``) and gives it back, once, when it ends without an image (the store does it
 with the ending: ``JobLog.update_job``). The clock is injected, so a test can stand just
 before midnight instead of waiting for it.

@@ -1,6 +1,7 @@
 """The work of one job once its turn has come: its images drawn (one, or a grid's several at
 once), each through the job's model and then its fallback, downloaded and fitted under the
-upload limit; or an image described.
+upload limit; or its operation (Upscale, Zoom Out, Pan, Vary (Region)) done on its input
+image, delivered the same way; or an image described.
 
 A grid's images are independent: one that fails is reported beside the others, and only a
 job with no image at all fails.
@@ -12,18 +13,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .engine import Engine
-from .errors import BackendError, FetchError, ImagineError, UnknownModel, naming
+from .errors import BackendError, BadInput, FetchError, ImagineError, UnknownModel, naming
 from .fetch import FetchedImage
 from .i18n import Shown, _
 from .images import fit_image, image_size, pixel_cap
+from .operations import Route, operation_of
 from .outcomes import Delivery, Described, Picture
 from .progress import GridProgress, JobStatus
-from .responses import ImagePreview, ImageResponse, Notice, Reasoning
+from .responses import ImagePreview, ImageResponse, Notice, Reasoning, Response
 from .store import JobRecord
 
 log = logging.getLogger(__name__)
@@ -65,8 +67,9 @@ class Drawing:
         self.avoid: set[str] = set()  # backends that stalled in this job: no image retries them
         self.started = time.monotonic()
         self.prompt = job.prompt  # what is drawn: the prompt, or its English translation
+        self.operation = operation_of(job)  # None: a drawing
         self.models = [job.model]
-        backup = self._fallback_model()
+        backup = None if self.operation is not None else self._fallback_model()
         if backup is not None:
             self.models.append(backup)
 
@@ -88,7 +91,7 @@ class Drawing:
         English already; the job keeps both. A failed translation is said, and the prompt is
         drawn as written."""
         model = self.work.translate
-        if not model:
+        if not model or (self.operation is not None and not self.operation.paints):
             return
         self.status.progress(_("Translating the prompt"))
         try:
@@ -173,21 +176,33 @@ class Drawing:
             options["negative"] = self.job.negative
         return options
 
+    def _stream(self, index: int, model: str) -> AsyncGenerator[Response, None]:
+        """The engine's stream for one image: the job's operation on its input image, or a
+        drawing. The one place that picks the engine's method for a job."""
+        job = self.job
+        seed = image_seed(job.seed, index)
+        if self.operation is not None:
+            if not self.work.images:
+                raise BadInput(_("This job has lost the image it started from."))
+            route = Route(model, seed, self.avoid, self.work.hf_token)
+            return self.operation.run(self.engine, self.work.images[0], self.prompt, route)
+        return self.engine.generate(
+            model,
+            prompt=self.prompt,
+            width=job.width,
+            height=job.height,
+            seed=seed,
+            avoid=self.avoid,
+            hf_token=self.work.hf_token,
+            **self._generation_options(),
+        )
+
     async def _attempt(self, index: int, model: str) -> Picture:
         job = self.job
         result: ImageResponse | None = None
         download: asyncio.Task[tuple[tuple[int, int], FetchedImage | None, bool]] | None = None
         try:
-            generation = self.engine.generate(
-                model,
-                prompt=self.prompt,
-                width=job.width,
-                height=job.height,
-                seed=image_seed(job.seed, index),
-                avoid=self.avoid,
-                hf_token=self.work.hf_token,
-                **self._generation_options(),
-            )
+            generation = self._stream(index, model)
             async with contextlib.aclosing(generation) as items:
                 async for item in items:
                     if isinstance(item, Notice):

@@ -17,7 +17,9 @@ The bytes are untrusted. Before a backend sees anything:
 - the output is PNG when some pixel is transparent (JPEG has no alpha; edits keep it), else
   JPEG at quality 95 without chroma subsampling: a model cannot tell it from the original,
   and a 2048x2048 photo stays near 1-2 MB instead of 6-10 MB as PNG, which matters for
-  upload limits (OpenAI's edits endpoint) and for the time an upload to a Space takes.
+  upload limits (OpenAI's edits endpoint) and for the time an upload to a Space takes;
+  ``lossless`` keeps PNG for an image whose very pixels matter (what Upscale sharpens, what
+  Fill keeps outside its mask).
 
 Decoding is CPU work: callers on an event loop run ``prepare_input_image`` in a thread.
 """
@@ -95,12 +97,14 @@ def prepare_input_image(
     max_bytes: int = MAX_BYTES,
     max_side: int = MAX_SIDE,
     max_pixels: int = MAX_INPUT_PIXELS,
+    lossless: bool = False,
 ) -> InputImage:
     """``data`` (bytes, or a file read from where it stands) checked, decoded and re-encoded
-    as the module notes say; ``BadInput`` in words for the person who sent it otherwise."""
+    as the module notes say (as PNG whatever it holds with ``lossless``); ``BadInput`` in
+    words for the person who sent it otherwise."""
     raw = _read(data, max_bytes)
     picture = load_input_image(raw, max_bytes=max_bytes, max_side=max_side, max_pixels=max_pixels)
-    encoded, out_mime, extension = _encode(picture)
+    encoded, out_mime, extension = _encode(picture, lossless=lossless)
     return InputImage(
         data=encoded,
         filename=f"{_stem(filename)}.{extension}",
@@ -346,10 +350,11 @@ def _opaque_or_alpha(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def _encode(image: Image.Image) -> tuple[bytes, str, str]:
-    """``(bytes, mime, extension)``: PNG with alpha, else JPEG (see the module notes)."""
+def _encode(image: Image.Image, *, lossless: bool = False) -> tuple[bytes, str, str]:
+    """``(bytes, mime, extension)``: PNG with alpha or ``lossless``, else JPEG (see the
+    module notes)."""
     buffer = io.BytesIO()
-    if image.mode == "RGBA":
+    if image.mode == "RGBA" or lossless:
         image.save(buffer, "PNG", compress_level=6)
         return buffer.getvalue(), "image/png", "png"
     try:

@@ -5,7 +5,8 @@ read off that server's own jobs in the job log; and the quota rests running now.
 An image counts on the UTC day its job was accepted (``created_at``, the day its budget was
 charged), once delivered: a job that ended without one made nothing. What a backend drew
 is read from each picture's record (``jobs.result``), so a grid drawn partly by the fallback
-is told as it was. U1..U4 picks and /describe draw nothing and are not counted.
+is told as it was; an Upscale, Zoom Out, Pan or Vary (Region) made an image and counts. U1..U4
+picks and /describe draw nothing and are not counted.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from .store.usage import DAY_SECONDS
 WEEK_DAYS = 7
 """The report's longer span: today and the six UTC days before it."""
 TOP_MEMBERS = 5
-DRAWING_KINDS = (JobKind.IMAGINE, JobKind.VARY, JobKind.EDIT)
+DRAWING_KINDS = (
+    JobKind.IMAGINE, JobKind.VARY, JobKind.EDIT,
+    JobKind.UPSCALE, JobKind.ZOOM_OUT, JobKind.PAN, JobKind.REGION,
+)  # fmt: skip
 
 
 @dataclass(slots=True)

@@ -61,9 +61,9 @@ async def test_imagine_end_to_end(tmp_path):
         # The embed shows the attached file (Discord resolves attachment:// to its URL).
         assert message.attachments[0]["filename"] in embed["image"]["url"]
         job_id = buttons(message)[0].rsplit(":", 1)[1]
-        assert buttons(message) == [
-            f"imagine:{action}:{job_id}" for action in ("vary", "edit", "reroll", "delete")
-        ]
+        actions = ("upscale", "vary", "region", "edit", "zoom2", "zoom1.5", "zoom")
+        actions += ("pan-up", "pan-down", "reroll", "delete")  # 3:2 may not pan sideways
+        assert buttons(message) == [f"imagine:{action}:{job_id}" for action in actions]
         assert h.space.joins("flux-dev")[0].json["data"][:5] == [
             "a red fox in snow",
             7,
@@ -189,7 +189,7 @@ async def test_buttons_cancel_reroll_delete_and_who_may_press_them(tmp_path):
 
         h.space.generation_delay = 0
         done = await h.final(await h.slash({"prompt": "a quick sketch", "seed": 5}))
-        _vary, _edit, reroll, delete = buttons(done)
+        *_, reroll, delete = buttons(done)  # the last row: Reroll, Delete
         # Anyone may reroll: a new reply, same prompt, new seed.
         again = await h.discord.press_button(done, reroll, user=h.bob)
         assert (await again.wait_callback(3))["type"] == 5

@@ -76,7 +76,12 @@ async def test_u2_posts_image_two_alone_with_its_own_buttons(tmp_path):
         assert single.id != grid.id
         assert single.attachment_bytes(0) == grid.attachment_bytes(1)
         assert field(single.embeds[0], "Seed") == "21"
-        assert labels(single) == [["Vary", "Edit", "Reroll", "Delete"]]
+        assert labels(single) == [
+            ["Upscale", "Vary", "Vary (Region)", "Edit"],
+            ["Zoom Out 2x", "Zoom Out 1.5x", "Custom Zoom"],
+            ["⬅️", "➡️", "⬆️", "⬇️"],
+            ["Reroll", "Delete"],
+        ]
         assert len(h.space.joins("g4f-flux")) == 4  # nothing was drawn again
 
 

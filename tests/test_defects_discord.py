@@ -99,16 +99,14 @@ async def test_item04_cancel_racing_the_result_keeps_its_buttons(tmp_path):
         cancel = buttons(reply)[0]
         done = await h.final(interaction)
         job_id = cancel.rsplit(":", 1)[1]
-        assert buttons(done) == [
-            f"imagine:{action}:{job_id}" for action in ("vary", "edit", "reroll", "delete")
-        ]
+        result_buttons = buttons(done)
+        assert result_buttons[-2:] == [f"imagine:reroll:{job_id}", f"imagine:delete:{job_id}"]
+        assert f"imagine:vary:{job_id}" in result_buttons
         # The click left alice's client just before the result replaced the Cancel button.
         late = await h.discord.press_button(done, cancel, user=h.alice, stale=True)
         assert "already finished" in await h.ephemeral(late)
         await asyncio.sleep(0.3)
-        assert buttons(done) == [
-            f"imagine:{action}:{job_id}" for action in ("vary", "edit", "reroll", "delete")
-        ]
+        assert buttons(done) == result_buttons
         assert done.attachments and done.embeds
 
 

@@ -150,6 +150,18 @@ async def _usage_by_server(conn: AsyncConnection) -> None:
     await conn.execute(sa.text("CREATE INDEX ix_jobs_guild_created ON jobs (guild_id, created_at)"))
 
 
+async def _beyond_the_grid(conn: AsyncConnection) -> None:
+    """Version 9: what an Upscale, Zoom Out, Pan or Vary (Region) job was asked (its factor,
+    direction or cells), so that Retry and Reroll redo the same operation and its buttons
+    work after a restart."""
+    for statement in (
+        "ALTER TABLE jobs ADD COLUMN factor FLOAT",
+        "ALTER TABLE jobs ADD COLUMN direction VARCHAR(10)",
+        "ALTER TABLE jobs ADD COLUMN cells VARCHAR(200)",
+    ):
+        await conn.execute(sa.text(statement))
+
+
 MIGRATIONS: list[Migration | None] = [
     None,  # version 1: the first tables; never run, a new database starts at the newest
     _index_jobs_by_end,  # version 2
@@ -159,6 +171,7 @@ MIGRATIONS: list[Migration | None] = [
     _workers,  # version 6
     _free_gpu,  # version 7
     _usage_by_server,  # version 8
+    _beyond_the_grid,  # version 9
 ]
 """``MIGRATIONS[v]`` takes the schema from version v to v + 1, so ``len(MIGRATIONS)`` is the
 newest version. Append, never edit. Each one gets the connection of the transaction it runs in

@@ -28,6 +28,10 @@ class JobKind(StrEnum):
     VARY = "vary"  # V1..V4, Vary: a variation of one image (image to image, same prompt)
     EDIT = "edit"  # the image option, "Edit this image", Edit: image to image, a new prompt
     DESCRIBE = "describe"  # /describe, "Describe this image": image to prompts
+    UPSCALE = "upscale"  # Upscale: the same picture, larger (``factor``)
+    ZOOM_OUT = "zoom_out"  # Zoom Out 2x / 1.5x, Custom Zoom: a wider view painted in (``factor``)
+    PAN = "pan"  # ⬅️ ➡️ ⬆️ ⬇️: the canvas grown on one side and painted in (``direction``)
+    REGION = "region"  # Vary (Region): the chosen cells repainted (``cells``)
 
 
 ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
@@ -113,6 +117,9 @@ class JobRecord:
     nsfw: bool = False
     kudos: float | None = None
     charged: int = 0
+    factor: float | None = None  # Upscale's and Zoom Out's
+    direction: str | None = None  # Pan's (an ``imagine.canvas.Direction`` value)
+    cells: str | None = None  # Vary (Region)'s: ``Cell`` values, comma-separated
 
     def results(self) -> list[Any]:
         """``result`` decoded: per-image records, or /describe's prompts."""

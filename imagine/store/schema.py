@@ -72,6 +72,10 @@ jobs = sa.Table(
     sa.Column("nsfw", sa.Boolean, nullable=False, server_default=sa.false()),  # age-restricted
     sa.Column("kudos", sa.Float),  # what the AI Horde charged for it
     sa.Column("charged", sa.Integer, nullable=False, server_default="0"),  # images on the budget
+    # Version 9: Upscale, Zoom Out, Pan and Vary (Region): what the operation was asked.
+    sa.Column("factor", sa.Float),  # Upscale's and Zoom Out's factor
+    sa.Column("direction", sa.String(10)),  # Pan's: left, right, up, down
+    sa.Column("cells", sa.String(200)),  # Vary (Region)'s cells, comma-separated names
     sa.Index("ix_jobs_state", "state"),
     sa.Index("ix_jobs_user", "user_id", "id"),  # version 5: a member's latest job
     sa.Index("ix_jobs_guild_created", "guild_id", "created_at"),  # version 8: a server's usage
