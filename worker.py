@@ -53,6 +53,7 @@ from dotenv import load_dotenv
 from discord_jobs.earlier_input import read_earlier_input
 from discord_jobs.recovery import INTERRUPTED, ending_shown, reap_orphans
 from discord_jobs.replies import WebhookReply
+from imagine import logcontext
 from imagine.drawing import InputImage, Work
 from imagine.engine import Engine
 from imagine.errors import BadInput, FetchError, message_of
@@ -223,7 +224,9 @@ class Worker:
         from a dead worker holds none)."""
         self.held.add(claim.job_id)
         task = asyncio.get_running_loop().create_task(
-            self._run_claimed(claim, slot), name=f"imagine-claim-{claim.job_id}"
+            self._run_claimed(claim, slot),
+            name=f"imagine-claim-{claim.job_id}",
+            context=logcontext.job_context(claim.job_id, user_id=claim.user_id),  # + its server
         )
         self.runs[claim.job_id] = task
         return task
@@ -261,6 +264,7 @@ class Worker:
         job = await retrying(lambda: self.store.job(claim.job_id), what="reading a job")
         if job is None:
             return
+        logcontext.learn(guild_id=job.guild_id)
         reply = WebhookReply(
             self.client,
             job,
