@@ -464,6 +464,18 @@ def setup_logging(settings: Settings, handler: logging.Handler | None = None) ->
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
     logcontext.install()
     logsafe.install(secrets)
+    sys.excepthook = log_uncaught
+
+
+def log_uncaught(
+    kind: type[BaseException], error: BaseException, traceback: TracebackType | None
+) -> None:
+    """An exception that ends the program is a record like any other (redacted, one JSON
+    line under ``LOG_FORMAT=json``), not a traceback printed raw to standard error."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, traceback)
+        return
+    log.critical("stopped by an uncaught exception", exc_info=(kind, error, traceback))
 
 
 def shut_down(bot: ImagineBot) -> None:

@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import signal
+import sys
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -203,17 +204,26 @@ def json_logging() -> Iterator[io.StringIO]:
         root.removeHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(False)
+    sys.excepthook = sys.__excepthook__
 
 
-def test_a_warning_is_a_json_line_too(json_logging):
-    """Nothing reaches standard error as raw text: a warning is logged as a record."""
+def test_warnings_and_an_uncaught_exception_are_json_lines_too(json_logging):
+    """Nothing reaches standard error as raw text: a warning, or the exception that ends
+    the program (its traceback redacted like any other)."""
     settings = Settings.from_env({"LOG_FORMAT": "json", "HF_TOKEN": HF})
     bot_module.setup_logging(settings, handler=logging.StreamHandler(json_logging))
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.warn("deprecated, like audioop", DeprecationWarning, stacklevel=1)
-    (warned,) = entries_of(json_logging.getvalue())
+    try:
+        raise ConnectionError(f"could not log in with {HF}")
+    except ConnectionError:
+        sys.excepthook(*sys.exc_info())
+    warned, crashed = entries_of(json_logging.getvalue())
     assert warned["logger"] == "py.warnings" and "deprecated, like audioop" in warned["message"]
+    assert (crashed["level"], crashed["logger"]) == ("CRITICAL", "imagine.bot")
+    assert "ConnectionError: could not log in with [redacted]" in crashed["traceback"]
+    assert HF not in json_logging.getvalue()
 
 
 async def test_a_bot_run_at_debug_writes_json_lines_with_job_ids_and_no_secret(
