@@ -2,7 +2,8 @@
 hadolint finds nothing in it; its dependency layer installs what pyproject.toml pins and
 nothing of the code; the image holds every module the processes import and nothing
 ``.dockerignore`` keeps out (``.env`` first); it runs as a user of its own, python as PID 1
-in the exec form. Whether it builds and runs is not checked here: that needs an engine.
+in the exec form. Its health check, stop signal and user are compared with compose's in
+test_compose.py. Whether it builds and runs is not checked here: that needs an engine.
 """
 
 from __future__ import annotations
