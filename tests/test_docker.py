@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from imagine.settings import Settings
 from tests import dockerfile
+from tests.test_compose import CLOSING_MARGIN
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -216,3 +218,14 @@ def test_python_is_pid_1_in_the_exec_form():
 def test_the_base_image_is_python_3_11_slim_pinned_by_digest():
     base = dockerfile.only("FROM").arguments
     assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", base), base
+
+
+def test_the_readmes_docker_run_gives_the_processes_time_to_stop():
+    """A plain ``docker run`` waits 10 s before SIGKILL; the README's commands say longer."""
+    readme = (ROOT / "README.md").read_text()
+    runs = re.findall(r"docker run [^\n]*", readme)
+    assert runs
+    grace = Settings().shutdown_grace_seconds
+    for run in runs:
+        timeout = re.search(r"--stop-timeout (\d+)", run)
+        assert timeout and int(timeout.group(1)) >= grace + CLOSING_MARGIN, run
