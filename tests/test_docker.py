@@ -9,6 +9,7 @@ test_compose.py. Whether it builds and runs is not checked here: that needs an e
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import re
 import shlex
@@ -26,9 +27,11 @@ from tests import dockerfile
 from tests.test_compose import CLOSING_MARGIN
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import requirements  # noqa: E402  (scripts/requirements.py)
+SCRIPT = ROOT / "scripts" / "requirements.py"
+_spec = importlib.util.spec_from_file_location("scripts_requirements", SCRIPT)
+assert _spec and _spec.loader
+requirements = importlib.util.module_from_spec(_spec)  # a script, not a package: by its path
+_spec.loader.exec_module(requirements)
 
 
 def hadolint() -> str:
@@ -112,7 +115,7 @@ def test_the_requirements_script_prints_what_pip_reads(tmp_path):
         '[project]\ndependencies = ["a==1", "b==2; sys_platform != \'win32\'"]\n'
         '[project.optional-dependencies]\nx = ["c==3", "a==1"]\n'
     )
-    script = [sys.executable, str(ROOT / "scripts" / "requirements.py")]
+    script = [sys.executable, str(SCRIPT)]
     done = subprocess.run(
         [*script, "--pyproject", str(pyproject), "x"], capture_output=True, text=True
     )
