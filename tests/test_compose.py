@@ -38,6 +38,8 @@ DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|m|s)")
 UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 0.000001}
 PROGRAMS = ("bot.py", "worker.py")
 INTERPOLATED = re.compile(r"\$\{[A-Z_]+(?::?[-?][^}]*)?\}")
+URL_PASSWORD = re.compile(r"://[^:/@\s]+:(\$\{[^}]*\}|[^@\s]+)@")
+"""The password of ``scheme://user:password@host`` (a ``${…}`` may hold spaces)."""
 
 
 def compose() -> dict[str, Any]:
@@ -172,7 +174,7 @@ def written_secrets(services: dict[str, Any]) -> list[str]:
             password_here = "PASSWORD" in key and not INTERPOLATED.fullmatch(text)
             if key in secret_names() or password_here:
                 found.append(f"{name}: {key}")
-            for password in re.findall(r"://[^:/@\s]+:([^@\s]+)@", text):
+            for password in URL_PASSWORD.findall(text):
                 if not INTERPOLATED.fullmatch(password):
                     found.append(f"{name}: {key} (a URL's password)")
     return found
@@ -181,6 +183,8 @@ def written_secrets(services: dict[str, Any]) -> list[str]:
 def test_no_secret_is_written_in_the_file():
     for name, service in bot_services().items():
         assert service.get("env_file") == ".env", name  # the secrets come from there
+        (password,) = URL_PASSWORD.findall(service["environment"]["DATABASE_URL"])
+        assert password.startswith("${POSTGRES_PASSWORD"), name  # seen, and from .env
     assert written_secrets(compose()["services"]) == []
 
 
