@@ -48,7 +48,7 @@ from discord_jobs.recovery import reap_orphans, recover_interrupted_jobs
 from discord_jobs.region import CellSelect, PaintButton
 from discord_jobs.render import NO_PINGS, JobButton
 from discord_jobs.shared_launch import SharedLauncher
-from imagine import logsafe
+from imagine import logcontext, logsafe
 from imagine.backends import BackendTable
 from imagine.budget import Budget
 from imagine.engine import Engine
@@ -56,6 +56,7 @@ from imagine.errors import BadInput, message_of
 from imagine.http import new_session
 from imagine.i18n import _
 from imagine.jobs import Scheduler
+from imagine.jsonlog import JsonFormatter
 from imagine.member_tokens import MemberTokens
 from imagine.runner import JobRunner
 from imagine.settings import Settings
@@ -449,13 +450,34 @@ class ImagineBot(commands.AutoShardedBot):
 
 
 def setup_logging(settings: Settings, handler: logging.Handler | None = None) -> None:
-    """discord.py's log format and colours, with every secret redacted at every level."""
+    """discord.py's log format and colours, or one JSON object a line (``LOG_FORMAT=json``),
+    with every secret redacted at every level; records about a job carry its ids."""
     level = getattr(logging, settings.log_level, logging.INFO)
-    discord.utils.setup_logging(handler=handler or discord.utils.MISSING, level=level, root=True)
+    secrets = BackendTable.build(settings).secrets()  # IMAGINE_BACKENDS' keys too
+    formatter: logging.Formatter = discord.utils.MISSING
+    if settings.log_format == "json":
+        formatter = JsonFormatter(logsafe.Redactor(secrets))
+        logging.captureWarnings(True)  # a warning printed as text would break the lines
+    discord.utils.setup_logging(
+        handler=handler or discord.utils.MISSING, formatter=formatter, level=level, root=True
+    )
     # The database layers log SQL parameters at INFO and DEBUG (interaction tokens among them).
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
-    logsafe.install(BackendTable.build(settings).secrets())
+    logcontext.install()
+    logsafe.install(secrets)
+    sys.excepthook = log_uncaught
+
+
+def log_uncaught(
+    kind: type[BaseException], error: BaseException, traceback: TracebackType | None
+) -> None:
+    """An exception that ends the program is a record like any other (redacted, one JSON
+    line under ``LOG_FORMAT=json``), not a traceback printed raw to standard error."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, traceback)
+        return
+    log.critical("stopped by an uncaught exception", exc_info=(kind, error, traceback))
 
 
 def shut_down(bot: ImagineBot) -> None:

@@ -54,6 +54,7 @@ from discord_jobs.earlier_input import read_earlier_input
 from discord_jobs.recovery import INTERRUPTED, ending_shown, reap_orphans
 from discord_jobs.render import Offers
 from discord_jobs.replies import WebhookReply
+from imagine import logcontext
 from imagine.drawing import InputImage, Work
 from imagine.engine import Engine
 from imagine.errors import BadInput, FetchError, message_of
@@ -224,7 +225,9 @@ class Worker:
         from a dead worker holds none)."""
         self.held.add(claim.job_id)
         task = asyncio.get_running_loop().create_task(
-            self._run_claimed(claim, slot), name=f"imagine-claim-{claim.job_id}"
+            self._run_claimed(claim, slot),
+            name=f"imagine-claim-{claim.job_id}",
+            context=logcontext.job_context(claim.job_id, user_id=claim.user_id),  # + its server
         )
         self.runs[claim.job_id] = task
         return task
@@ -262,6 +265,7 @@ class Worker:
         job = await retrying(lambda: self.store.job(claim.job_id), what="reading a job")
         if job is None:
             return
+        logcontext.learn(guild_id=job.guild_id)
         reply = WebhookReply(
             self.client,
             job,

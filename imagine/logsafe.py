@@ -160,6 +160,8 @@ class RedactingFilter(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:  # ``stack_info=True``: printed after the message, like a traceback
+            record.stack_info = self.redact(record.stack_info)
         return True
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections import deque
@@ -52,6 +53,10 @@ class StatusEditor(Generic[T]):
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._context = contextvars.copy_context()
+        """The edits run in the context the editor was made in (its job's log ids,
+        ``imagine.logcontext``), not in that of whichever task calls ``update`` first (a
+        waiting job's place is updated from the task of the job that freed a slot)."""
         self.edits = 0
         self.failures = 0
 
@@ -62,7 +67,8 @@ class StatusEditor(Generic[T]):
         self._latest = value
         self._wake.set()
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self._run(), context=self._context)
 
     @property
     def latest(self) -> T | None:

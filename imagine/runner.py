@@ -25,6 +25,7 @@ from .errors import FetchError, ImagineError, QuotaExceeded, message_of
 from .i18n import Shown, Text, _, n_
 from .images import pixel_cap, preview_jpeg
 from .jobs import Scheduler, Ticket, TicketState
+from .logcontext import job_context
 from .outcomes import Delivery, Described, Failure, Picture, Reply, StatusLine
 from .progress import JobStatus, Look, StatusEditor
 from .responses import ImagePreview
@@ -119,7 +120,9 @@ class JobRunner:
         active = ActiveJob(job, ticket)
         self.active[job.id] = active
         active.task = asyncio.get_running_loop().create_task(
-            self._run(active, reply, work or Work()), name=f"imagine-job-{job.id}"
+            self._run(active, reply, work or Work()),
+            name=f"imagine-job-{job.id}",
+            context=job_context(job.id, guild_id=job.guild_id, user_id=job.user_id),
         )
         return active.task
 

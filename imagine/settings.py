@@ -17,6 +17,8 @@ MAX_SIDE = 2048
 """The largest width or height anyone may ask for (before a Space's own range applies)."""
 ANONYMOUS_HORDE_KEY = "0000000000"
 """The AI Horde's anonymous API key: free, lowest priority, and no secret."""
+LOG_FORMATS = ("text", "json")
+"""``LOG_FORMAT``: discord.py's lines (the default), or one JSON object a line."""
 HORDE_FLUX_MODEL = "Flux.1-Schnell fp8 (Compact)"
 """The AI Horde's FLUX.1-schnell (its model reference's name): the Horde model behind
 ``flux`` and ``flux-dev`` unless ``HORDE_FLUX_MODEL`` names another (or ``none``)."""
@@ -52,6 +54,14 @@ def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 
     if value != int(value):
         raise BadInput(f"{name} must be a whole number, not {value:g}")
     return int(value)
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (any case; the first when unset): a typo fails at start, loudly."""
+    raw = _text_or(env, name, choices[0])
+    if raw.lower() not in choices:
+        raise BadInput(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return raw.lower()
 
 
 def _unless_none(value: str | None) -> str | None:
@@ -121,6 +131,7 @@ class Settings:
     hf_token: str | None = field(default=None, repr=False)
     secrets_key: str | None = field(default=None, repr=False)  # Fernet keys, newest first
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one object a line, for a log shipper
     max_concurrent_jobs: int = 4
     max_jobs_per_user: int = 3
     job_watchdog_seconds: float = 120.0
@@ -198,6 +209,7 @@ class Settings:
             hf_token=_text(env, "HF_TOKEN"),
             secrets_key=_text(env, "SECRETS_KEY"),
             log_level=_text_or(env, "LOG_LEVEL", d.log_level).upper(),
+            log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS),
             max_concurrent_jobs=_integer(
                 env, "MAX_CONCURRENT_JOBS", d.max_concurrent_jobs, minimum=1
             ),
