@@ -25,7 +25,8 @@ from .errors import FetchError, ImagineError, QuotaExceeded, message_of
 from .i18n import Shown, Text, _, n_
 from .images import pixel_cap, preview_jpeg
 from .jobs import Scheduler, Ticket, TicketState
-from .outcomes import Delivery, Described, Failure, Picture, Reply, StatusLine
+from .metrics import Metrics
+from .outcomes import Delivery, Described, Failure, Outcome, Picture, Reply, StatusLine
 from .progress import JobStatus, Look, StatusEditor
 from .responses import ImagePreview
 from .store import JobKind, JobRecord, JobState, Store
@@ -53,8 +54,14 @@ def queue_status(position: int) -> Text:
 HANDED_BACK = _("Back in line: the worker drawing this stopped; another one will start it.")
 
 
-async def _nothing() -> None:
-    """The ending of a job whose reply is another worker's now."""
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """What a job's reply must end with (``show``), and how the metrics count it: ``outcome``
+    (None: not an ending here, e.g. a job handed back to the queue) and the backend's label."""
+
+    show: Callable[[], Awaitable[None]]
+    outcome: Outcome | None
+    backend: str | None = None
 
 
 class StopReason(enum.Enum):
@@ -96,8 +103,11 @@ class JobRunner:
         redact: Callable[[Shown], Shown] = as_is,
         still_mine: Callable[[JobRecord], Awaitable[bool]] | None = None,
         member_token: Callable[[int], Awaitable[str | None]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.engine = engine
+        self.metrics = metrics if metrics is not None else Metrics()
+        """Each job's wait and ending are counted here (a process's ``/metrics``)."""
         self.store = store
         self.scheduler = scheduler
         self.editor_factory = editor_factory
@@ -170,14 +180,14 @@ class JobRunner:
         try:
             ending = await self._outcome(active, reply, work)
             if await self._may_end(active):
-                await ending()
+                await ending.show()
+                if ending.outcome is not None:
+                    self.metrics.job_ended(active.job, ending.outcome, ending.backend)
         finally:
             active.done.set()
             self.active.pop(active.job.id, None)
 
-    async def _outcome(
-        self, active: ActiveJob, reply: Reply, work: Work
-    ) -> Callable[[], Awaitable[None]]:
+    async def _outcome(self, active: ActiveJob, reply: Reply, work: Work) -> Ending:
         """Wait for the job's work; what its reply must end with."""
         job = active.job
         work = replace(work, upload_limit=reply.upload_limit)
@@ -231,7 +241,7 @@ class JobRunner:
     # What a result's buttons read (a grid's seeds, /describe's prompts) is logged before the
     # result is shown: a button pressed the moment it appears must find it.
 
-    def _ending_delivered(self, delivery: Delivery, reply: Reply) -> Callable[[], Awaitable[None]]:
+    def _ending_delivered(self, delivery: Delivery, reply: Reply) -> Ending:
         async def end() -> None:
             job_id = delivery.job.id
             first = delivery.first
@@ -255,11 +265,9 @@ class JobRunner:
                 interaction_token=None,  # the reply is final: the token has no more use
             )
 
-        return end
+        return Ending(end, Outcome.DONE, delivery.first.backend)
 
-    def _ending_described(
-        self, described: Described, reply: Reply
-    ) -> Callable[[], Awaitable[None]]:
+    def _ending_described(self, described: Described, reply: Reply) -> Ending:
         async def end() -> None:
             job_id = described.job.id
             await self.store.update_job(
@@ -270,11 +278,9 @@ class JobRunner:
                 job_id, state=JobState.DONE, finished_at=time.time(), interaction_token=None
             )
 
-        return end
+        return Ending(end, Outcome.DONE, described.backend)
 
-    def _ending_failed(
-        self, job: JobRecord, reply: Reply, error: ImagineError
-    ) -> Callable[[], Awaitable[None]]:
+    def _ending_failed(self, job: JobRecord, reply: Reply, error: ImagineError) -> Ending:
         retry_at = None
         if isinstance(error, QuotaExceeded) and error.retry_after is not None:
             retry_at = time.time() + error.retry_after
@@ -299,16 +305,18 @@ class JobRunner:
                 interaction_token=None,
             )
 
-        return end
+        return Ending(end, Outcome.FAILED, failure.backend)
 
-    def _ending_stopped(
-        self, job: JobRecord, reply: Reply, stop: Stop
-    ) -> Callable[[], Awaitable[None]]:
-        async def end() -> None:
-            if stop.reason is StopReason.HANDED_BACK:
+    def _ending_stopped(self, job: JobRecord, reply: Reply, stop: Stop) -> Ending:
+        if stop.reason is StopReason.HANDED_BACK:
+
+            async def back_in_line() -> None:
                 await self._safely(reply.status(StatusLine(HANDED_BACK)), job)
-                return
-            if stop.reason is StopReason.SHUTDOWN:
+
+            return Ending(back_in_line, None)  # it ends on the next worker
+        if stop.reason is StopReason.SHUTDOWN:
+
+            async def interrupted() -> None:
                 failure = Failure(
                     job, _("The bot restarted before this image was finished."), interrupted=True
                 )
@@ -320,13 +328,16 @@ class JobRunner:
                     error=failure.message,
                     interaction_token=None,
                 )
-                return
+
+            return Ending(interrupted, Outcome.INTERRUPTED)
+
+        async def cancelled() -> None:
             await self._safely(reply.cancelled(job, stop.by), job)
             await self.store.update_job(
                 job.id, state=JobState.CANCELLED, finished_at=time.time(), interaction_token=None
             )
 
-        return end
+        return Ending(cancelled, Outcome.CANCELLED)
 
     @staticmethod
     async def _safely(ending: Awaitable[None], job: JobRecord) -> None:
@@ -341,6 +352,7 @@ class JobRunner:
         self, job: JobRecord, ticket: Ticket, status: JobStatus, work: Work
     ) -> Delivery | Described:
         await self.scheduler.wait_turn(ticket)
+        self.metrics.job_started(job)
         if job.started_at is None:  # a shared queue stamps it when a worker claims the job
             self.store.update_job(job.id, state=JobState.RUNNING, started_at=time.time())
         status.progress(_("Starting"))
