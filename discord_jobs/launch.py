@@ -22,6 +22,7 @@ from imagine.i18n import DEFAULT_LANGUAGE, Language, Text, _, n_
 from imagine.inputs import InputImage
 from imagine.jobs import QueueFull, Scheduler, SchedulerBusy, SchedulerClosed, Ticket
 from imagine.limits import Cooldowns, RateLimiter
+from imagine.outcomes import Outcome
 from imagine.runner import JobRunner
 from imagine.settings import MAX_SIDE
 from imagine.store import GuildSettings, JobKind, JobRecord, JobState, Store, UserSettings
@@ -648,6 +649,7 @@ class Launcher:
                 await self.store.update_job(
                     job.id, state=JobState.FAILED, finished_at=time.time(), error="could not reply"
                 )
+                self.runner.metrics.job_ended(job, Outcome.FAILED)
             raise
         ticket.job_id = job.id
         self.runner.start(job, ticket, reply, plan.work())
