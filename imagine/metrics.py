@@ -122,8 +122,8 @@ class Metrics:
         )
         self.job_seconds = Histogram(
             "imagine_job_seconds",
-            "Seconds from a job's acknowledgement to its ending.",
-            ("model", "outcome"),
+            "Seconds from a job's acknowledgement to its ending, by how it ended.",
+            ("outcome",),
             buckets=JOB_BUCKETS,
             registry=r,
         )
@@ -133,11 +133,17 @@ class Metrics:
             buckets=WAIT_BUCKETS,
             registry=r,
         )
+        self.backend_attempts = Counter(
+            "imagine_backend_attempts",
+            "Attempts at a backend, by how they went (ok, error, timeout, quota).",
+            ("backend", "outcome"),
+            registry=r,
+        )
         self.backend_seconds = Histogram(
             "imagine_backend_seconds",
-            "Seconds of one attempt at a backend, from the request to its last answer, by how "
-            "it went (ok, error, timeout, quota).",
-            ("backend", "outcome"),
+            "Seconds of an attempt at a backend that answered to the end (ok), from the request "
+            "to its last answer.",
+            ("backend",),
             buckets=BACKEND_BUCKETS,
             registry=r,
         )
@@ -209,12 +215,14 @@ class Metrics:
         key = self.state.backend_key(backend) if backend else NO_BACKEND
         self.jobs.labels(job.model, key, outcome.value).inc()
         ended = now if now is not None else time.time()
-        self.job_seconds.labels(job.model, outcome.value).observe(max(0.0, ended - job.created_at))
+        self.job_seconds.labels(outcome.value).observe(max(0.0, ended - job.created_at))
 
     # -- the engine's RouteObserver -------------------------------------------------------
 
     def backend_tried(self, backend: str, outcome: str, seconds: float) -> None:
-        self.backend_seconds.labels(backend, outcome).observe(seconds)
+        self.backend_attempts.labels(backend, outcome).inc()
+        if outcome == "ok":
+            self.backend_seconds.labels(backend).observe(seconds)
 
     def horde_wait_announced(self, backend: str, seconds: float) -> None:
         self.horde_wait.labels(backend).observe(seconds)

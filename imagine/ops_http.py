@@ -1,13 +1,17 @@
 """``/metrics``, ``/healthz`` and ``/readyz`` for one process, on ``METRICS_HOST:METRICS_PORT``.
 
 Served by aiohttp's own web server on the process's event loop (no thread, no second
-loop): every handler is a coroutine, and what runs on the loop per scrape is
-prometheus-client rendering the process's own registry (well under a millisecond for the
-few hundred samples a process has) after ``Metrics.refresh`` (at most one database query
-per second, bounded, shared by every scrape; see ``imagine.metrics``).
+loop): every handler is a coroutine. Rendering a page is prometheus-client's
+``generate_latest`` on the process's own registry, on the loop: plain Python at roughly
+10 µs a line, a few milliseconds for a busy bot's few hundred lines. So a page is rendered at
+most once per ``PAGE_FRESH`` seconds, by one scrape at a time, after ``Metrics.refresh`` (at
+most one database query a second, bounded; see ``imagine.metrics``) and an up-to-date
+``imagine_ready``; a scrape within that second gets the same page. Prometheus scrapes every
+15 s or so and always gets a fresh one; a scraper gone wild costs the loop one render a
+second, however fast it asks.
 
-- ``/metrics``: the Prometheus text format (OpenMetrics when Prometheus asks for it), by
-  prometheus-client's own aiohttp handler; ``imagine_ready`` is brought up to date first.
+- ``/metrics``: the Prometheus text format (OpenMetrics when the scraper asks for it, as
+  prometheus-client's own handlers decide by the ``Accept`` header).
 - ``/healthz``: 200 ``ok`` whenever it answers at all: the event loop runs.
 - ``/readyz``: 200 ``ready``, or 503 with one line saying what is not ready, from the
   ``ready`` check the process passes in (the gateway: connected to Discord and the database
@@ -23,8 +27,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
-from prometheus_client.aiohttp import make_aiohttp_handler
+from aiohttp import hdrs, web
+from prometheus_client.exposition import choose_encoder
 
 from .metrics import Cached, Metrics
 
@@ -34,6 +38,9 @@ READY_TIMEOUT = 2.0
 """The most a readiness check may take (a database that does not answer by then is not)."""
 READY_FRESH = 1.0
 """Scrapes reuse a readiness answer this recent (``/readyz`` itself always asks anew)."""
+PAGE_FRESH = 1.0
+"""A ``/metrics`` page is rendered at most this often (per format); scrapes in between get it."""
+PAGE_TIMEOUT = READY_TIMEOUT + 3.0
 
 Ready = Callable[[], Awaitable[str | None]]
 """A readiness check: None when ready, else one line saying what is not."""
@@ -61,7 +68,7 @@ class OpsServer:
         """The port asked for; once started, the one listened on (0 asks for any free one)."""
         self.readiness: Cached[str | None] = Cached(ready, timeout=READY_TIMEOUT)
         self.recent: Cached[str | None] = Cached(ready, timeout=READY_TIMEOUT, fresh=READY_FRESH)
-        self._render = make_aiohttp_handler(metrics.registry, disable_compression=True)
+        self._pages: dict[str, Cached[bytes]] = {}
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -95,10 +102,21 @@ class OpsServer:
             log.warning("the readiness check failed (%s)", type(exc).__name__)
             return f"the readiness check failed ({type(exc).__name__})"
 
-    async def _metrics(self, request: web.Request) -> web.StreamResponse:
-        problem, _ = await asyncio.gather(self._ask(self.recent), self.metrics.refresh())
-        self.metrics.ready.set(0 if problem else 1)
-        return await self._render(request)
+    async def _metrics(self, request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(",".join(request.headers.getall(hdrs.ACCEPT, [])))
+        page = self._pages.get(content_type)
+        if page is None:
+
+            async def render() -> bytes:
+                problem, _ = await asyncio.gather(self._ask(self.recent), self.metrics.refresh())
+                self.metrics.ready.set(0 if problem else 1)
+                return encoder(self.metrics.registry)
+
+            page = self._pages[content_type] = Cached(
+                render, timeout=PAGE_TIMEOUT, fresh=PAGE_FRESH
+            )
+        body = await page.get()
+        return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")

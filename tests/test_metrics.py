@@ -118,23 +118,24 @@ async def test_one_process_counts_every_job_by_model_backend_and_outcome(tmp_pat
             ("flux-dev", "none", "cancelled"): 1.0,
             ("flux", "horde", "done"): 1.0,
         }
-        assert by(m["imagine_job_seconds_count"], "model", "outcome") == {
-            ("flux", "done"): 3.0,
-            ("horde:Deliberate", "done"): 1.0,
-            ("flux-dev", "failed"): 1.0,
-            ("flux-dev", "cancelled"): 1.0,
+        assert by(m["imagine_job_seconds_count"], "outcome") == {
+            ("done",): 4.0,
+            ("failed",): 1.0,
+            ("cancelled",): 1.0,
         }
         assert m["imagine_queue_wait_seconds_count"] == {(): 6.0}
         assert m["imagine_jobs_running"] == {(): 0.0}
         assert m["imagine_queue_waiting"] == {(): 0.0}
         # Backends: each attempt by how it went; g4f-flux failed once and is down now.
-        tried = by(m["imagine_backend_seconds_count"], "backend", "outcome")
+        tried = by(m["imagine_backend_attempts_total"], "backend", "outcome")
         assert tried == {
             ("g4f-flux", "ok"): 2.0,
             ("g4f-flux", "error"): 1.0,
             ("g4f-flux-dev", "error"): 1.0,
             ("horde", "ok"): 2.0,
         }
+        answered = by(m["imagine_backend_seconds_count"], "backend")  # the oks' latency
+        assert answered == {("g4f-flux",): 2.0, ("horde",): 2.0}
         state = by(m["imagine_backend_state"], "backend")
         assert state.pop(("g4f-flux",)) == 2.0  # down: its breaker is open
         assert {("g4f-flux-dev",), ("horde",)} <= set(state) and set(state.values()) == {0.0}
