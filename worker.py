@@ -166,6 +166,8 @@ class Worker:
         """``/readyz``: the database answers (a worker needs no gateway)."""
         if not hasattr(self, "store"):
             return "starting"
+        if self.closing:
+            return "stopping"
         return await database_answers(self.store.ping)
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
