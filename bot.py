@@ -48,6 +48,7 @@ from discord_jobs.recovery import reap_orphans, recover_interrupted_jobs
 from discord_jobs.region import CellSelect, PaintButton
 from discord_jobs.render import NO_PINGS, JobButton
 from discord_jobs.shared_launch import SharedLauncher
+from discord_jobs.watching import DiscordRequests, gateway_problem
 from imagine import logcontext, logsafe
 from imagine.backends import BackendTable
 from imagine.budget import Budget
@@ -58,6 +59,8 @@ from imagine.i18n import _
 from imagine.jobs import Scheduler
 from imagine.jsonlog import JsonFormatter
 from imagine.member_tokens import MemberTokens
+from imagine.metrics import Metrics
+from imagine.ops_http import OpsServer, database_answers, serve
 from imagine.runner import JobRunner
 from imagine.settings import Settings
 from imagine.shared import SharedScheduler
@@ -127,6 +130,10 @@ class ImagineBot(commands.AutoShardedBot):
         options.setdefault(
             "connector", aiohttp.TCPConnector(limit=DISCORD_CONNECTIONS, keepalive_timeout=60)
         )
+        metrics = Metrics()  # this process's own registry (several bots may share a process)
+        discord_requests = DiscordRequests(metrics.registry)
+        if settings.metrics_port is not None:  # counted only where they are served
+            options.setdefault("http_trace", discord_requests.trace())
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
@@ -137,6 +144,9 @@ class ImagineBot(commands.AutoShardedBot):
         )
         self.settings = settings
         self.force_sync = force_sync
+        self.metrics = metrics
+        self.discord_requests = discord_requests
+        self.ops: OpsServer | None = None
         self.session: aiohttp.ClientSession | None = None
         self.housekeeping: asyncio.Task[None] | None = None
         self.shutdown_task: asyncio.Future[None] | None = None
@@ -159,8 +169,12 @@ class ImagineBot(commands.AutoShardedBot):
 
     async def _set_up(self) -> None:
         settings = self.settings
+        self.ops = await serve(
+            self.metrics, self.readiness, host=settings.metrics_host, port=settings.metrics_port
+        )
         self.session = new_session()
-        self.engine = Engine(settings, session=self.session)
+        self.engine = Engine(settings, session=self.session, observer=self.metrics)
+        self.metrics.watch_engine(self.engine)
         await self.engine.discover_models()
         self.store = await Store.open(settings.database_url)
         self.member_tokens = MemberTokens(self.store, Vault.from_setting(settings.secrets_key))
@@ -183,6 +197,7 @@ class ImagineBot(commands.AutoShardedBot):
             self.scheduler,
             redact=self.engine.redact.shown,
             member_token=self.member_tokens.token_for,
+            metrics=self.metrics,
         )
         launching: dict[str, Any] = {
             "engine": self.engine,
@@ -195,6 +210,11 @@ class ImagineBot(commands.AutoShardedBot):
         self.launcher: Launcher = (
             await self.start_shared(launching) if settings.uses_workers else Launcher(**launching)
         )
+        if self.shared_queue is not None:  # counted in the database, at most once a second
+            self.metrics.watch_shared_queue(self.shared_queue.counts)
+        else:
+            scheduler = self.scheduler
+            self.metrics.watch_queue(lambda: (scheduler.waiting, scheduler.running))
         self.add_dynamic_items(JobButton, CellSelect, PaintButton)
         self.tree.error(self.on_app_command_error)
         for extension in EXTENSIONS:
@@ -257,6 +277,7 @@ class ImagineBot(commands.AutoShardedBot):
                     self.store,
                     self,
                     image_input=bool(self.engine.image_models()),
+                    metrics=self.metrics,
                 )
                 await self.shared_rests.refresh()  # what the workers' refusals taught them
                 if passes * lease / 3 >= SETTINGS_RELOAD_SECONDS:
@@ -264,6 +285,18 @@ class ImagineBot(commands.AutoShardedBot):
                     await self.store.reload_settings()
             except Exception as exc:
                 log.warning("could not look after the shared queue (%s)", exc)
+
+    async def readiness(self) -> str | None:
+        """``/readyz``: every shard of this process connected to Discord, and the database
+        answers (None), or what is not so."""
+        if not self.set_up.is_set():
+            return "starting"
+        if self.shutting_down:
+            return "shutting down"
+        problem = gateway_problem(self)
+        if problem is not None:
+            return problem
+        return await database_answers(self.store.ping)
 
     async def point_gateway(self) -> None:
         """Ask ``GET /gateway/bot`` where the gateway is, so that a custom API base also moves
@@ -430,6 +463,8 @@ class ImagineBot(commands.AutoShardedBot):
             await super().close()
         finally:
             closers: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+            if self.ops is not None:
+                closers.append(("the metrics server", self.ops.close))
             shared_rests: SharedRests | None = getattr(self, "shared_rests", None)
             if shared_rests is not None:
                 closers.append(("the quota rests being kept", shared_rests.close))

@@ -54,6 +54,7 @@ from discord_jobs.earlier_input import read_earlier_input
 from discord_jobs.recovery import INTERRUPTED, ending_shown, reap_orphans
 from discord_jobs.render import Offers
 from discord_jobs.replies import WebhookReply
+from discord_jobs.watching import DiscordRequests
 from imagine import logcontext
 from imagine.drawing import InputImage, Work
 from imagine.engine import Engine
@@ -62,7 +63,9 @@ from imagine.http import new_session
 from imagine.i18n import Shown, _
 from imagine.jobs import Scheduler
 from imagine.member_tokens import MemberTokens
-from imagine.outcomes import Failure
+from imagine.metrics import Metrics
+from imagine.ops_http import OpsServer, database_answers, serve
+from imagine.outcomes import Failure, Outcome
 from imagine.progress import StatusEditor
 from imagine.roster import Roster
 from imagine.runner import JobRunner
@@ -107,12 +110,18 @@ class Worker:
         self.runs: dict[int, asyncio.Task[None]] = {}
         self.closing = False
         self.app: procrastinate.App | None = None
+        self.metrics = Metrics()
+        self.ops: OpsServer | None = None
 
     async def start(self) -> None:
         settings = self.settings
         discord.http.Route.BASE = settings.discord_api_base_url.rstrip("/")
+        self.ops = await serve(
+            self.metrics, self.readiness, host=settings.metrics_host, port=settings.metrics_port
+        )
         self.session = new_session()
-        self.engine = Engine(settings, session=self.session)
+        self.engine = Engine(settings, session=self.session, observer=self.metrics)
+        self.metrics.watch_engine(self.engine)
         await self.engine.discover_models()
         self.store = await Store.open(settings.database_url)
         self.shared_rests = SharedRests(self.engine.rests, self.store)
@@ -124,6 +133,7 @@ class Worker:
             max_total=settings.max_queued_jobs,
             lease_seconds=settings.job_lease_seconds,
         )
+        self.metrics.watch_shared_queue(self.queue.counts)
         self.roster = Roster(self.store)
         tokens = MemberTokens(self.store, Vault.from_setting(settings.secrets_key))
         # The shared queue decides what runs; the runner's own scheduler never makes it wait.
@@ -136,8 +146,12 @@ class Worker:
             editor_factory=functools.partial(StatusEditor, per_window=WORKER_EDITS),
             still_mine=self._still_mine,
             member_token=tokens.token_for,  # a member's own token, read at the job's turn
+            metrics=self.metrics,
         )
-        self.client = discord.Client(intents=discord.Intents.none())
+        traced: dict[str, Any] = {}  # Discord's answers counted where they are served
+        if self.ops is not None:
+            traced["http_trace"] = DiscordRequests(self.metrics.registry).trace()
+        self.client = discord.Client(intents=discord.Intents.none(), **traced)
         await self.client.login(settings.discord_token or "")  # REST only: no gateway
         self.signals = await Signals.connect(settings.database_url)
         await self.signals.on_cancel(self.cancel)
@@ -150,6 +164,14 @@ class Worker:
         self._spawn(self._reload_settings())
         log.info("worker %s ready", self.name)
 
+    async def readiness(self) -> str | None:
+        """``/readyz``: the database answers (a worker needs no gateway)."""
+        if not hasattr(self, "store"):
+            return "starting"
+        if self.closing:
+            return "stopping"
+        return await database_answers(self.store.ping)
+
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(work)
         self.tasks.add(task)
@@ -158,6 +180,8 @@ class Worker:
 
     async def close(self) -> None:
         """Close what ``start`` opened (as far as it got), each even if another fails."""
+        if self.ops is not None:
+            await self.ops.close()
         tasks = list(self.tasks)
         for task in tasks:
             task.cancel()
@@ -305,6 +329,7 @@ class Worker:
         await self.store.update_job(
             job.id, state=JobState.CANCELLED, finished_at=time.time(), interaction_token=None
         )
+        self.metrics.job_ended(job, Outcome.CANCELLED)
 
     async def _inputs(self, job: JobRecord) -> tuple[InputImage, ...]:
         """The job's input image, read back from Discord and checked against its hash."""
@@ -323,6 +348,7 @@ class Worker:
             error=message[:1000],
             interaction_token=None,
         )
+        self.metrics.job_ended(job, Outcome.FAILED)
 
     async def _lost_before_start(self, job_id: int) -> None:
         """Something failed before the runner had the job: its reply must not stay on its
@@ -357,6 +383,7 @@ class Worker:
             error=INTERRUPTED,
             interaction_token=None,
         )
+        self.metrics.job_ended(job, Outcome.INTERRUPTED)
         return False
 
     async def _still_mine(self, job: JobRecord) -> bool:
@@ -425,7 +452,11 @@ class Worker:
             self.start_run(claim, slot=False)
         try:
             await reap_orphans(
-                self.queue, self.store, self.client, image_input=bool(self.engine.image_models())
+                self.queue,
+                self.store,
+                self.client,
+                image_input=bool(self.engine.image_models()),
+                metrics=self.metrics,
             )
         except Exception as exc:
             log.warning("could not look for lost jobs (%s)", exc)

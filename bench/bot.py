@@ -4,6 +4,16 @@
                                   [--count 4]
     .venv/bin/python -m bench.bot --arrivals poisson [--rate 5,20,50] [--jobs 200]
                                   [--spread 0.25] [--seed 1]
+    .venv/bin/python -m bench.bot --scrape [--sizes 200] [--rounds 5] [--scrape-every 0.05]
+                                  [--arrivals poisson --rate 20 --jobs 200]
+
+``--scrape``: what serving metrics costs the bot under load. Each round runs the same load
+three times, in a rotating order: without ``METRICS_PORT`` ("off"), with it but nobody
+scraping ("on"), and with it while ``bench.scraper`` (a process of its own) fetches
+``/metrics`` every ``--scrape-every`` seconds for the whole of the jobs ("scraped"). One
+row per run, then the median of each figure over the rounds and the ratios of those medians
+(scraped / on, on / off). After each run with metrics, ``/metrics`` is read once more and
+its ``imagine_jobs_total`` must count every job (a scrape under load is also a right one).
 
 ``--arrivals poisson``: instead of N jobs in the same millisecond (the thundering herd, the
 worst case), ``--jobs`` jobs arrive one by one at ``--rate`` jobs per second on average
@@ -47,11 +57,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
+import json
 import logging
 import math
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -127,6 +140,10 @@ class Row:
     #: Poisson arrivals: the rate asked (jobs/s) and the rate the arrivals really had.
     rate: float | None = None
     real_rate: float | None = None
+    #: --scrape: the variant ("off", "on", "scraped") and what the scraper saw.
+    variant: str = ""
+    scrapes: int = 0
+    scrape_ms: list[float] = field(default_factory=list)
 
     def poisson_cells(self) -> list[str]:
         return [
@@ -287,7 +304,13 @@ async def send_spread(
 
 
 async def run_size(
-    n: int, args: argparse.Namespace, logs: LogCounter, rate: float | None = None
+    n: int,
+    args: argparse.Namespace,
+    logs: LogCounter,
+    rate: float | None = None,
+    *,
+    metrics: bool = False,
+    scrape_every: float | None = None,
 ) -> Row:
     space_args = ["--port", "0", "--delay", str(args.delay), *(["--noise"] if args.noise else [])]
     if rate is not None:
@@ -313,11 +336,13 @@ async def run_size(
                 "DATABASE_URL": f"sqlite:///{Path(tmp) / 'imagine.db'}",
                 "MAX_CONCURRENT_JOBS": str(n),
                 "LOG_LEVEL": "WARNING",
+                **({"METRICS_PORT": "0"} if metrics else {}),
             }
             settings = Settings.from_env(env)
             gc.collect()
             reset_peak_rss()
-            async with running_bot(settings):
+            scraped = Path(tmp) / "scrapes.json"
+            async with running_bot(settings) as bot:
                 if args.warmup:
                     spec = slash_spec(warmup_user, guilds[-1]["id"], "warm-up", args.model)
                     (sent,) = await control.slash([spec])
@@ -333,19 +358,38 @@ async def run_size(
                     for i, user in enumerate(users)
                 ]
                 pids = {"fake Discord": fake["pid"], "fake Space": space["pid"]}
-                fake_cpu0 = {name: process_cpu(pid) for name, pid in pids.items()}
-                cpu0, wall0 = time.process_time(), time.monotonic()
-                if rate is None:
-                    sent = await control.slash(specs)
-                else:
-                    offsets = arrival_offsets(n, rate, args.seed)
-                    sent = await send_spread(control, specs, offsets)
-                ids = [s["id"] for s in sent]
-                result = await control.interactions(ids, wait=args.delay * 3 + 120)
-                cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
-                fake_cpu = {name: process_cpu(pid) - fake_cpu0[name] for name, pid in pids.items()}
+                metrics_url = f"http://127.0.0.1:{bot.ops.port}/metrics" if metrics else ""
+                async with contextlib.AsyncExitStack() as scraping:
+                    if scrape_every is not None:
+                        scraper = await scraping.enter_async_context(
+                            fake_process(
+                                "bench.scraper",
+                                metrics_url,
+                                "--every",
+                                str(scrape_every),
+                                "--out",
+                                str(scraped),
+                            )
+                        )
+                        pids["scraper"] = scraper["pid"]
+                    fake_cpu0 = {name: process_cpu(pid) for name, pid in pids.items()}
+                    cpu0, wall0 = time.process_time(), time.monotonic()
+                    if rate is None:
+                        sent = await control.slash(specs)
+                    else:
+                        offsets = arrival_offsets(n, rate, args.seed)
+                        sent = await send_spread(control, specs, offsets)
+                    ids = [s["id"] for s in sent]
+                    result = await control.interactions(ids, wait=args.delay * 3 + 120)
+                    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+                    fake_cpu = {
+                        name: process_cpu(pid) - fake_cpu0[name] for name, pid in pids.items()
+                    }
+                seen = json.loads(scraped.read_text()) if scraped.exists() else {}
                 completions = await space_completions(http, space["url"])
                 stats = await control.stats()
+                expected = n + (1 if args.warmup else 0)
+                counted = await jobs_counted(http, metrics_url, expected) if metrics else None
             peak = peak_rss_mb()
     row = measure(
         n,
@@ -358,6 +402,13 @@ async def run_size(
         wall,
     )
     row.fake_cpu = fake_cpu
+    if scrape_every is not None:
+        row.scrapes = seen.get("scrapes", 0)
+        row.scrape_ms = seen.get("ms", [])
+        if not seen or seen.get("failures"):
+            row.problems.append(f"scraper: {seen.get('failures', 'no record')} failed scrape(s)")
+    if counted is not None and counted != expected:
+        row.problems.append(f"/metrics counted {counted} jobs done, not {expected}")
     if rate is not None:
         row.rate = rate
         created = sorted(r["created_at"] for r in result["interactions"])
@@ -370,6 +421,27 @@ async def run_size(
     for record in logs.records:
         row.problems.append(f"bot log {record.levelname}: {record.getMessage()[:300]}")
     return row
+
+
+async def jobs_counted(http: aiohttp.ClientSession, url: str, expected: int) -> float:
+    """The jobs done that ``/metrics`` counts (``imagine_jobs_total{outcome="done"}``), once
+    it counts ``expected`` or after 5 s: a job is counted just after its reply shows its
+    ending, and a page may be up to a second old (``imagine.ops_http.PAGE_FRESH``)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    deadline = time.monotonic() + 5.0
+    while True:
+        async with http.get(url) as response:
+            text = await response.text()
+        counted = sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "imagine_jobs_total" and sample.labels.get("outcome") == "done"
+        )
+        if counted == expected or time.monotonic() > deadline:
+            return counted
+        await asyncio.sleep(0.25)
 
 
 def aims_report(row: Row) -> list[str]:
@@ -416,8 +488,15 @@ async def main(argv: list[str] | None = None) -> int:
         "--spread", type=float, default=0.25, help="sd of generation times / mean (poisson)"
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of arrivals and times")
+    parser.add_argument("--scrape", action="store_true", help="the cost of /metrics (above)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the three (--scrape)")
+    parser.add_argument(
+        "--scrape-every", type=float, default=0.05, help="seconds between scrapes (--scrape)"
+    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.scrape:
+        return await scrape_main(args, argv)
     if args.arrivals == "poisson":
         return await poisson_main(args, argv)
 
@@ -493,6 +572,123 @@ async def poisson_main(args: argparse.Namespace, argv: list[str] | None) -> int:
         print("\n".join(aims_report(row)))
         if row.problems:
             print(f"{len(row.problems)} problem(s)")
+            for problem in row.problems[:10]:
+                print(f"  {problem}")
+    return 0
+
+
+VARIANTS = ("off", "on", "scraped")
+SCRAPE_HEADER = [
+    "round",
+    "metrics",
+    "jobs ok",
+    "ack p50 ms",
+    "ack p99 ms",
+    "overhead p50 ms",
+    "overhead p99 ms",
+    "bot CPU s",
+    "scrapes",
+    "scrape p50 ms",
+    "scrape p99 ms",
+]
+
+
+def scrape_figures(row: Row) -> dict[str, float]:
+    return {
+        "ack p50 ms": percentile(row.ack_ms, 50),
+        "ack p99 ms": percentile(row.ack_ms, 99),
+        "overhead p50 ms": percentile(row.overhead_ms, 50),
+        "overhead p99 ms": percentile(row.overhead_ms, 99),
+        "bot CPU s": row.cpu,
+    }
+
+
+def scrape_cells(label: str, row: Row) -> list[str]:
+    figures = scrape_figures(row)
+    scraped = row.variant == "scraped"
+    return [
+        label,
+        row.variant,
+        f"{row.ok}/{row.n}",
+        *(f"{figures[k]:.1f}" for k in list(figures)[:4]),
+        f"{figures['bot CPU s']:.2f}",
+        str(row.scrapes) if scraped else "-",
+        f"{percentile(row.scrape_ms, 50):.1f}" if scraped else "-",
+        f"{percentile(row.scrape_ms, 99):.1f}" if scraped else "-",
+    ]
+
+
+async def scrape_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Rounds of off / on / scraped, the order rotating each round (see the module notes)."""
+    (n,) = [int(s) for s in args.sizes.split(",") if s.strip()][:1] or [200]
+    rate = None
+    if args.arrivals == "poisson":
+        rate = float(args.rate.split(",")[0])
+        n = args.jobs
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logs = LogCounter()
+    logging.getLogger().addHandler(logs)
+    rows: list[tuple[int, Row]] = []
+    started = time.monotonic()
+    load0 = os.getloadavg()
+    for round_ in range(args.rounds):
+        order = VARIANTS[round_ % 3 :] + VARIANTS[: round_ % 3]
+        for variant in order:
+            print(f"round {round_ + 1}, {variant}...", file=sys.stderr, flush=True)
+            row = await run_size(
+                n,
+                args,
+                logs,
+                rate,
+                metrics=variant != "off",
+                scrape_every=args.scrape_every if variant == "scraped" else None,
+            )
+            row.variant = variant
+            rows.append((round_ + 1, row))
+    load1 = os.getloadavg()
+    command = " ".join(
+        [".venv/bin/python -m bench.bot", *(argv if argv is not None else sys.argv[1:])]
+    )
+    load = "N jobs at once" if rate is None else f"{n} jobs arriving at {rate:g}/s (Poisson)"
+    print(
+        f"{load}, N={n}, model {args.model}, {args.delay:g}s generations; scraped: /metrics "
+        f"fetched every {args.scrape_every * 1000:g} ms by another process\n"
+    )
+    print("| " + " | ".join(SCRAPE_HEADER) + " |")
+    print("|" + "|".join("---:" for _ in SCRAPE_HEADER) + "|")
+    for round_, row in rows:
+        print("| " + " | ".join(scrape_cells(str(round_), row)) + " |")
+    medians = {
+        variant: {
+            key: statistics.median(scrape_figures(r)[key] for _, r in rows if r.variant == variant)
+            for key in scrape_figures(rows[0][1])
+        }
+        for variant in VARIANTS
+    }
+    print("\nmedians over the rounds, and their ratios:\n")
+    keys = list(medians["off"])
+    print("| | " + " | ".join(keys) + " |")
+    print("|---|" + "|".join("---:" for _ in keys) + "|")
+    for variant in VARIANTS:
+        print(f"| {variant} | " + " | ".join(f"{medians[variant][k]:.2f}" for k in keys) + " |")
+    for top, bottom in (("scraped", "on"), ("on", "off")):
+        ratios = [medians[top][k] / medians[bottom][k] for k in keys]
+        print(f"| {top} / {bottom} | " + " | ".join(f"{r:.2f}x" for r in ratios) + " |")
+    scrapes = [r for _, r in rows if r.variant == "scraped"]
+    every_ms = [ms for r in scrapes for ms in r.scrape_ms]
+    print(
+        f"\nscrapes: {sum(r.scrapes for r in scrapes)} in {len(scrapes)} runs, latency p50 "
+        f"{percentile(every_ms, 50):.1f} ms, p99 {percentile(every_ms, 99):.1f} ms, max "
+        f"{max(every_ms, default=math.nan):.1f} ms"
+    )
+    print(f"\n{command}   ({time.monotonic() - started:.0f}s)")
+    print(
+        f"load average (1, 5, 15 min) before: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}; "
+        f"after: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} ({os.cpu_count()} cores)"
+    )
+    for round_, row in rows:
+        if row.problems:
+            print(f"\nround {round_} {row.variant}: {len(row.problems)} problem(s)")
             for problem in row.problems[:10]:
                 print(f"  {problem}")
     return 0

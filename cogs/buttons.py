@@ -33,7 +33,7 @@ from imagine.errors import FetchError, message_of
 from imagine.fetch import fetch_image
 from imagine.i18n import Text, _, texts
 from imagine.operations import operation_of
-from imagine.outcomes import Delivery, Picture
+from imagine.outcomes import Delivery, Outcome, Picture
 from imagine.store import FINAL_STATES, JobKind, JobRecord, JobState
 
 from .utils.modals import EditModal
@@ -119,6 +119,7 @@ class JobButtons(commands.Cog):
             await self.bot.store.update_job(
                 job.id, state=JobState.CANCELLED, finished_at=time.time(), interaction_token=None
             )
+            self.bot.metrics.job_ended(job, Outcome.CANCELLED)
             return True
         if await queue.request_cancel(job.id, by=by):  # kept until its worker sees it
             await interaction.response.defer()  # the worker's ending edits the message

@@ -23,6 +23,7 @@ from imagine.inputs import InputImage
 from imagine.jobs import QueueFull, Scheduler, SchedulerBusy, SchedulerClosed, Ticket
 from imagine.limits import Cooldowns, RateLimiter
 from imagine.operations import Operation, fill_prompt
+from imagine.outcomes import Outcome
 from imagine.runner import JobRunner
 from imagine.settings import MAX_SIDE
 from imagine.store import GuildSettings, JobKind, JobRecord, JobState, Store, UserSettings
@@ -706,6 +707,7 @@ class Launcher:
                 await self.store.update_job(
                     job.id, state=JobState.FAILED, finished_at=time.time(), error="could not reply"
                 )
+                self.runner.metrics.job_ended(job, Outcome.FAILED)
             raise
         ticket.job_id = job.id
         self.runner.start(job, ticket, reply, plan.work())

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from imagine.i18n import Language, Text, _, texts
-from imagine.outcomes import Failure
+from imagine.metrics import Metrics
+from imagine.outcomes import Failure, Outcome
 from imagine.shared import SharedScheduler
 from imagine.store import ACTIVE_STATES, JobRecord, JobState, Store
 
@@ -132,6 +133,7 @@ async def recover_interrupted_jobs(bot: ImagineBot) -> int:
         await bot.store.update_job(
             job.id, state=JobState.INTERRUPTED, finished_at=time.time(), error=INTERRUPTED
         )
+        bot.metrics.job_ended(job, Outcome.INTERRUPTED)
         if not reply.reachable:
             continue
         failure = Failure(job, INTERRUPTED, interrupted=True)
@@ -165,11 +167,13 @@ async def reap_orphans(
     client: discord.Client,
     *,
     image_input: bool = False,
+    metrics: Metrics | None = None,
 ) -> int:
     """End every job left in progress without a place in the shared queue: its reply says
     it was lost (with Retry), unless it already shows an ending, which only the log then
     follows; returns how many were found. Gateways and workers both run it (the queue's
-    lock gives each job to one of them)."""
+    lock gives each job to one of them), and the one that ends a job counts it as lost in
+    its ``metrics`` (one whose ending was shown already was counted where it was shown)."""
     reaped = await queue.reap(ORPHAN_LEASES * queue.lease_seconds, JobState.FAILED)
     for job_id in reaped:
         job = await store.job(job_id)
@@ -187,4 +191,6 @@ async def reap_orphans(
             log.info("could not tell lost job %s (%s)", job.id, exc)
         # The state again (the queue set it): the ending that gives back a budget charge.
         await store.update_job(job.id, state=JobState.FAILED, error=LOST, interaction_token=None)
+        if metrics is not None:
+            metrics.job_ended(job, Outcome.LOST)
     return len(reaped)

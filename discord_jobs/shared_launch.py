@@ -16,7 +16,7 @@ import discord
 from imagine.errors import message_of
 from imagine.i18n import Shown, Text, _, joined
 from imagine.jobs import QueueFull, SchedulerBusy, Ticket
-from imagine.outcomes import Failure, Reply, StatusLine
+from imagine.outcomes import Failure, Outcome, Reply, StatusLine
 from imagine.progress import StatusEditor
 from imagine.roster import Roster
 from imagine.runner import queue_status
@@ -125,6 +125,7 @@ class SharedLauncher(Launcher):
             await self.store.update_job(
                 job.id, state=JobState.FAILED, finished_at=time.time(), error="could not reply"
             )
+            self.runner.metrics.job_ended(job, Outcome.FAILED)
             raise
         await self.enqueue(job, plan, reply)
 
@@ -188,6 +189,7 @@ class SharedLauncher(Launcher):
             error=message,
             interaction_token=None,
         )
+        self.runner.metrics.job_ended(job, Outcome.FAILED)
 
     async def forget(self, job_id: int) -> None:
         """Stop showing a job's place (a worker started it, or it was cancelled)."""

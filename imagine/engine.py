@@ -28,7 +28,8 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
-from typing import Any, cast
+from enum import StrEnum
+from typing import Any, Protocol, cast
 
 import aiohttp
 
@@ -54,6 +55,7 @@ from .media import check_media
 from .providers.base import ImageProvider, ImageRequest, check_seed, clean_prompt
 from .providers.chat import chat_completion
 from .providers.describe import DescribeProvider
+from .providers.horde import HordeWaiting
 from .providers.openai import list_models as list_openai_models
 from .providers.upscale import UPSCALE_FACTOR, check_upscale_factor
 from .quota import BOT_ACCOUNT, QuotaRests, Rest, account_of
@@ -82,6 +84,46 @@ TRANSLATE_SECONDS = 30.0
 """The most a translation may take: it holds up a drawing, so it is given far less than a job."""
 
 Item = Response | Description
+
+
+class Attempt(StrEnum):
+    """How one attempt at a backend went (``RouteObserver.backend_tried``)."""
+
+    OK = "ok"  # it answered to the end
+    ERROR = "error"  # it failed (refused, broke, went away)
+    TIMEOUT = "timeout"  # it stopped answering (the watchdog) or ran out of time
+    QUOTA = "quota"  # ZeroGPU refused the account: out of quota
+
+
+class RouteObserver(Protocol):
+    """Told what routing sees, for a program that measures it (the bot's metrics)."""
+
+    def backend_tried(self, backend: str, outcome: str, seconds: float) -> None:
+        """One attempt at ``backend`` (its name) ended after ``seconds``, as ``outcome``
+        (an ``Attempt``)."""
+
+    def horde_wait_announced(self, backend: str, seconds: float) -> None:
+        """The AI Horde's first estimate of a job's wait (its ``wait_time``)."""
+
+
+class Unobserved:
+    """A ``RouteObserver`` that keeps nothing (the engine's default)."""
+
+    def backend_tried(self, backend: str, outcome: str, seconds: float) -> None:
+        pass
+
+    def horde_wait_announced(self, backend: str, seconds: float) -> None:
+        pass
+
+
+def attempt_of(error: ImagineError) -> Attempt:
+    if isinstance(error, QuotaExceeded):
+        return Attempt.QUOTA
+    if isinstance(error, BackendTimeout):
+        return Attempt.TIMEOUT
+    return Attempt.ERROR
+
+
 InputImages = Sequence[tuple[bytes, str]]
 """Input images as gpt4free takes them: ``[(bytes, filename), ...]``."""
 
@@ -99,8 +141,11 @@ class Engine:
         *,
         session: aiohttp.ClientSession | None = None,
         table: BackendTable | None = None,
+        observer: RouteObserver | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
+        self.observer: RouteObserver = observer if observer is not None else Unobserved()
+        """Told each backend attempt and the AI Horde's announced waits (the bot's metrics)."""
         self._session = session
         self._owns_session = session is None
         self.tokens = ZeroGPUTokens(self.settings.hf_endpoint, hf_token=self.settings.hf_token)
@@ -637,14 +682,23 @@ class Engine:
                 yield Notice(quota_notice(self.backend(rested.backend), rested, backend))
             tried = True
             breaker = self.breaker(backend.name)
+            started = time.monotonic()
+            announced = False
             try:
                 async with contextlib.aclosing(self._start(backend, model, job)) as items:
                     async for item in items:
+                        if not announced and isinstance(item, HordeWaiting):
+                            announced = True
+                            self.observer.horde_wait_announced(backend.name, item.wait_time)
                         yield tagged(item, model, backend)
                 breaker.success()
+                self.observer.backend_tried(backend.name, Attempt.OK, time.monotonic() - started)
                 return
             except ImagineError as exc:
                 error = self.public(exc)
+                self.observer.backend_tried(
+                    backend.name, attempt_of(error), time.monotonic() - started
+                )
                 if isinstance(error, BackendError):
                     error.backend = backend.label  # the backend by the name people know
                 if isinstance(error, BackendTimeout):

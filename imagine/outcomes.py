@@ -7,11 +7,22 @@ only, not on how jobs are run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from .fetch import FetchedImage
 from .i18n import Shown
 from .store import JobRecord
+
+
+class Outcome(StrEnum):
+    """How a job ended, as the metrics count it (``imagine_jobs_total{outcome}``)."""
+
+    DONE = "done"  # its image (or its prompts, for /describe) was shown
+    FAILED = "failed"  # it produced nothing and said why
+    CANCELLED = "cancelled"  # someone pressed Cancel
+    INTERRUPTED = "interrupted"  # a restart (or a second dead worker) cut it off
+    LOST = "lost"  # it never reached the queue, or lost its place there; the reaper told it
 
 
 @dataclass(frozen=True, slots=True)

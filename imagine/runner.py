@@ -26,7 +26,8 @@ from .i18n import Shown, Text, _, n_
 from .images import pixel_cap, preview_jpeg
 from .jobs import Scheduler, Ticket, TicketState
 from .logcontext import job_context
-from .outcomes import Delivery, Described, Failure, Picture, Reply, StatusLine
+from .metrics import Metrics
+from .outcomes import Delivery, Described, Failure, Outcome, Picture, Reply, StatusLine
 from .progress import JobStatus, Look, StatusEditor
 from .responses import ImagePreview
 from .store import JobKind, JobRecord, JobState, Store
@@ -54,6 +55,21 @@ def queue_status(position: int) -> Text:
 HANDED_BACK = _("Back in line: the worker drawing this stopped; another one will start it.")
 
 
+Show = Callable[[Awaitable[None]], Awaitable[None]]
+"""An ending's work: it is given the status editor's closing to wait for before it shows
+anything (it may write the job log meanwhile)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """What a job's reply must end with (``show``), and how the metrics count it: ``outcome``
+    (None: not an ending here, e.g. a job handed back to the queue) and the backend's label."""
+
+    show: Show
+    outcome: Outcome | None
+    backend: str | None = None
+
+
 class StopReason(enum.Enum):
     """Why a job was stopped before its end: a type, so no text a member types (a display
     name, say) can pass for the bot shutting down."""
@@ -68,11 +84,6 @@ class StopReason(enum.Enum):
 class Stop:
     reason: StopReason
     by: str | None = None  # who cancelled, as shown to people
-
-
-Ending = Callable[[Awaitable[None]], Awaitable[None]]
-"""What a job's reply ends with; it is given the status editor's closing to wait for before
-it shows anything."""
 
 
 @dataclass
@@ -99,8 +110,11 @@ class JobRunner:
         redact: Callable[[Shown], Shown] = as_is,
         still_mine: Callable[[JobRecord], Awaitable[bool]] | None = None,
         member_token: Callable[[int], Awaitable[str | None]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.engine = engine
+        self.metrics = metrics if metrics is not None else Metrics()
+        """Each job's wait and ending are counted here (a process's ``/metrics``)."""
         self.store = store
         self.scheduler = scheduler
         self.editor_factory = editor_factory
@@ -176,7 +190,9 @@ class JobRunner:
             ending = await self._outcome(active, reply, work)
             assert active.quiet is not None
             if await self._may_end(active):
-                await ending(active.quiet)
+                await ending.show(active.quiet)
+                if ending.outcome is not None:
+                    self.metrics.job_ended(active.job, ending.outcome, ending.backend)
             else:
                 await active.quiet
         finally:
@@ -264,7 +280,7 @@ class JobRunner:
                 interaction_token=None,  # the reply is final: the token has no more use
             )
 
-        return end
+        return Ending(end, Outcome.DONE, delivery.first.backend)
 
     def _ending_described(self, described: Described, reply: Reply) -> Ending:
         async def end(quiet: Awaitable[None]) -> None:
@@ -278,7 +294,7 @@ class JobRunner:
                 job_id, state=JobState.DONE, finished_at=time.time(), interaction_token=None
             )
 
-        return end
+        return Ending(end, Outcome.DONE, described.backend)
 
     def _ending_failed(self, job: JobRecord, reply: Reply, error: ImagineError) -> Ending:
         retry_at = None
@@ -306,15 +322,20 @@ class JobRunner:
                 interaction_token=None,
             )
 
-        return end
+        return Ending(end, Outcome.FAILED, failure.backend)
 
     def _ending_stopped(self, job: JobRecord, reply: Reply, stop: Stop) -> Ending:
-        async def end(quiet: Awaitable[None]) -> None:
-            await quiet
-            if stop.reason is StopReason.HANDED_BACK:
+        if stop.reason is StopReason.HANDED_BACK:
+
+            async def back_in_line(quiet: Awaitable[None]) -> None:
+                await quiet
                 await self._safely(reply.status(StatusLine(HANDED_BACK)), job)
-                return
-            if stop.reason is StopReason.SHUTDOWN:
+
+            return Ending(back_in_line, None)  # it ends on the next worker
+        if stop.reason is StopReason.SHUTDOWN:
+
+            async def interrupted(quiet: Awaitable[None]) -> None:
+                await quiet
                 failure = Failure(
                     job, _("The bot restarted before this image was finished."), interrupted=True
                 )
@@ -326,13 +347,17 @@ class JobRunner:
                     error=failure.message,
                     interaction_token=None,
                 )
-                return
+
+            return Ending(interrupted, Outcome.INTERRUPTED)
+
+        async def cancelled(quiet: Awaitable[None]) -> None:
+            await quiet
             await self._safely(reply.cancelled(job, stop.by), job)
             await self.store.update_job(
                 job.id, state=JobState.CANCELLED, finished_at=time.time(), interaction_token=None
             )
 
-        return end
+        return Ending(cancelled, Outcome.CANCELLED)
 
     @staticmethod
     async def _safely(ending: Awaitable[None], job: JobRecord) -> None:
@@ -347,6 +372,7 @@ class JobRunner:
         self, job: JobRecord, ticket: Ticket, status: JobStatus, work: Work
     ) -> Delivery | Described:
         await self.scheduler.wait_turn(ticket)
+        self.metrics.job_started(job)
         if job.started_at is None:  # a shared queue stamps it when a worker claims the job
             self.store.update_job(job.id, state=JobState.RUNNING, started_at=time.time())
         status.progress(_("Starting"))

@@ -64,6 +64,16 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     return raw.lower()
 
 
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    """A TCP port, or None when unset; 0 asks the system for any free one."""
+    if _text(env, name) is None:
+        return None
+    port = _integer(env, name, 0)
+    if port > 65535:
+        raise BadInput(f"{name} must be a port number (0..65535), not {port}")
+    return port
+
+
 def _unless_none(value: str | None) -> str | None:
     """A setting that ``none`` turns off (an empty value means "the default", as elsewhere)."""
     return None if value is None or value.casefold() == "none" else value
@@ -158,6 +168,8 @@ class Settings:
     workers: str | None = None  # "inline": one process even on PostgreSQL
     worker_concurrency: int = 4  # jobs one ``python worker.py`` runs at once
     job_lease_seconds: float = 30.0  # a worker that stops heartbeating loses its job after this
+    metrics_port: int | None = None  # /metrics, /healthz, /readyz; None: not served; 0: any free
+    metrics_host: str = "127.0.0.1"
 
     @property
     def uses_workers(self) -> bool:
@@ -243,6 +255,8 @@ class Settings:
             workers=_text(env, "WORKERS"),
             worker_concurrency=_integer(env, "WORKER_CONCURRENCY", d.worker_concurrency, minimum=1),
             job_lease_seconds=_number(env, "JOB_LEASE_SECONDS", d.job_lease_seconds, minimum=1),
+            metrics_port=_port(env, "METRICS_PORT"),
+            metrics_host=_text_or(env, "METRICS_HOST", d.metrics_host),
         )
 
     @property

@@ -3,8 +3,9 @@
 The fake Discord runs as ``python -m tests.fakes.discord_server`` in a subprocess and is
 driven over HTTP only; the fake Space's completion records are checked in-process, through
 the real engine. What ``bench.soak`` adds is checked too: the Space's ``failure_rate`` knob
-(and its ``--failure-rate`` flag), and the fake Discord's ``drop_gateway`` and ``replies``
-control routes, with a real discord.py client connected to an in-process fake.
+(and its ``--failure-rate`` flag), and the fake Discord's ``drop_gateway``, ``gateway`` (an
+outage) and ``replies`` control routes, with a real discord.py client connected to an
+in-process fake.
 """
 
 from __future__ import annotations
@@ -357,3 +358,31 @@ async def test_drop_gateway_route_drops_the_connection_and_the_client_resumes():
         await control("/replies", {"ids": ["12345"]}, status=400)
         stats = await (await http.get(fake.control_url + "/stats")).json()
         assert stats["resumes"] == 2 and stats["count_429"] == 0
+
+
+async def test_gateway_route_holds_connections_through_an_outage_then_the_client_resumes():
+    """``POST /_control/gateway {"up": false}``: the connection drops and the client's
+    reconnection is held (no HELLO) for as long as the outage lasts: the client stays
+    disconnected; ``{"up": true}``: it gets its HELLO and RESUMEs the same session."""
+    async with FakeDiscord() as fake, aiohttp.ClientSession() as http:
+
+        async def control(body: object, status: int = 200) -> dict:
+            async with http.post(fake.control_url + "/gateway", json=body) as response:
+                data = await response.json()
+                assert response.status == status, data
+                return data
+
+        await control({"up": "no"}, status=400)
+        await control({"up": False, "code": "4000"}, status=400)
+        async with _connected(fake) as client:
+            down = await control({"up": False})
+            assert down == {"down": True, "held": 0, "resumes": 0, "identifies": 1}
+            await fake.wait_until(lambda: fake.gateway.held == 1, 5)  # the client came back
+            await asyncio.sleep(0.5)  # ... and is still held, not connected
+            assert client.ws is None or not client.ws.open
+            assert fake.resumes == 0 and fake.gateway.held == 1
+            up = await control({"up": True})
+            assert up["down"] is False
+            await fake.wait_until(lambda: fake.resumes == 1, 5)
+            await fake.wait_until(lambda: client.ws is not None and client.ws.open, 5)
+            assert fake.identifies == 1 and fake.gateway.held == 0

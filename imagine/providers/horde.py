@@ -38,6 +38,16 @@ CANCEL_WAIT = 1.0
 """The most a stopping job waits for its ``DELETE`` (which runs on after that)."""
 
 
+@dataclass(slots=True)
+class HordeWaiting(Reasoning):
+    """A status while the AI Horde has the job, with the numbers it came from: the place in
+    its queue and the wait it announced (``wait_time``, seconds), which the engine passes to
+    its observer (the bot's metrics). Shown like any status."""
+
+    wait_time: int = 0
+    queue_position: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Recipe:
     """Sampler settings for a family of models."""
@@ -231,7 +241,11 @@ class Horde(ImageProvider):
                     )
                 if progress.done:
                     return
-                yield Reasoning(waiting_status(progress))
+                yield HordeWaiting(
+                    waiting_status(progress),
+                    wait_time=progress.wait_time,
+                    queue_position=progress.queue_position,
+                )
             if context.elapsed() + pause > limit:
                 raise BackendTimeout(f"{LABEL} did not finish within {limit:g}s", backend=LABEL)
             await asyncio.sleep(max(0.0, asked + pause - loop.time()))

@@ -148,6 +148,11 @@ class Database:
         await self.flush()
         await self.engine.dispose()
 
+    async def ping(self) -> None:
+        """``SELECT 1`` on a connection of the pool: the database answers (``/readyz``)."""
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
     def _write(self, write: Write) -> asyncio.Future[Any]:
         """Queue a write; the future resolves once it is committed (errors are logged too)."""
         future = asyncio.get_running_loop().create_future()

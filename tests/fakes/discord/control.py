@@ -30,6 +30,10 @@ bad input is a 400 ``{"error"}``):
 * ``POST /_control/drop_gateway`` ``{"code": null}`` (abort the TCP connections) or
   ``{"code": 4000}`` (close with that code): :meth:`FakeDiscord.drop_gateway`; answers
   ``{"dropped", "resumes", "identifies", "gateway_connects"}`` as they were before the drop.
+* ``POST /_control/gateway`` ``{"up": false, "code"?: null}``: an outage of the gateway
+  (:meth:`FakeDiscord.take_gateway_down`: live connections dropped, new ones held without
+  HELLO); ``{"up": true}`` ends it; answers ``{"down", "held", "resumes", "identifies"}``
+  as they are after the change.
 * ``POST /_control/replies`` ``{"ids": [...]}`` -> ``{"replies": [...]}``: per interaction the
   message its callback made (or the pressed message) as it is now: ``content``, ``flags``,
   ``deleted``, ``attachments`` (count), ``embeds`` (``title``, ``description``), ``buttons``
@@ -82,6 +86,7 @@ class ControlApi:
             ("POST", "/interactions", self._control_interactions),
             ("GET", "/stats", self._control_stats),
             ("POST", "/drop_gateway", self._control_drop_gateway),
+            ("POST", "/gateway", self._control_gateway),
             ("POST", "/replies", self._control_replies),
         ]
         return [(method, CONTROL_PREFIX + path, _guarded(h)) for method, path, h in table]
@@ -238,6 +243,29 @@ class ControlApi:
         }
         await self.fake.drop_gateway(code)
         return json_response(before)
+
+    async def _control_gateway(self, request: web.Request) -> web.Response:
+        """Take the gateway down (``up`` false) or bring it back (``up`` true)."""
+        body = await self._control_body(request)
+        up = body.get("up") if isinstance(body, dict) else None
+        code = body.get("code") if isinstance(body, dict) else None
+        if not isinstance(up, bool):
+            raise ValueError(f"up must be true or false, not {up!r}")
+        if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
+            raise ValueError(f"code must be null or an integer close code, not {code!r}")
+        if up:
+            self.fake.bring_gateway_up()
+        else:
+            await self.fake.take_gateway_down(code)
+        gateway = self.fake.gateway
+        return json_response(
+            {
+                "down": gateway.down,
+                "held": gateway.held,
+                "resumes": self.fake.resumes,
+                "identifies": self.fake.identifies,
+            }
+        )
 
     async def _control_replies(self, request: web.Request) -> web.Response:
         """What each interaction's reply shows now (its embeds' titles, its buttons...)."""

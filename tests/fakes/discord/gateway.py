@@ -20,6 +20,9 @@ Protocol notes:
   A clean close by the client (1000/1001) ends the session, as on Discord.
 * Interactions dispatched while no gateway connection is up are buffered in the session and
   replayed on RESUME; before the very first IDENTIFY they are queued for the first session.
+* ``take_down`` / ``bring_up``: an outage. Live connections are dropped as by ``drop``, and
+  new ones are held (the websocket opens, no HELLO comes) until the gateway is back; then
+  they get HELLO and the client RESUMEs its session as after any drop.
   ``delivered_at`` records when a connection actually wrote an interaction to the client.
 * Sharding as on Discord: IDENTIFY's ``shard: [id, count]`` is refused with 4010 when out of
   range, and with 4011 when ``count`` is below ``required_shards``. A sharded session gets
@@ -185,6 +188,10 @@ class Gateway:
         self.gateway_closes: list[int | None] = []
         #: The query string of every gateway connection (v, encoding, compress).
         self.gateway_queries: list[dict[str, str]] = []
+        self._up = asyncio.Event()
+        self._up.set()
+        #: Connections held without HELLO while the gateway is down.
+        self.held = 0
 
     @property
     def sessions(self) -> list[GatewaySession]:
@@ -289,8 +296,24 @@ class Gateway:
                 await conn.close(code, "dropped by FakeDiscord")
         self.state.changed()
 
+    @property
+    def down(self) -> bool:
+        return not self._up.is_set()
+
+    async def take_down(self, code: int | None = None) -> None:
+        """An outage: live connections dropped (``code`` as in ``drop``), new ones held
+        without HELLO until ``bring_up``. Sessions survive, for RESUME."""
+        self._up.clear()
+        await self.drop(code)
+
+    def bring_up(self) -> None:
+        """The outage is over: held connections get their HELLO."""
+        self._up.set()
+        self.state.changed()
+
     async def close(self) -> None:
         """Abort every connection and stop its writer."""
+        self._up.set()  # held connections end too
         for conn in list(self._connections):
             conn.abort()
             await conn.stop_writer()
@@ -319,6 +342,15 @@ class Gateway:
                 # Not resumable for discord.py, so a zstd-enabled client fails loudly.
                 await conn.close(4012, f"compress={compress} is not supported by FakeDiscord")
                 return ws
+            if self.down:
+                self.held += 1
+                self.state.changed()
+                try:
+                    await self._up.wait()
+                finally:
+                    self.held -= 1
+                if conn.closed or ws.closed:
+                    return ws
             conn.send({"op": 10, "s": None, "t": None, "d": self._hello()})
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:

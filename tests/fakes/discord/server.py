@@ -290,6 +290,16 @@ class FakeDiscord:
         """
         await self.gateway.drop(code)
 
+    async def take_gateway_down(self, code: int | None = None) -> None:
+        """An outage of the gateway: live connections are dropped (``code`` as for
+        ``drop_gateway``) and new ones are held, with no HELLO, until ``bring_gateway_up``;
+        the client then RESUMEs its session."""
+        await self.gateway.take_down(code)
+
+    def bring_gateway_up(self) -> None:
+        """The gateway's outage is over (see ``take_gateway_down``)."""
+        self.gateway.bring_up()
+
     def attachment(self, attachment_id: int) -> dict[str, Any]:
         """An attachment object the CDN holds (with its bytes under ``data``)."""
         return self.cdn.attachments[int(attachment_id)]
