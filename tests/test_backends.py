@@ -361,9 +361,9 @@ async def test_check_reports_up_down_and_changed(space, all_backends):
     assert " yes " in lines["g4f-flux"]
 
 
-def test_the_readme_backends_example_loads(tmp_path, monkeypatch):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+def test_the_docs_backends_example_loads(tmp_path, monkeypatch):
+    page = (Path(__file__).resolve().parents[1] / "docs" / "backends.md").read_text()
+    example = page.split("```toml\n", 1)[1].split("```", 1)[0]
     config = tmp_path / "backends.toml"
     config.write_text(example)
     monkeypatch.setenv("STUDIO_KEY", "sk-studio")

@@ -108,7 +108,7 @@ def test_a_gateway_two_workers_and_postgresql_from_the_dockerfiles_image():
     }
     assert dockerfile.exec_form(dockerfile.only("CMD").arguments) == ["python", "bot.py"]
     images = {(s.get("build"), s.get("image")) for s in bot_services().values()}
-    assert images == {(".", "imagine-bot")}  # built from ./Dockerfile, the tag the README uses
+    assert images == {(".", "imagine-bot")}  # from ./Dockerfile, the tag docs/operations.md uses
 
 
 def test_every_bot_and_worker_gets_time_to_stop():

@@ -223,10 +223,10 @@ def test_the_base_image_is_python_3_11_slim_pinned_by_digest():
     assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", base), base
 
 
-def test_the_readmes_docker_run_gives_the_processes_time_to_stop():
-    """A plain ``docker run`` waits 10 s before SIGKILL; the README's commands say longer."""
-    readme = (ROOT / "README.md").read_text()
-    runs = re.findall(r"docker run [^\n]*", readme)
+def test_the_docs_docker_run_gives_the_processes_time_to_stop():
+    """A plain ``docker run`` waits 10 s before SIGKILL; the documented commands say longer."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    runs = [run for page in pages for run in re.findall(r"docker run [^\n]*", page.read_text())]
     assert runs
     grace = Settings().shutdown_grace_seconds
     for run in runs:
