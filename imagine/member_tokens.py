@@ -108,9 +108,10 @@ class MemberTokens:
     async def token_for(self, user_id: int) -> str | None:
         """The member's own token for a job of theirs starting now; None: the bot's account
         (the feature is off, they connected none, or no key opens theirs)."""
-        if self.vault is None:
-            return None
-        stored = await self.store.read_sealed_token(user_id)
+        if self.vault is None or self.store.sealed_token(user_id) is None:
+            return None  # most members have none: no database read for them (the cache
+            # follows other processes' connects and forgets within a second)
+        stored = await self.store.read_sealed_token(user_id)  # fresh: a forget counts at once
         if stored is None:
             return None
         token = self.vault.open(stored.sealed)
