@@ -3,6 +3,8 @@
 Each test taking ``database_url`` runs on SQLite and on PostgreSQL (tests/postgres.py).
 """
 
+import asyncio
+
 import sqlalchemy as sa
 
 from imagine.store import MIGRATIONS, Store, async_url
@@ -52,3 +54,41 @@ async def test_job_log(database_url):
     assert (loaded.state, loaded.result_seed, loaded.prompt) == ("done", 7, "p")
     assert await store.count_jobs(state="done") == 1
     await store.close()
+
+
+async def test_the_writer_runs_a_burst_of_one_shape_as_one_statement_in_order(database_url):
+    """A burst of inserts and updates (a herd of jobs starting and ending) goes through the
+    writer as executemany runs: every insert gets its own id, in order; updates of one job
+    keep their order; a bad write in the batch sinks only itself."""
+    from imagine.store import jobs
+    from imagine.store.database import Statement
+
+    store = await Store.open(database_url)
+    try:
+        values = dict(
+            user_id=7, guild_id=1, channel_id=2, source="slash", model="flux", width=8,
+            height=8, seed=None,
+        )  # fmt: skip
+        made = await asyncio.gather(
+            *(store.create_job(prompt=f"job {n}", **values) for n in range(40))
+        )
+        ids = [job.id for job in made]
+        assert len(set(ids)) == 40 and ids == sorted(ids)
+        async with store.engine.connect() as conn:
+            prompts = dict((await conn.execute(sa.select(jobs.c.id, jobs.c.prompt))).all())
+        assert [prompts[i] for i in ids] == [f"job {n}" for n in range(40)]
+
+        bad = Statement(jobs.insert(), {"user_id": 1})  # NOT NULL columns missing
+        writes = []
+        for job_id in ids:
+            writes.append(store.update_job(job_id, state="running", started_at=1.0))
+            writes.append(store.update_job(job_id, state="done", finished_at=2.0))
+        writes.append(store._write(bad))
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        assert all(o is None for o in outcomes[:-1])
+        assert isinstance(outcomes[-1], Exception)
+        async with store.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(jobs.c.state, jobs.c.finished_at))).all()
+        assert {tuple(r) for r in rows} == {("done", 2.0)}
+    finally:
+        await store.close()

@@ -19,7 +19,8 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Self, TypeVar
+from dataclasses import dataclass
+from typing import Any, Self, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -34,8 +35,27 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 256
 """Writes committed in one transaction at most."""
 
-Write = Callable[[AsyncConnection], Awaitable[Any]]
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A write that is one statement and its parameters. The writer runs consecutive ones of
+    the same shape (statement and parameter names) as one executemany: through the async
+    driver a statement costs ~0.4 ms of CPU, a row of an executemany ~0.02 ms, and a burst of
+    jobs writes the same few shapes over and over. ``key``: an insert whose new primary key
+    (that column) is the write's result."""
+
+    sql: Any
+    params: dict[str, Any]
+    key: sa.Column[Any] | None = None
+
+    @property
+    def shape(self) -> tuple[int, tuple[str, ...]]:
+        return id(self.sql), tuple(sorted(self.params))
+
+
+Write = Callable[[AsyncConnection], Awaitable[Any]] | Statement
 
 RETRY_SECONDS = 60.0
 """How long an operation waits for a database that went away (a restart, a failover, a cut
@@ -188,9 +208,23 @@ class Database:
                     future.set_result(result)
 
     async def _commit(self, writes: list[Write]) -> list[Any]:
-        """``writes`` in one transaction; their results."""
+        """``writes`` in one transaction, in order (a run of ``Statement``s of one shape as
+        one executemany); their results."""
+        results: list[Any] = []
         async with self.engine.begin() as conn:
-            return [await write(conn) for write in writes]
+            start = 0
+            while start < len(writes):
+                write = writes[start]
+                if not isinstance(write, Statement):
+                    results.append(await write(conn))
+                    start += 1
+                    continue
+                end = start + 1
+                while end < len(writes) and _same_shape(writes[end], write):
+                    end += 1
+                results += await _execute(conn, cast(list[Statement], writes[start:end]))
+                start = end
+        return results
 
     async def flush(self) -> None:
         """Wait until every queued write is committed."""
@@ -255,6 +289,28 @@ class Database:
         if lock is None:
             lock = self._row_locks[(table, key)] = asyncio.Lock()
         return lock
+
+
+def _same_shape(write: Write, statement: Statement) -> bool:
+    return isinstance(write, Statement) and write.shape == statement.shape
+
+
+async def _execute(conn: AsyncConnection, run: list[Statement]) -> list[Any]:
+    """Statements of one shape: one execute, or one executemany for several."""
+    first = run[0]
+    if len(run) == 1:
+        result = await conn.execute(first.sql, first.params)
+        if first.key is None:
+            return [None]
+        inserted = result.inserted_primary_key
+        assert inserted is not None
+        return [int(inserted[0])]
+    params = [statement.params for statement in run]
+    if first.key is None:
+        await conn.execute(first.sql, params)
+        return [None] * len(run)
+    keyed = first.sql.returning(first.key, sort_by_parameter_order=True)
+    return [int(key) for key in (await conn.execute(keyed, params)).scalars()]
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .database import Database
+from .database import Database, Statement
 from .records import NOTHING_MADE, JobRecord, JobState
 from .schema import jobs
 from .usage import give_back_charge
@@ -30,12 +30,7 @@ class JobLog(Database):
         values.setdefault("state", JobState.QUEUED)
         values.setdefault("created_at", time.time())
 
-        async def insert(conn: AsyncConnection) -> int:
-            inserted = (await conn.execute(_INSERT_JOB, values)).inserted_primary_key
-            assert inserted is not None
-            return int(inserted[0])
-
-        job_id = await self._write(insert)
+        job_id = await self._write(Statement(_INSERT_JOB, values, key=jobs.c.id))
         fields: dict[str, Any] = {k: values[k] for k in _JOB_FIELDS if k in values}
         return JobRecord(id=job_id, **fields)
 
@@ -46,14 +41,15 @@ class JobLog(Database):
         own endings, recovery, the reaper): one that sets a state without an image
         (``NOTHING_MADE``) gives the job's daily-budget charge back in the same transaction,
         once, however many endings a job is given."""
-        ends_empty = values.get("state") in NOTHING_MADE
+        change = Statement(_UPDATE_JOB, {**values, "job_id_": job_id})
+        if values.get("state") not in NOTHING_MADE:
+            return self._write(change)
 
-        async def update(conn: AsyncConnection) -> None:
-            await conn.execute(_UPDATE_JOB, {**values, "job_id_": job_id})
-            if ends_empty:
-                await give_back_charge(conn, job_id)
+        async def update_and_give_back(conn: AsyncConnection) -> None:
+            await conn.execute(change.sql, change.params)
+            await give_back_charge(conn, job_id)
 
-        return self._write(update)
+        return self._write(update_and_give_back)
 
     async def job(self, job_id: int) -> JobRecord | None:
         async with self.engine.connect() as conn:
