@@ -118,7 +118,7 @@ def test_a_secret_survives_in_no_field_message_traceback_or_stack():
     except RuntimeError as exc:
         exc_info = (type(exc), exc, exc.__traceback__)
     stack = f'  File "x.py", line 1\n    key = "{secret}"'
-    url = "PATCH https://discord.com/api/v10/webhooks/123/" + "a" * 70 + "/messages/1"
+    url = "PATCH https://discord.example.invalid/api/v10/webhooks/123/" + "a" * 70 + "/messages/1"
 
     def records() -> list[logging.LogRecord]:  # fresh ones: the filter rewrites a record
         return [

@@ -331,7 +331,7 @@ def test_a_backends_file_routes_and_disables_them(tmp_path):
     config = tmp_path / "backends.toml"
     config.write_text(
         'disable = ["upscaler"]\n'
-        '[backends.my-fill]\nkind = "fill"\nurl = "https://me-flux-1-fill-dev.hf.space"\n'
+        '[backends.my-fill]\nkind = "fill"\nurl = "https://me-flux-1-fill-dev.example.invalid"\n'
         'space = "me/FLUX.1-Fill-dev"\n'
         '[fill]\nflux-fill-dev = ["my-fill", "fill"]\n'
     )
