@@ -236,13 +236,7 @@ class ImagineBot(commands.AutoShardedBot):
         from imagine.tasks import build_app, prepare_schema
 
         settings = self.settings
-        self.shared_queue = SharedScheduler(
-            self.store,
-            settings.max_concurrent_jobs,
-            max_queued_per_user=settings.max_jobs_per_user,
-            max_total=settings.max_queued_jobs,
-            lease_seconds=settings.job_lease_seconds,
-        )
+        self.shared_queue = SharedScheduler.from_settings(self.store, settings)
         app = build_app(settings.database_url)
         self.procrastinate = await app.open_async()
         await prepare_schema(app, self.store)

@@ -126,13 +126,7 @@ class Worker:
         self.store = await Store.open(settings.database_url)
         self.shared_rests = SharedRests(self.engine.rests, self.store)
         await self.shared_rests.refresh()
-        self.queue = SharedScheduler(
-            self.store,
-            settings.max_concurrent_jobs,
-            max_queued_per_user=settings.max_jobs_per_user,
-            max_total=settings.max_queued_jobs,
-            lease_seconds=settings.job_lease_seconds,
-        )
+        self.queue = SharedScheduler.from_settings(self.store, settings)
         self.metrics.watch_shared_queue(self.queue.counts)
         self.roster = Roster(self.store)
         tokens = MemberTokens(self.store, Vault.from_setting(settings.secrets_key))

@@ -248,7 +248,7 @@ async def check_job_service(settings: Settings, out: TextIO) -> int:
         rests = await store.quota_rests()
         if settings.uses_workers:
             alive = await Roster(store).alive(settings.job_lease_seconds)
-            queue = SharedScheduler(store, settings.max_concurrent_jobs)
+            queue = SharedScheduler.from_settings(store, settings)
             waiting, running = await queue.counts()
             owners = await queue.owners()
     finally:

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .jobs import QueueFull, SchedulerBusy
+from .settings import Settings
 from .store import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -135,6 +136,17 @@ class SharedScheduler:
         self.max_total = max_total
         self.lease_seconds = lease_seconds
         self.now = clock(store)
+
+    @classmethod
+    def from_settings(cls, store: Store, settings: Settings) -> SharedScheduler:
+        """The queue with the limits the settings give (every process of one bot alike)."""
+        return cls(
+            store,
+            settings.max_concurrent_jobs,
+            max_queued_per_user=settings.max_jobs_per_user,
+            max_total=settings.max_queued_jobs,
+            lease_seconds=settings.job_lease_seconds,
+        )
 
     # -- the one way in: a locked transaction ---------------------------------------------
 
