@@ -51,6 +51,7 @@ import procrastinate
 from dotenv import load_dotenv
 
 from discord_jobs.earlier_input import read_earlier_input
+from discord_jobs.endings import end_cancelled, end_failed
 from discord_jobs.recovery import INTERRUPTED, ending_shown, reap_orphans
 from discord_jobs.render import Offers
 from discord_jobs.replies import WebhookReply
@@ -65,7 +66,7 @@ from imagine.jobs import Scheduler
 from imagine.member_tokens import MemberTokens
 from imagine.metrics import Metrics
 from imagine.ops_http import OpsServer, database_answers, serve
-from imagine.outcomes import Failure, Outcome
+from imagine.outcomes import Failure
 from imagine.progress import StatusEditor
 from imagine.roster import Roster
 from imagine.runner import JobRunner
@@ -318,12 +319,7 @@ class Worker:
         await self.runner.start(job, ticket, reply, work)  # later Cancels: signal, heartbeat
 
     async def _cancelled(self, job: JobRecord, reply: WebhookReply, by: str | None) -> None:
-        with contextlib.suppress(discord.HTTPException):
-            await reply.cancelled(job, by)
-        await self.store.update_job(
-            job.id, state=JobState.CANCELLED, finished_at=time.time(), interaction_token=None
-        )
-        self.metrics.job_ended(job, Outcome.CANCELLED)
+        await end_cancelled(self.store, self.metrics, reply, job, by)
 
     async def _inputs(self, job: JobRecord) -> tuple[InputImage, ...]:
         """The job's input image, read back from Discord and checked against its hash."""
@@ -333,16 +329,7 @@ class Worker:
         return (earlier.image.as_media(),)
 
     async def _fail(self, job: JobRecord, reply: WebhookReply, message: Shown) -> None:
-        with contextlib.suppress(discord.HTTPException):
-            await reply.fail(Failure(job, message))
-        await self.store.update_job(
-            job.id,
-            state=JobState.FAILED,
-            finished_at=time.time(),
-            error=message[:1000],
-            interaction_token=None,
-        )
-        self.metrics.job_ended(job, Outcome.FAILED)
+        await end_failed(self.store, self.metrics, reply, Failure(job, message))
 
     async def _lost_before_start(self, job_id: int) -> None:
         """Something failed before the runner had the job: its reply must not stay on its
@@ -368,16 +355,8 @@ class Worker:
             log.info("job %s: its worker died; running it again", job.id)
             return True
         log.info("job %s: its worker died twice; telling it as interrupted", job.id)
-        with contextlib.suppress(discord.HTTPException):
-            await reply.fail(Failure(job, INTERRUPTED, interrupted=True))
-        await self.store.update_job(
-            job.id,
-            state=JobState.INTERRUPTED,
-            finished_at=time.time(),
-            error=INTERRUPTED,
-            interaction_token=None,
-        )
-        self.metrics.job_ended(job, Outcome.INTERRUPTED)
+        failure = Failure(job, INTERRUPTED, interrupted=True)
+        await end_failed(self.store, self.metrics, reply, failure)
         return False
 
     async def _still_mine(self, job: JobRecord) -> bool:

@@ -24,6 +24,7 @@ from imagine.shared import JobGone, SharedScheduler
 from imagine.store import JobRecord, JobState
 from imagine.store.database import retrying
 
+from .endings import end_failed
 from .launch import Admission, Launcher, Plan
 from .render import Offers
 from .replies import MessageReply
@@ -178,18 +179,7 @@ class SharedLauncher(Launcher):
         self.refresh_positions()
 
     async def _end_here(self, job: JobRecord, reply: Reply, message: Shown) -> None:
-        try:
-            await reply.fail(Failure(job, message))
-        except discord.HTTPException:
-            log.info("could not tell job %s it was refused", job.id)
-        await self.store.update_job(
-            job.id,
-            state=JobState.FAILED,
-            finished_at=time.time(),
-            error=message,
-            interaction_token=None,
-        )
-        self.runner.metrics.job_ended(job, Outcome.FAILED)
+        await end_failed(self.store, self.runner.metrics, reply, Failure(job, message))
 
     async def forget(self, job_id: int) -> None:
         """Stop showing a job's place (a worker started it, or it was cancelled)."""
